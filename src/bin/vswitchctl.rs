@@ -1,0 +1,208 @@
+//! `vswitchctl`: talk to a running vswitchd over its control socket.
+//! Sends one request, prints the reply as text (or as JSON with `--json`).
+
+use clap::{Parser, Subcommand};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::Duration;
+use vswitchd::control::api::{
+    CountReply, FdbShowReply, FdbSummary, PortReport, Reply, Request, StatusReply, socket_path,
+};
+use vswitchd::wire::MacAddr;
+
+/// Inspect and steer a running vswitchd instance.
+#[derive(Parser, Debug)]
+#[command(name = "vswitchctl", version)]
+struct Cli {
+    /// Instance to talk to (its socket is /run/vswitchd/NAME.sock).
+    #[arg(long, default_value = "vsw0", global = true)]
+    name: String,
+    /// Print the daemon's reply as JSON, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Instance summary: ports, MAC table size and counters.
+    Status,
+    /// Ports with interface, MAC, address and counters.
+    Ports,
+    /// The MAC table.
+    Fdb {
+        #[command(subcommand)]
+        cmd: FdbCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FdbCmd {
+    /// List entries (port, MAC, age in seconds or `static`) and table counters.
+    Show,
+    /// Remove learned entries, of one port or all; static entries stay.
+    Flush { port: Option<String> },
+    /// Add a static entry: MAC always goes to PORT (never ages, never moves).
+    Add { mac: MacAddr, port: String },
+    /// Remove the entry for MAC (static or learned).
+    Del { mac: MacAddr },
+}
+
+fn call(name: &str, req: &Request) -> Result<Reply, String> {
+    let path = socket_path(name);
+    let mut s = UnixStream::connect(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            format!(
+                "no vswitchd instance named {name} is running ({}: {e})",
+                path.display()
+            )
+        }
+        _ => format!("cannot connect to {}: {e}", path.display()),
+    })?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = serde_json::to_vec(req).expect("request serializes");
+    line.push(b'\n');
+    s.write_all(&line)
+        .map_err(|e| format!("cannot send to {}: {e}", path.display()))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .map_err(|e| format!("no reply from {}: {e}", path.display()))?;
+    serde_json::from_slice(&buf).map_err(|e| format!("bad reply from {}: {e}", path.display()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| format!("unexpected reply: {e}"))
+}
+
+fn print_summary(s: &FdbSummary) {
+    println!(
+        "MAC table: {} of {} entries, aging {} s; learned {}, expired {}, evicted {}, moved {}, refused {}",
+        s.size, s.max, s.aging_secs, s.learned, s.expired, s.evicted, s.moved, s.refused
+    );
+}
+
+fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
+    match cmd {
+        Cmd::Status => {
+            let s: StatusReply = parse(result)?;
+            println!(
+                "instance {} (pid {}), up {} s",
+                s.name, s.pid, s.uptime_secs
+            );
+            println!(
+                "subnet {}, gateway {}, mtu {}, {} port(s)",
+                s.subnet, s.gateway, s.mtu, s.ports
+            );
+            print_summary(&s.fdb);
+        }
+        Cmd::Ports => {
+            let ports: Vec<PortReport> = parse(result)?;
+            println!(
+                "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
+                "PORT",
+                "IFACE",
+                "MAC",
+                "ADDRESS",
+                "RX_PKTS",
+                "RX_BYTES",
+                "TX_PKTS",
+                "TX_BYTES",
+                "DROPS"
+            );
+            for p in &ports {
+                println!(
+                    "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
+                    p.info.name,
+                    p.info.ifname,
+                    p.info.mac.to_string(),
+                    format!("{}/{}", p.info.addr, p.info.prefix_len),
+                    p.rx_packets,
+                    p.rx_bytes,
+                    p.tx_packets,
+                    p.tx_bytes,
+                    p.drops.values().sum::<u64>()
+                );
+                if !p.drops.is_empty() {
+                    let parts: Vec<String> =
+                        p.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!("    drops: {}", parts.join(" "));
+                }
+            }
+        }
+        Cmd::Fdb { cmd: FdbCmd::Show } => {
+            let r: FdbShowReply = parse(result)?;
+            println!("{:<16} {:<17} {:>6}", "port", "MAC", "age");
+            for e in &r.entries {
+                let age = e
+                    .age
+                    .map_or_else(|| "static".to_string(), |a| a.to_string());
+                println!("{:<16} {:<17} {:>6}", e.port, e.mac.to_string(), age);
+            }
+            print_summary(&r.summary);
+        }
+        Cmd::Fdb {
+            cmd: FdbCmd::Flush { port },
+        } => {
+            let r: CountReply = parse(result)?;
+            match port {
+                Some(p) => println!("flushed {} learned entries of port {p}", r.removed),
+                None => println!("flushed {} learned entries", r.removed),
+            }
+        }
+        Cmd::Fdb {
+            cmd: FdbCmd::Add { mac, port },
+        } => println!("static entry {mac} -> {port} added"),
+        Cmd::Fdb {
+            cmd: FdbCmd::Del { mac },
+        } => println!("entry {mac} removed"),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let req = match &cli.cmd {
+        Cmd::Status => Request::Status,
+        Cmd::Ports => Request::Ports,
+        Cmd::Fdb { cmd } => match cmd {
+            FdbCmd::Show => Request::FdbShow,
+            FdbCmd::Flush { port } => Request::FdbFlush { port: port.clone() },
+            FdbCmd::Add { mac, port } => Request::FdbAdd {
+                mac: *mac,
+                port: port.clone(),
+            },
+            FdbCmd::Del { mac } => Request::FdbDel { mac: *mac },
+        },
+    };
+    let reply = match call(&cli.name, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vswitchctl: error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if !reply.ok {
+        eprintln!(
+            "vswitchctl: error: {}",
+            reply
+                .error
+                .as_deref()
+                .unwrap_or("the daemon refused the request")
+        );
+        return ExitCode::from(1);
+    }
+    let result = reply.result.unwrap_or(serde_json::Value::Null);
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&result).expect("json"));
+        return ExitCode::SUCCESS;
+    }
+    match print_text(&cli.cmd, result) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vswitchctl: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Command line -> validated [`Config`].
+//!
+//! Everything a start can be refused for is checked here, before anything is
+//! created, so a refused start leaves nothing behind. Each error is one line
+//! naming the culprit.
+
+use crate::control::netns;
+use crate::sys::IFNAMSIZ;
+use clap::Parser;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// An IPv4 network: address and prefix length, host bits zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Net {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Ipv4Net {
+    pub fn mask(self) -> u32 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix_len as u32)
+        }
+    }
+    pub fn contains(self, a: Ipv4Addr) -> bool {
+        u32::from(a) & self.mask() == u32::from(self.addr)
+    }
+    pub fn broadcast(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+    /// Host number `n` of the network (`n` = 1 is the first usable host),
+    /// if it is a usable host address.
+    pub fn host(self, n: u32) -> Option<Ipv4Addr> {
+        let size = 1u64 << (32 - self.prefix_len as u32);
+        if n == 0 || (n as u64) >= size - 1 {
+            return None;
+        }
+        Some(Ipv4Addr::from(u32::from(self.addr) + n))
+    }
+    /// Whether `a` is in the network and neither its network nor broadcast
+    /// address.
+    pub fn is_usable_host(self, a: Ipv4Addr) -> bool {
+        self.contains(a) && a != self.addr && a != self.broadcast()
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = s.split_once('/').ok_or_else(|| {
+            format!("'{s}' is not a subnet (expected ADDRESS/PREFIX, e.g. 192.168.88.0/24)")
+        })?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("'{s}': '{a}' is not an IPv4 address"))?;
+        let prefix_len: u8 = l
+            .parse()
+            .ok()
+            .filter(|&l| l <= 32)
+            .ok_or_else(|| format!("'{s}': prefix length '{l}' is not 0..32"))?;
+        let net = Ipv4Net { addr, prefix_len };
+        let host_bits = u32::from(addr) & !net.mask();
+        if host_bits != 0 {
+            let base = Ipv4Addr::from(u32::from(addr) & net.mask());
+            return Err(format!(
+                "'{s}' has host bits set (did you mean {base}/{prefix_len}?)"
+            ));
+        }
+        Ok(net)
+    }
+}
+
+/// vswitchd: a userspace L2 switch for network namespaces.
+///
+/// Creates (or uses) one network namespace per port, puts a TAP interface in
+/// each with an address from the subnet and a default route via the gateway,
+/// and switches Ethernet frames between them with a learning MAC table, as a
+/// Linux bridge with a veth pair per namespace would. Inspect and steer the
+/// running switch with `vswitchctl`. Must run as root.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "vswitchd",
+    version,
+    after_help = "Example: vswitchd --ports ns01,ns02\n  ns01 gets 192.168.88.11/24, ns02 192.168.88.12/24, both `default via 192.168.88.1`;\n  then: ip netns exec ns01 ping 192.168.88.12"
+)]
+pub struct Cli {
+    /// Ports, comma separated: NS[=ADDR]. NS is a network namespace name
+    /// (created, `ip netns` compatible, if missing; used as it is if it
+    /// exists). Without ADDR the n-th port (1-based) gets host 10+n of the
+    /// subnet (ns01 -> .11, ns02 -> .12). May be given several times.
+    #[arg(long, value_name = "NS[=ADDR],...", required = true)]
+    pub ports: Vec<String>,
+
+    /// Instance name; the control socket is /run/vswitchd/NAME.sock.
+    #[arg(long, default_value = "vsw0")]
+    pub name: String,
+
+    /// Name of the TAP interface created inside each namespace (at most 15 bytes).
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+
+    /// Subnet the ports' addresses come from.
+    #[arg(long, default_value = "192.168.88.0/24")]
+    pub subnet: String,
+
+    /// Gateway address: every namespace's default route points at it.
+    #[arg(long, default_value = "192.168.88.1")]
+    pub gateway: String,
+
+    /// Seconds a learned MAC stays in the table without being seen again.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub aging: u64,
+
+    /// Most entries the MAC table holds. When full, the least recently seen
+    /// entry of the port holding the most entries is evicted.
+    #[arg(long, default_value_t = 8192, value_name = "N")]
+    pub fdb_max: usize,
+
+    /// MTU of the TAP interfaces; frames up to MTU+14 bytes (+4 with a VLAN tag) pass.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: u32,
+
+    /// On exit, keep the namespaces vswitchd created (they are deleted otherwise).
+    #[arg(long)]
+    pub keep_netns: bool,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter;
+    /// RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+/// One port of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    pub netns: String,
+    pub addr: Ipv4Addr,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub name: String,
+    pub ifname: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub aging_secs: u64,
+    pub fdb_max: usize,
+    pub mtu: u32,
+    pub keep_netns: bool,
+    pub ports: Vec<PortSpec>,
+}
+
+/// Checks an interface name as the kernel's `dev_valid_name` does.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("--ifname: an interface name cannot be empty".into());
+    }
+    if name.len() >= IFNAMSIZ {
+        return Err(format!(
+            "--ifname '{name}' is {} bytes; interface names are at most {} bytes",
+            name.len(),
+            IFNAMSIZ - 1
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
+    {
+        return Err(format!(
+            "--ifname '{name}' is not a valid interface name (no '/', ':' or spaces)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an instance name: it becomes a file name under /run/vswitchd.
+pub fn check_instance_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--name '{name}' is not a valid instance name (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')"
+        ))
+    }
+}
+
+/// Parses `192.168.88.20` or `192.168.88.20/24` (the prefix must match the subnet).
+fn parse_port_addr(ns: &str, s: &str, subnet: Ipv4Net) -> Result<Ipv4Addr, String> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("port {ns}: '{s}' is not an IPv4 address"))?;
+    if let Some(l) = len
+        && l.parse::<u8>().ok() != Some(subnet.prefix_len)
+    {
+        return Err(format!(
+            "port {ns}: prefix /{l} differs from the subnet's /{} ({subnet})",
+            subnet.prefix_len
+        ));
+    }
+    Ok(addr)
+}
+
+impl Cli {
+    /// Validates the command line into a [`Config`].
+    pub fn into_config(self) -> Result<Config, String> {
+        check_instance_name(&self.name)?;
+        check_ifname(&self.ifname)?;
+        let subnet: Ipv4Net = self.subnet.parse().map_err(|e| format!("--subnet {e}"))?;
+        if subnet.prefix_len > 30 {
+            return Err(format!(
+                "--subnet {subnet} is too small: it has no room for a gateway and a port (use /30 or larger)"
+            ));
+        }
+        let gateway: Ipv4Addr = self
+            .gateway
+            .parse()
+            .map_err(|_| format!("--gateway '{}' is not an IPv4 address", self.gateway))?;
+        if !subnet.is_usable_host(gateway) {
+            return Err(format!(
+                "--gateway {gateway} is not a host address of the subnet {subnet}"
+            ));
+        }
+        if self.aging == 0 || self.aging > 1_000_000 {
+            return Err(format!("--aging {} must be 1..1000000 seconds", self.aging));
+        }
+        if self.fdb_max == 0 || self.fdb_max > 16_000_000 {
+            return Err(format!("--fdb-max {} must be 1..16000000", self.fdb_max));
+        }
+        if !(68..=65521).contains(&self.mtu) {
+            return Err(format!("--mtu {} must be 68..65521", self.mtu));
+        }
+
+        let items: Vec<&str> = self
+            .ports
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(str::trim)
+            .collect();
+        let mut ports: Vec<PortSpec> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let (ns, addr) = match item.split_once('=') {
+                Some((ns, a)) => (ns, Some(a)),
+                None => (*item, None),
+            };
+            netns::check_name(ns).map_err(|e| format!("--ports: {e}"))?;
+            if ports.iter().any(|p| p.netns == ns) {
+                return Err(format!("--ports: namespace {ns} is listed twice"));
+            }
+            let addr = match addr {
+                Some(a) => parse_port_addr(ns, a, subnet)?,
+                None => subnet.host(10 + i as u32 + 1).ok_or_else(|| {
+                    format!(
+                        "--subnet {subnet} is too small for {} ports: port {ns} (number {}) would get host {} (give it an address with {ns}=ADDR or use a larger subnet)",
+                        items.len(),
+                        i + 1,
+                        11 + i
+                    )
+                })?,
+            };
+            if !subnet.is_usable_host(addr) {
+                return Err(format!(
+                    "port {ns}: address {addr} is not a host address of the subnet {subnet}"
+                ));
+            }
+            if addr == gateway {
+                return Err(format!(
+                    "port {ns}: address {addr} is the gateway's address"
+                ));
+            }
+            if let Some(other) = ports.iter().find(|p| p.addr == addr) {
+                return Err(format!(
+                    "port {ns}: address {addr} is already taken by port {}",
+                    other.netns
+                ));
+            }
+            ports.push(PortSpec {
+                netns: ns.to_string(),
+                addr,
+            });
+        }
+        // An explicit address later in the list may collide with an earlier
+        // default one; the loop above catches that in either order.
+        if ports.is_empty() {
+            return Err("--ports: at least one namespace is needed".into());
+        }
+        if ports.len() > u16::MAX as usize - 1 {
+            return Err("--ports: too many ports".into());
+        }
+        Ok(Config {
+            name: self.name,
+            ifname: self.ifname,
+            subnet,
+            gateway,
+            aging_secs: self.aging,
+            fdb_max: self.fdb_max,
+            mtu: self.mtu,
+            keep_netns: self.keep_netns,
+            ports,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Result<Config, String> {
+        let mut v = vec!["vswitchd"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap().into_config()
+    }
+
+    #[test]
+    fn defaults_follow_the_seeds() {
+        let c = cfg(&["--ports", "ns01,ns02"]).unwrap();
+        assert_eq!(c.name, "vsw0");
+        assert_eq!(c.ifname, "eth0");
+        assert_eq!(c.subnet.to_string(), "192.168.88.0/24");
+        assert_eq!(c.gateway, Ipv4Addr::new(192, 168, 88, 1));
+        assert_eq!(c.aging_secs, 300);
+        assert_eq!(c.fdb_max, 8192);
+        assert_eq!(c.mtu, 1500);
+        assert_eq!(
+            c.ports,
+            vec![
+                PortSpec {
+                    netns: "ns01".into(),
+                    addr: Ipv4Addr::new(192, 168, 88, 11)
+                },
+                PortSpec {
+                    netns: "ns02".into(),
+                    addr: Ipv4Addr::new(192, 168, 88, 12)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn explicit_addresses_and_repeated_flags() {
+        let c = cfg(&[
+            "--ports",
+            "a=192.168.88.50",
+            "--ports",
+            "b,c=192.168.88.60/24",
+        ])
+        .unwrap();
+        let addrs: Vec<String> = c.ports.iter().map(|p| p.addr.to_string()).collect();
+        assert_eq!(addrs, ["192.168.88.50", "192.168.88.12", "192.168.88.60"]);
+    }
+
+    #[test]
+    fn refusals_name_the_culprit() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--ports", "a,a"], "namespace a is listed twice"),
+            (&["--ports", "a/b"], "a/b"),
+            (&["--ports", ".."], "'..'"),
+            (&["--ports", "a,,b"], "cannot be empty"),
+            (&["--ports", "a=10.0.0.5"], "port a: address 10.0.0.5"),
+            (&["--ports", "a=192.168.88.1"], "gateway"),
+            (&["--ports", "a=192.168.88.255"], "192.168.88.255"),
+            (
+                &["--ports", "a=192.168.88.12,b"],
+                "port b: address 192.168.88.12 is already taken by port a",
+            ),
+            (&["--ports", "a=192.168.88.5/16"], "prefix /16"),
+            (&["--ports", "a=300.1.1.1"], "'300.1.1.1'"),
+            (
+                &[
+                    "--ports",
+                    "a,b,c,d,e",
+                    "--subnet",
+                    "10.0.0.0/28",
+                    "--gateway",
+                    "10.0.0.1",
+                ],
+                "too small for 5 ports: port e",
+            ),
+            (&["--ports", "a", "--subnet", "10.0.0.0/31"], "too small"),
+            (
+                &["--ports", "a", "--subnet", "10.0.0.1/24"],
+                "did you mean 10.0.0.0/24",
+            ),
+            (
+                &["--ports", "a", "--ifname", "abcdefghijklmnop"],
+                "16 bytes",
+            ),
+            (
+                &["--ports", "a", "--ifname", "a b"],
+                "not a valid interface name",
+            ),
+            (&["--ports", "a", "--name", "../x"], "--name"),
+            (
+                &["--ports", "a", "--gateway", "10.1.1.1"],
+                "--gateway 10.1.1.1",
+            ),
+            (&["--ports", "a", "--aging", "0"], "--aging"),
+            (&["--ports", "a", "--fdb-max", "0"], "--fdb-max"),
+            (&["--ports", "a", "--mtu", "10"], "--mtu"),
+        ];
+        for (args, want) in cases {
+            let err = cfg(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: '{err}' lacks '{want}'");
+            assert!(
+                !err.contains('\n'),
+                "{args:?}: error is not one line: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn subnet_small_but_sufficient() {
+        // /28 has hosts 1..14: one port gets .11, which fits.
+        let c = cfg(&[
+            "--ports",
+            "a",
+            "--subnet",
+            "10.0.0.0/28",
+            "--gateway",
+            "10.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(c.ports[0].addr, Ipv4Addr::new(10, 0, 0, 11));
+    }
+}

@@ -1,0 +1,221 @@
+//! The control protocol between `vswitchctl` and the daemon, and the handler
+//! that turns a request into a reply against the running [`Switch`].
+//!
+//! Wire format: the client sends one JSON [`Request`] on one line; the daemon
+//! answers with one JSON [`Reply`] and closes the connection. `vswitchctl
+//! --json` prints the reply's `result` as it came.
+
+use crate::datapath::{Instance, PortCounters, PortInfo, Switch};
+use crate::port::Port;
+use crate::switch::{DropReason, FdbStats, Millis};
+use crate::wire::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Directory of control sockets: `/run/vswitchd/NAME.sock`.
+pub const RUN_DIR: &str = "/run/vswitchd";
+
+pub fn socket_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(RUN_DIR).join(format!("{name}.sock"))
+}
+
+/// A command for the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Ports,
+    FdbShow,
+    FdbFlush { port: Option<String> },
+    FdbAdd { mac: MacAddr, port: String },
+    FdbDel { mac: MacAddr },
+}
+
+/// The daemon's answer: `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    pub fn ok<T: Serialize>(v: T) -> Reply {
+        Reply {
+            ok: true,
+            result: Some(serde_json::to_value(v).expect("reply serializes")),
+            error: None,
+        }
+    }
+    pub fn err(msg: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            result: None,
+            error: Some(msg.into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub name: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub subnet: String,
+    pub gateway: String,
+    pub mtu: u32,
+    pub ports: usize,
+    pub fdb: FdbSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbSummary {
+    pub size: usize,
+    pub max: usize,
+    pub aging_secs: u64,
+    pub learned: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub moved: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortReport {
+    #[serde(flatten)]
+    pub info: PortInfo,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Drops by reason (only reasons with a non-zero count).
+    pub drops: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbRow {
+    pub port: String,
+    pub mac: MacAddr,
+    /// Seconds since last seen; `null` for static entries.
+    pub age: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbShowReply {
+    pub entries: Vec<FdbRow>,
+    #[serde(flatten)]
+    pub summary: FdbSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CountReply {
+    pub removed: usize,
+}
+
+fn summary<P: Port>(sw: &Switch<P>) -> FdbSummary {
+    let f = sw.fdb();
+    let FdbStats {
+        learned,
+        expired,
+        evicted,
+        moved,
+        refused,
+    } = f.stats();
+    FdbSummary {
+        size: f.len(),
+        max: f.max_entries(),
+        aging_secs: f.aging_ms() / 1000,
+        learned,
+        expired,
+        evicted,
+        moved,
+        refused,
+    }
+}
+
+fn report(info: &PortInfo, c: &PortCounters) -> PortReport {
+    PortReport {
+        info: info.clone(),
+        rx_packets: c.rx_packets,
+        rx_bytes: c.rx_bytes,
+        tx_packets: c.tx_packets,
+        tx_bytes: c.tx_bytes,
+        drops: DropReason::ALL
+            .iter()
+            .filter(|r| c.drops[**r as usize] > 0)
+            .map(|r| (r.name().to_string(), c.drops[*r as usize]))
+            .collect(),
+    }
+}
+
+/// Executes `req` against the switch at time `now`.
+pub fn handle<P: Port>(req: Request, sw: &mut Switch<P>, inst: &Instance, now: Millis) -> Reply {
+    // Keep what is shown consistent with what forwarding sees.
+    sw.fdb_mut().expire(now);
+    let port_id = |sw: &Switch<P>, name: &str| {
+        sw.port_by_name(name)
+            .ok_or_else(|| Reply::err(format!("no port named {name}")))
+    };
+    match req {
+        Request::Status => Reply::ok(StatusReply {
+            name: inst.name.clone(),
+            pid: std::process::id(),
+            uptime_secs: inst.started.elapsed().map_or(0, |d| d.as_secs()),
+            subnet: inst.subnet.clone(),
+            gateway: inst.gateway.to_string(),
+            mtu: inst.mtu,
+            ports: sw.ports().count(),
+            fdb: summary(sw),
+        }),
+        Request::Ports => Reply::ok(
+            sw.ports()
+                .map(|(_, s)| report(&s.info, &s.counters))
+                .collect::<Vec<_>>(),
+        ),
+        Request::FdbShow => {
+            let entries = sw
+                .fdb()
+                .entries(now)
+                .into_iter()
+                .map(|e| FdbRow {
+                    port: sw
+                        .port(e.port)
+                        .map_or_else(|| format!("#{}", e.port), |s| s.info.name.clone()),
+                    mac: e.mac,
+                    age: e.age_ms.map(|a| a / 1000),
+                })
+                .collect();
+            Reply::ok(FdbShowReply {
+                entries,
+                summary: summary(sw),
+            })
+        }
+        Request::FdbFlush { port } => {
+            let id = match port.as_deref().map(|p| port_id(sw, p)).transpose() {
+                Ok(id) => id,
+                Err(r) => return r,
+            };
+            let removed = sw.fdb_mut().flush(id);
+            Reply::ok(CountReply { removed })
+        }
+        Request::FdbAdd { mac, port } => {
+            let id = match port_id(sw, &port) {
+                Ok(id) => id,
+                Err(r) => return r,
+            };
+            match sw.fdb_mut().add_static(mac, id) {
+                Ok(()) => Reply::ok(CountReply { removed: 0 }),
+                Err(e) => Reply::err(e.to_string()),
+            }
+        }
+        Request::FdbDel { mac } => {
+            if sw.fdb_mut().remove(mac) {
+                Reply::ok(CountReply { removed: 1 })
+            } else {
+                Reply::err(format!("{mac} is not in the MAC table"))
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! A small synchronous rtnetlink client: link state, MAC, MTU, IPv4
+//! addresses and routes, built on `netlink-packet-route` messages over a
+//! `netlink-sys` socket. The socket belongs to the network namespace of the
+//! thread that opened it, so open it inside [`crate::control::netns::in_netns`].
+//!
+//! Every request asks for an ACK and waits for it; a kernel error comes back
+//! as `io::Error` carrying the errno.
+
+use crate::wire::MacAddr;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// An rtnetlink socket in the namespace it was opened in.
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Netlink {
+    pub fn open() -> io::Result<Netlink> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        Ok(Netlink {
+            sock,
+            seq: 0,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Index of interface `name` in this namespace.
+    pub fn link_index(name: &str) -> io::Result<u32> {
+        nix::net::if_::if_nametoindex(name).map_err(io::Error::from)
+    }
+
+    /// Sets link `index` up, and optionally its MAC and MTU, in one request.
+    pub fn set_link(
+        &mut self,
+        index: u32,
+        mac: Option<MacAddr>,
+        mtu: Option<u32>,
+    ) -> io::Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        if let Some(mac) = mac {
+            msg.attributes
+                .push(LinkAttribute::Address(mac.to_bytes().to_vec()));
+        }
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        self.request(RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    /// Adds `addr/prefix_len` (with its broadcast address) to link `index`.
+    pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = prefix_len;
+        msg.header.index = index;
+        let mask = if prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix_len as u32)
+        };
+        let brd = Ipv4Addr::from(u32::from(addr) | !mask);
+        msg.attributes
+            .push(AddressAttribute::Local(IpAddr::V4(addr)));
+        msg.attributes
+            .push(AddressAttribute::Address(IpAddr::V4(addr)));
+        if prefix_len < 31 {
+            msg.attributes.push(AddressAttribute::Broadcast(brd));
+        }
+        self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Adds `default via gateway dev index` to the main table. Fails with
+    /// `AlreadyExists` if there is a default route already.
+    pub fn add_default_route(&mut self, gateway: Ipv4Addr, index: u32) -> io::Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.destination_prefix_length = 0;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes.push(RouteAttribute::Oif(index));
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Sends one request with `NLM_F_REQUEST | NLM_F_ACK | extra_flags` and
+    /// waits for its ACK or error.
+    fn request(&mut self, payload: RouteNetlinkMessage, extra_flags: u16) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | extra_flags;
+        header.sequence_number = self.seq;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(payload));
+        msg.finalize();
+        let len = msg.buffer_len();
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        msg.serialize(&mut self.buf[..len]);
+        self.sock.send(&self.buf[..len], 0)?;
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+            let mut off = 0;
+            while off < n {
+                let reply: NetlinkMessage<RouteNetlinkMessage> =
+                    NetlinkMessage::deserialize(&self.buf[off..n]).map_err(|e| {
+                        io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {e}"))
+                    })?;
+                let step = reply.header.length as usize;
+                if reply.header.sequence_number == self.seq
+                    && let NetlinkPayload::Error(err) = reply.payload
+                {
+                    return match err.code {
+                        None => Ok(()),
+                        Some(_) => Err(err.to_io()),
+                    };
+                }
+                if step == 0 {
+                    break;
+                }
+                off += (step + 3) & !3;
+            }
+        }
+    }
+}

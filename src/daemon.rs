@@ -1,0 +1,290 @@
+//! Start-up and shut-down of a vswitchd instance: everything between a
+//! validated [`Config`] and the datapath loop.
+//!
+//! Start-up order: block SIGINT/SIGTERM (their signalfd is read by the loop),
+//! take the instance lock (`/run/vswitchd/NAME.lock`), then for each port
+//! open or create its namespace and, on a thread inside it, create the TAP and
+//! configure it over netlink; then bind the control socket and report ready.
+//! Each step's product is an RAII value (TAP fd, created namespace, socket,
+//! lock), so a failure at any step unwinds everything done before it.
+//!
+//! Shut-down: the TAPs are closed (the kernel removes them), then the
+//! namespaces this process created are deleted unless `--keep-netns`; every
+//! failure is logged and teardown carries on.
+
+use crate::config::Config;
+use crate::control::api::{RUN_DIR, socket_path};
+use crate::control::netlink::Netlink;
+use crate::control::netns::{Netns, NetnsError};
+use crate::control::server::ControlServer;
+use crate::datapath::{self, Clock, Instance, PortInfo, Switch};
+use crate::port::tap::{Tap, TapError};
+use crate::switch::Fdb;
+use crate::wire::MacAddr;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("an instance named {name} is already running (control socket {socket})")]
+    AlreadyRunning { name: String, socket: String },
+    #[error("cannot take the instance lock {path}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("cannot set up signal handling: {0}")]
+    Signals(nix::Error),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Tap(#[from] TapError),
+    #[error("namespace {netns}: {step}: {source}")]
+    Netlink {
+        netns: String,
+        step: String,
+        source: io::Error,
+    },
+    #[error("cannot create the control socket {path}: {source}")]
+    Control { path: PathBuf, source: io::Error },
+    #[error("datapath failed: {0}")]
+    Datapath(io::Error),
+}
+
+/// Exclusive lock on an instance name, held for the life of the process.
+/// The lock file is removed on drop (while still locked).
+pub struct InstanceLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl InstanceLock {
+    pub fn acquire(name: &str) -> Result<InstanceLock, DaemonError> {
+        let path = PathBuf::from(RUN_DIR).join(format!("{name}.lock"));
+        let err = |source: io::Error| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(RUN_DIR)
+            .map_err(err)?;
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+                .map_err(err)?;
+            // SAFETY: flock on a descriptor we own; no memory is passed.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc != 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    return Err(DaemonError::AlreadyRunning {
+                        name: name.into(),
+                        socket: socket_path(name).display().to_string(),
+                    });
+                }
+                return Err(err(e));
+            }
+            // The previous holder may have unlinked the file between our open
+            // and our flock; then we hold a lock on a dead inode. Retry.
+            let same = match (file.metadata(), std::fs::metadata(&path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if same {
+                return Ok(InstanceLock { _file: file, path });
+            }
+        }
+    }
+}
+
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A configured port: its TAP first, so the TAP closes before the namespace
+/// is deleted when both are dropped.
+struct PortSetup {
+    tap: Tap,
+    ns: Netns,
+    info: PortInfo,
+}
+
+/// Creates and configures the TAP of one port inside `ns`.
+fn setup_port(cfg: &Config, ns: &Netns, addr: Ipv4Addr) -> Result<(Tap, MacAddr), DaemonError> {
+    let netns = ns.name().to_string();
+    let mac = MacAddr::stable_local(&format!("{netns}/{}", cfg.ifname));
+    ns.run(|| -> Result<(Tap, MacAddr), DaemonError> {
+        let nl_err = |step: String| {
+            let netns = netns.clone();
+            move |source: io::Error| DaemonError::Netlink {
+                netns,
+                step,
+                source,
+            }
+        };
+        let tap = Tap::create_here(&cfg.ifname, &netns)?;
+        let mut nl = Netlink::open().map_err(nl_err("open netlink socket".into()))?;
+        let lo = Netlink::link_index("lo").map_err(nl_err("find lo".into()))?;
+        nl.set_link(lo, None, None)
+            .map_err(nl_err("set lo up".into()))?;
+        let idx =
+            Netlink::link_index(&cfg.ifname).map_err(nl_err(format!("find {}", cfg.ifname)))?;
+        nl.set_link(idx, Some(mac), Some(cfg.mtu))
+            .map_err(nl_err(format!(
+                "set {} up with MAC {mac} and MTU {}",
+                cfg.ifname, cfg.mtu
+            )))?;
+        nl.add_address(idx, addr, cfg.subnet.prefix_len)
+            .map_err(nl_err(format!(
+                "add address {addr}/{} to {}",
+                cfg.subnet.prefix_len, cfg.ifname
+            )))?;
+        match nl.add_default_route(cfg.gateway, idx) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::warn!(
+                    netns = %netns,
+                    "namespace already has a default route; left as it is (not via {})",
+                    cfg.gateway
+                );
+            }
+            Err(e) => {
+                return Err(nl_err(format!("add default route via {}", cfg.gateway))(e));
+            }
+        }
+        Ok((tap, mac))
+    })?
+}
+
+fn block_signals() -> Result<SignalFd, DaemonError> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGTERM);
+    mask.thread_block().map_err(DaemonError::Signals)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(DaemonError::Signals)
+}
+
+/// Tells systemd (or a test) we are ready, if `NOTIFY_SOCKET` is set.
+fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let addr = if let Some(abs) = target.strip_prefix('@') {
+        SocketAddr::from_abstract_name(abs.as_bytes())
+    } else {
+        SocketAddr::from_pathname(&target)
+    };
+    let sent = addr.and_then(|a| UnixDatagram::unbound()?.send_to_addr(b"READY=1\n", &a));
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify {target}: {e}");
+    }
+}
+
+/// Runs an instance until SIGINT/SIGTERM. Returns after a full teardown.
+pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    // Before any thread exists, so every thread inherits the mask.
+    let signals = block_signals()?;
+    let lock = InstanceLock::acquire(&cfg.name)?;
+
+    let mut setups: Vec<PortSetup> = Vec::with_capacity(cfg.ports.len());
+    for spec in &cfg.ports {
+        let ns = Netns::open_or_create(&spec.netns)?;
+        let created = ns.created();
+        // On error, `ns` (if we created it) and every earlier setup are
+        // dropped here: TAPs closed, created namespaces deleted.
+        let (tap, mac) = setup_port(&cfg, &ns, spec.addr)?;
+        tracing::info!(
+            port = %spec.netns,
+            netns_created = created,
+            "port ready: {} {mac} {}/{}",
+            cfg.ifname,
+            spec.addr,
+            cfg.subnet.prefix_len
+        );
+        setups.push(PortSetup {
+            tap,
+            ns,
+            info: PortInfo {
+                name: spec.netns.clone(),
+                ifname: cfg.ifname.clone(),
+                mac,
+                addr: spec.addr,
+                prefix_len: cfg.subnet.prefix_len,
+            },
+        });
+    }
+
+    let mut sw = Switch::new(
+        Fdb::new(cfg.aging_secs * 1000, cfg.fdb_max),
+        cfg.mtu as usize,
+    );
+    let mut namespaces = Vec::with_capacity(setups.len());
+    for s in setups {
+        sw.add_port(s.tap, s.info);
+        namespaces.push(s.ns);
+    }
+    let sock = socket_path(&cfg.name);
+    let result = (|| {
+        let mut control = ControlServer::bind(&sock).map_err(|source| DaemonError::Control {
+            path: sock.clone(),
+            source,
+        })?;
+        let instance = Instance {
+            name: cfg.name.clone(),
+            subnet: cfg.subnet.to_string(),
+            gateway: cfg.gateway,
+            mtu: cfg.mtu,
+            started: std::time::SystemTime::now(),
+        };
+        tracing::info!(
+            name = %cfg.name,
+            ports = cfg.ports.len(),
+            socket = %sock.display(),
+            "vswitchd ready: switching between {}",
+            cfg.ports.iter().map(|p| p.netns.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        notify_ready();
+        datapath::run(&mut sw, &mut control, &signals, &instance, &Clock::new())
+            .map_err(DaemonError::Datapath)
+    })();
+
+    // Teardown: TAPs first, then namespaces, then the lock.
+    drop(sw);
+    let mut failures = 0;
+    for mut ns in namespaces {
+        if !ns.created() {
+            continue;
+        }
+        if cfg.keep_netns {
+            tracing::info!(netns = ns.name(), "keeping namespace (--keep-netns)");
+            ns.keep();
+        } else if let Err(e) = ns.delete() {
+            tracing::error!("{e}");
+            failures += 1;
+        }
+    }
+    drop(lock);
+    if failures > 0 {
+        tracing::error!("teardown finished with {failures} error(s)");
+    } else {
+        tracing::info!("stopped");
+    }
+    result
+}

@@ -1,0 +1,65 @@
+//! In-memory port: a queue of frames to receive and a log of frames sent,
+//! shared with the test through an [`Rc`] handle. Used by the in-memory
+//! pipeline tests and the pipeline bench.
+
+use super::Port;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+
+#[derive(Default, Debug)]
+pub struct MemQueues {
+    /// Frames the switch will read from this port, front first.
+    pub rx: VecDeque<Vec<u8>>,
+    /// Frames the switch wrote to this port, in order.
+    pub tx: Vec<Vec<u8>>,
+    /// When set, sends fail with `WouldBlock` (a full queue).
+    pub tx_full: bool,
+    /// When false, sent frames are counted but not stored (benches).
+    pub keep_tx: bool,
+    pub tx_count: u64,
+}
+
+/// A port backed by [`MemQueues`].
+#[derive(Clone, Default)]
+pub struct MemPort(pub Rc<RefCell<MemQueues>>);
+
+impl MemPort {
+    pub fn new() -> Self {
+        let p = MemPort::default();
+        p.0.borrow_mut().keep_tx = true;
+        p
+    }
+    pub fn push_rx(&self, frame: &[u8]) {
+        self.0.borrow_mut().rx.push_back(frame.to_vec());
+    }
+    pub fn take_tx(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.0.borrow_mut().tx)
+    }
+}
+
+impl Port for MemPort {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut q = self.0.borrow_mut();
+        match q.rx.pop_front() {
+            Some(f) => {
+                let n = f.len().min(buf.len());
+                buf[..n].copy_from_slice(&f[..n]);
+                Ok(n)
+            }
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        let mut q = self.0.borrow_mut();
+        if q.tx_full {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        q.tx_count += 1;
+        if q.keep_tx {
+            q.tx.push(frame.to_vec());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! Ports: where frames enter and leave the switch.
+//!
+//! [`Port`] is the whole contract the datapath needs: a non-blocking receive
+//! of one frame and a send of one frame. [`tap::Tap`] is the real thing (a TAP
+//! device inside a network namespace); [`mem::MemPort`] is an in-memory
+//! double for tests and benches that drive the same pipeline without root.
+
+pub mod mem;
+pub mod tap;
+
+use std::io;
+
+/// A frame source and sink.
+pub trait Port {
+    /// Reads one frame into `buf`. Returns `ErrorKind::WouldBlock` when no
+    /// frame is waiting.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes one frame. `ErrorKind::WouldBlock` means the port's queue is full.
+    fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+}

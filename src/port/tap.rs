@@ -1,0 +1,102 @@
+//! TAP devices: the switch's ports into network namespaces.
+//!
+//! A TAP belongs to the network namespace of the thread that opened
+//! `/dev/net/tun` and called `TUNSETIFF`, so [`Tap::create_here`] must run on a
+//! thread that has entered the target namespace (see
+//! [`crate::control::netns::in_netns`]). The returned fd keeps working from
+//! any namespace. The device is not persistent: closing the fd (dropping the
+//! [`Tap`]) removes the interface from its namespace.
+
+use super::Port;
+use crate::sys::{IFF_NO_PI, IFF_TAP, IfReqFlags, tunsetiff};
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// One failing step of TAP creation, naming the interface and namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("namespace {netns}: cannot open /dev/net/tun: {source}")]
+    OpenTun { netns: String, source: nix::Error },
+    #[error("namespace {netns}: an interface named {ifname} already exists")]
+    Exists { netns: String, ifname: String },
+    #[error("namespace {netns}: cannot create TAP {ifname} (TUNSETIFF): {source}")]
+    SetIff {
+        netns: String,
+        ifname: String,
+        source: nix::Error,
+    },
+}
+
+/// An open TAP device.
+pub struct Tap {
+    fd: OwnedFd,
+    ifname: String,
+}
+
+impl Tap {
+    /// Creates TAP `ifname` in the calling thread's network namespace
+    /// (`netns` is only used in error messages). Refuses to attach to an
+    /// existing interface of that name.
+    pub fn create_here(ifname: &str, netns: &str) -> Result<Tap, TapError> {
+        if nix::net::if_::if_nametoindex(ifname).is_ok() {
+            return Err(TapError::Exists {
+                netns: netns.into(),
+                ifname: ifname.into(),
+            });
+        }
+        let fd = open(
+            "/dev/net/tun",
+            OFlag::O_RDWR | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|source| TapError::OpenTun {
+            netns: netns.into(),
+            source,
+        })?;
+        let req = IfReqFlags::new(ifname, IFF_TAP | IFF_NO_PI);
+        // SAFETY: `fd` is an open /dev/net/tun descriptor and `req` is a
+        // properly sized, NUL-terminated `struct ifreq` that outlives the call.
+        unsafe { tunsetiff(fd.as_raw_fd(), &req) }.map_err(|source| TapError::SetIff {
+            netns: netns.into(),
+            ifname: ifname.into(),
+            source,
+        })?;
+        Ok(Tap {
+            fd,
+            ifname: ifname.into(),
+        })
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+}
+
+impl AsRawFd for Tap {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Port for Tap {
+    #[inline]
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        nix::unistd::read(&self.fd, buf).map_err(io::Error::from)
+    }
+
+    #[inline]
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        // A TAP write takes one whole frame or fails; it never writes part.
+        nix::unistd::write(&self.fd, frame)
+            .map(|_| ())
+            .map_err(io::Error::from)
+    }
+}

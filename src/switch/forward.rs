@@ -1,0 +1,250 @@
+//! The forwarding decision: one frame, its ingress port and the time in,
+//! a [`Decision`] out. Pure: no I/O, no clock, no allocation.
+//!
+//! Order of checks (each failure is a named [`DropReason`]):
+//! 1. the frame holds an Ethernet header (`Runt`), and is not longer than
+//!    MTU + 14 bytes, + 4 when it carries an 802.1Q/802.1ad tag (`TooBig`);
+//! 2. the source is a unicast, non-zero MAC (`BadSource`), as the Linux
+//!    bridge requires; it is learned on the ingress port;
+//! 3. broadcast and multicast destinations flood; a known unicast goes to
+//!    its port, unless that is the ingress port (`SameSegment`: the
+//!    destination is on the segment the frame came from); an unknown
+//!    unicast floods. Flooding never includes the ingress port.
+
+use super::fdb::{Fdb, Learned, Millis, PortId};
+use crate::wire::{ETH_HEADER_LEN, ETHERTYPE_QINQ, ETHERTYPE_VLAN, MacAddr, VLAN_TAG_LEN};
+use smoltcp::wire::EthernetFrame;
+
+/// Why a frame was dropped. Every drop in the datapath has one of these and a
+/// counter (per port, indexed by `reason as usize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    Runt = 0,
+    /// Longer than MTU + header (+ tag).
+    TooBig,
+    /// Source MAC is multicast, broadcast or all-zero.
+    BadSource,
+    /// Destination is learned on the ingress port itself.
+    SameSegment,
+    /// The egress port's queue was full (the write would block).
+    TxQueueFull,
+    /// The egress port's write failed.
+    TxError,
+    /// Received on a port that is not up.
+    PortDown,
+}
+
+impl DropReason {
+    pub const COUNT: usize = 7;
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Runt,
+        DropReason::TooBig,
+        DropReason::BadSource,
+        DropReason::SameSegment,
+        DropReason::TxQueueFull,
+        DropReason::TxError,
+        DropReason::PortDown,
+    ];
+
+    /// Stable snake_case name used in `vswitchctl` output and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::TooBig => "too_big",
+            DropReason::BadSource => "bad_source",
+            DropReason::SameSegment => "same_segment",
+            DropReason::TxQueueFull => "tx_queue_full",
+            DropReason::TxError => "tx_error",
+            DropReason::PortDown => "port_down",
+        }
+    }
+}
+
+/// Where a frame goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// To this one port.
+    Unicast(PortId),
+    /// To every port but the ingress port.
+    Flood(FloodReason),
+    /// Nowhere.
+    Drop(DropReason),
+}
+
+/// Why a frame was flooded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloodReason {
+    Broadcast,
+    Multicast,
+    UnknownUnicast,
+}
+
+/// A decision plus what learning did with the source, for counters and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub learned: Option<Learned>,
+}
+
+impl Verdict {
+    const fn drop(r: DropReason) -> Self {
+        Verdict {
+            decision: Decision::Drop(r),
+            learned: None,
+        }
+    }
+}
+
+/// Largest frame accepted for a given MTU: header + MTU, + one VLAN tag
+/// when the frame is tagged.
+#[inline]
+pub fn max_frame_len(mtu: usize, tagged: bool) -> usize {
+    mtu + ETH_HEADER_LEN + if tagged { VLAN_TAG_LEN } else { 0 }
+}
+
+/// Decides where `frame`, received on `in_port` at `now`, goes; learns its
+/// source in `fdb` on the way.
+#[inline]
+pub fn decide(fdb: &mut Fdb, frame: &[u8], in_port: PortId, mtu: usize, now: Millis) -> Verdict {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return Verdict::drop(DropReason::Runt);
+    };
+    let ethertype = u16::from(eth.ethertype());
+    let tagged = ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ;
+    if frame.len() > max_frame_len(mtu, tagged) {
+        return Verdict::drop(DropReason::TooBig);
+    }
+    let src = MacAddr::from_slice(eth.src_addr().as_bytes());
+    if !src.is_valid_source() {
+        return Verdict::drop(DropReason::BadSource);
+    }
+    let learned = Some(fdb.learn(src, in_port, now));
+    let dst = MacAddr::from_slice(eth.dst_addr().as_bytes());
+    let decision = if dst == MacAddr::BROADCAST {
+        Decision::Flood(FloodReason::Broadcast)
+    } else if dst.is_multicast() {
+        Decision::Flood(FloodReason::Multicast)
+    } else {
+        match fdb.lookup(dst, now) {
+            Some(p) if p == in_port => Decision::Drop(DropReason::SameSegment),
+            Some(p) => Decision::Unicast(p),
+            None => Decision::Flood(FloodReason::UnknownUnicast),
+        }
+    };
+    Verdict { decision, learned }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(dst: &str, src: &str, ethertype: u16, payload: usize) -> Vec<u8> {
+        // Pre-filled with junk so a field we forget to write shows up.
+        let mut f = vec![0xa5; 14 + payload];
+        f[0..6].copy_from_slice(&dst.parse::<MacAddr>().unwrap().to_bytes());
+        f[6..12].copy_from_slice(&src.parse::<MacAddr>().unwrap().to_bytes());
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f
+    }
+    const A: &str = "02:00:00:00:00:0a";
+    const B: &str = "02:00:00:00:00:0b";
+    const BC: &str = "ff:ff:ff:ff:ff:ff";
+
+    #[test]
+    fn unknown_then_known_unicast() {
+        let mut fdb = Fdb::new(300_000, 100);
+        let v = decide(&mut fdb, &frame(B, A, 0x0800, 46), 0, 1500, 0);
+        assert_eq!(v.decision, Decision::Flood(FloodReason::UnknownUnicast));
+        assert_eq!(v.learned, Some(Learned::New { evicted: None }));
+        let v = decide(&mut fdb, &frame(A, B, 0x0800, 46), 1, 1500, 1);
+        assert_eq!(v.decision, Decision::Unicast(0));
+        let v = decide(&mut fdb, &frame(B, A, 0x0800, 46), 0, 1500, 2);
+        assert_eq!(v.decision, Decision::Unicast(1));
+        assert_eq!(v.learned, Some(Learned::Refreshed));
+    }
+
+    #[test]
+    fn broadcast_and_multicast_flood() {
+        let mut fdb = Fdb::new(300_000, 100);
+        // Even a learned "destination" of a multicast address cannot exist,
+        // and broadcast always floods.
+        assert_eq!(
+            decide(&mut fdb, &frame(BC, A, 0x0806, 28), 0, 1500, 0).decision,
+            Decision::Flood(FloodReason::Broadcast)
+        );
+        assert_eq!(
+            decide(
+                &mut fdb,
+                &frame("33:33:00:00:00:01", A, 0x86dd, 40),
+                0,
+                1500,
+                0
+            )
+            .decision,
+            Decision::Flood(FloodReason::Multicast)
+        );
+    }
+
+    #[test]
+    fn destination_on_ingress_port_is_dropped() {
+        let mut fdb = Fdb::new(300_000, 100);
+        decide(&mut fdb, &frame(BC, B, 0x0806, 28), 0, 1500, 0);
+        let v = decide(&mut fdb, &frame(B, A, 0x0800, 46), 0, 1500, 1);
+        assert_eq!(v.decision, Decision::Drop(DropReason::SameSegment));
+    }
+
+    #[test]
+    fn runts_bad_sources_and_sizes() {
+        let mut fdb = Fdb::new(300_000, 100);
+        for len in 0..14 {
+            let junk = vec![0xffu8; len];
+            assert_eq!(
+                decide(&mut fdb, &junk, 0, 1500, 0).decision,
+                Decision::Drop(DropReason::Runt)
+            );
+        }
+        // A bare header is a valid (if empty) frame.
+        assert_eq!(
+            decide(&mut fdb, &frame(BC, A, 0x0800, 0), 0, 1500, 0).decision,
+            Decision::Flood(FloodReason::Broadcast)
+        );
+        for src in [BC, "01:00:5e:00:00:01", "00:00:00:00:00:00"] {
+            assert_eq!(
+                decide(&mut fdb, &frame(B, src, 0x0800, 46), 0, 1500, 0).decision,
+                Decision::Drop(DropReason::BadSource)
+            );
+        }
+        // MTU + 14 passes, one more byte does not; a tag buys 4 bytes.
+        assert!(matches!(
+            decide(&mut fdb, &frame(B, A, 0x0800, 1500), 0, 1500, 0).decision,
+            Decision::Flood(_)
+        ));
+        assert_eq!(
+            decide(&mut fdb, &frame(B, A, 0x0800, 1501), 0, 1500, 0).decision,
+            Decision::Drop(DropReason::TooBig)
+        );
+        assert!(matches!(
+            decide(&mut fdb, &frame(B, A, 0x8100, 1504), 0, 1500, 0).decision,
+            Decision::Flood(_)
+        ));
+        assert_eq!(
+            decide(&mut fdb, &frame(B, A, 0x8100, 1505), 0, 1500, 0).decision,
+            Decision::Drop(DropReason::TooBig)
+        );
+        // Nothing invalid was learned.
+        assert_eq!(fdb.len(), 1);
+    }
+
+    #[test]
+    fn reason_names_are_unique_and_indexed() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+}

@@ -1,0 +1,9 @@
+//! The pure L2 switching core: the MAC table ([`fdb`]) and the forwarding
+//! decision ([`forward`]). Frames, ports and time go in; decisions come out.
+//! Nothing here does I/O or reads a clock.
+
+pub mod fdb;
+pub mod forward;
+
+pub use fdb::{Fdb, FdbStats, Learned, Millis, PortId};
+pub use forward::{Decision, DropReason, FloodReason, Verdict, decide};

@@ -1,0 +1,54 @@
+//! Kernel structs, constants and ioctl numbers, in one place.
+
+use std::os::raw::{c_char, c_short};
+
+/// `IFNAMSIZ`: interface names are at most 15 bytes plus the NUL.
+pub const IFNAMSIZ: usize = 16;
+
+/// `<linux/if_tun.h>` flags for `TUNSETIFF`.
+pub const IFF_TAP: c_short = 0x0002;
+pub const IFF_NO_PI: c_short = 0x1000;
+
+/// `NSFS_MAGIC` from `<linux/magic.h>`: the filesystem of `/proc/*/ns/*` and
+/// of their bind mounts under `/run/netns`.
+pub const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// `struct ifreq` as `TUNSETIFF` reads it: the name and the flags union
+/// member, padded to the kernel's 40 bytes.
+#[repr(C)]
+pub struct IfReqFlags {
+    pub ifr_name: [c_char; IFNAMSIZ],
+    pub ifr_flags: c_short,
+    pub _pad: [u8; 22],
+}
+
+impl IfReqFlags {
+    /// `name` must be at most 15 bytes (checked by config validation).
+    pub fn new(name: &str, flags: c_short) -> Self {
+        let mut r = IfReqFlags {
+            ifr_name: [0; IFNAMSIZ],
+            ifr_flags: flags,
+            _pad: [0; 22],
+        };
+        for (dst, src) in r.ifr_name.iter_mut().zip(name.bytes().take(IFNAMSIZ - 1)) {
+            *dst = src as c_char;
+        }
+        r
+    }
+}
+
+// TUNSETIFF = _IOW('T', 202, int); the kernel reads a `struct ifreq` through
+// the pointer despite the declared `int`, hence the "bad" variant.
+nix::ioctl_write_ptr_bad!(
+    tunsetiff,
+    nix::request_code_write!(b'T', 202, std::mem::size_of::<std::os::raw::c_int>()),
+    IfReqFlags
+);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ifreq_is_kernel_sized() {
+        assert_eq!(std::mem::size_of::<super::IfReqFlags>(), 40);
+    }
+}
