@@ -18,6 +18,9 @@
 //!   are never evicted, and learning never moves them. They count towards the
 //!   table size; if the table is full of static entries, learning is refused
 //!   and counted.
+//! * A known MAC seen again on its port is re-timestamped (and moved to the
+//!   tail of its LRU list) at most once per `aging/64` (capped at 1 s), so the
+//!   per-frame cost of a busy flow is one hash probe.
 //! * Time is a parameter (`now`, monotonic milliseconds), never read here, so
 //!   tests warp it. An entry older than the aging time is invisible to
 //!   [`Fdb::lookup`] even before [`Fdb::expire`] has removed it.
@@ -142,6 +145,7 @@ pub struct Fdb {
     lists: Vec<PortList>,
     statics: usize,
     aging_ms: Millis,
+    refresh_ms: Millis,
     max_entries: usize,
     stats: FdbStats,
 }
@@ -158,6 +162,7 @@ impl Fdb {
             lists: Vec::new(),
             statics: 0,
             aging_ms,
+            refresh_ms: (aging_ms / 64).clamp(1, 1000),
             max_entries,
             stats: FdbStats::default(),
         }
@@ -219,6 +224,12 @@ impl Fdb {
                 return Learned::Static;
             }
             if e.port == port {
+                // Refresh at a coarse grain: a busy flow does not relink the
+                // LRU list on every frame. The entry may then age up to
+                // `refresh_ms` early (<= 1/64 of the aging time, <= 1 s).
+                if now.saturating_sub(e.last_seen) < self.refresh_ms {
+                    return Learned::Refreshed;
+                }
                 self.unlink(idx);
                 self.slots[idx as usize].last_seen = now;
                 self.push_tail(idx);
@@ -620,15 +631,27 @@ mod tests {
         f.learn(mac(1), 0, 0);
         f.learn(mac(2), 0, 1);
         f.learn(mac(3), 1, 2);
-        // Refresh mac(1) so mac(2) is port 0's LRU entry.
-        f.learn(mac(1), 0, 3);
+        // Refresh mac(1) (past the 1 s refresh grain) so mac(2) is port 0's
+        // LRU entry.
+        assert_eq!(f.learn(mac(1), 0, 5_000), Learned::Refreshed);
         assert_eq!(
-            f.learn(mac(4), 1, 4),
+            f.learn(mac(4), 1, 5_001),
             Learned::New {
                 evicted: Some((mac(2), 0))
             }
         );
-        assert_eq!(f.lookup(mac(1), 5), Some(0));
+        assert_eq!(f.lookup(mac(1), 5_002), Some(0));
+    }
+
+    #[test]
+    fn refresh_within_grain_does_not_move_expiry() {
+        // aging 6400 ms -> grain 100 ms.
+        let mut f = Fdb::new(6_400, 16);
+        f.learn(mac(1), 0, 0);
+        f.learn(mac(1), 0, 99);
+        assert_eq!(f.next_expiry(), Some(6_400));
+        f.learn(mac(1), 0, 100);
+        assert_eq!(f.next_expiry(), Some(6_500));
     }
 
     #[test]

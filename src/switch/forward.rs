@@ -32,12 +32,10 @@ pub enum DropReason {
     TxQueueFull,
     /// The egress port's write failed.
     TxError,
-    /// Received on a port that is not up.
-    PortDown,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 6;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::TooBig,
@@ -45,7 +43,6 @@ impl DropReason {
         DropReason::SameSegment,
         DropReason::TxQueueFull,
         DropReason::TxError,
-        DropReason::PortDown,
     ];
 
     /// Stable snake_case name used in `vswitchctl` output and JSON.
@@ -57,7 +54,6 @@ impl DropReason {
             DropReason::SameSegment => "same_segment",
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::TxError => "tx_error",
-            DropReason::PortDown => "port_down",
         }
     }
 }

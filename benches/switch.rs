@@ -1,0 +1,169 @@
+//! Criterion benches for the pure core and the in-memory pipeline:
+//! MAC-table lookup and learn at 1k / 100k / 1M entries (and bytes per
+//! entry, printed once per size), the forwarding decision, and whole frames
+//! through `Switch` with in-memory ports (frames per second).
+//!
+//! Run: `cargo bench --bench switch` (figures in BENCHMARKS.md).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use vswitchd::datapath::{PortInfo, Switch};
+use vswitchd::port::mem::MemPort;
+use vswitchd::switch::{Fdb, decide};
+use vswitchd::wire::MacAddr;
+
+const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
+
+/// Distinct unicast MACs spread like real ones (random low bits).
+fn macs(n: usize) -> Vec<MacAddr> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            MacAddr::from_u64((x & 0xfcff_ffff_ffff) | 0x0200_0000_0000)
+        })
+        .collect()
+}
+
+fn filled(n: usize) -> (Fdb, Vec<MacAddr>) {
+    let ms = macs(n);
+    let mut f = Fdb::new(u64::MAX / 4, n * 2);
+    for (i, m) in ms.iter().enumerate() {
+        f.learn(*m, (i % 16) as u16, 0);
+    }
+    (f, ms)
+}
+
+fn fdb_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fdb");
+    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_millis(500));
+    for &n in &SIZES {
+        let (mut f, ms) = filled(n);
+        eprintln!(
+            "fdb size {n}: {} entries, ~{} heap bytes per entry",
+            f.len(),
+            f.heap_bytes() / f.len()
+        );
+        g.throughput(Throughput::Elements(1));
+        let mut i = 0usize;
+        g.bench_with_input(BenchmarkId::new("lookup_hit", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 7919) % ms.len();
+                black_box(f.lookup(black_box(ms[i]), 1))
+            })
+        });
+        // Same MAC, same port, within the refresh grain: the per-frame case.
+        let mut i = 0usize;
+        g.bench_with_input(BenchmarkId::new("learn_known", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 7919) % ms.len();
+                black_box(f.learn(black_box(ms[i]), (i % 16) as u16, 0))
+            })
+        });
+        // Past the grain: re-timestamp and relink in the port's LRU list.
+        let mut i = 0usize;
+        let mut now = 0u64;
+        g.bench_with_input(BenchmarkId::new("learn_refresh_relink", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 7919) % ms.len();
+                now += 1_000_000;
+                black_box(f.learn(black_box(ms[i]), (i % 16) as u16, now))
+            })
+        });
+        // New MACs at a full table: every learn evicts (the MAC-flood case).
+        let mut full = Fdb::new(u64::MAX / 4, n);
+        for (i, m) in ms.iter().enumerate() {
+            full.learn(*m, (i % 16) as u16, 0);
+        }
+        let mut k = 0u64;
+        g.bench_with_input(BenchmarkId::new("learn_new_evicting", n), &n, |b, _| {
+            b.iter(|| {
+                k += 1;
+                black_box(full.learn(MacAddr::from_u64(0x0600_0000_0000 | k), 3, k))
+            })
+        });
+    }
+    g.finish();
+}
+
+fn eth(dst: MacAddr, src: MacAddr) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&dst.to_bytes());
+    f[6..12].copy_from_slice(&src.to_bytes());
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    f
+}
+
+fn decide_bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("forward");
+    g.measurement_time(Duration::from_secs(3));
+    let (mut f, ms) = filled(1_000);
+    let known = eth(ms[1], ms[0]);
+    let bcast = eth(MacAddr::BROADCAST, ms[0]);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decide_known_unicast_1k", |b| {
+        b.iter(|| black_box(decide(&mut f, black_box(&known), 0, 1500, 1)))
+    });
+    g.bench_function("decide_broadcast_1k", |b| {
+        b.iter(|| black_box(decide(&mut f, black_box(&bcast), 0, 1500, 1)))
+    });
+    g.finish();
+}
+
+fn pipeline_bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.measurement_time(Duration::from_secs(3));
+    let mut sw = Switch::new(Fdb::new(300_000, 8192), 1500);
+    let mut ids = Vec::new();
+    let mut port_macs = Vec::new();
+    for i in 0..4 {
+        let p = MemPort::default(); // keep_tx = false: count, do not store
+        let name = format!("p{i}");
+        let mac = MacAddr::stable_local(&name);
+        port_macs.push(mac);
+        ids.push(sw.add_port(
+            p,
+            PortInfo {
+                name,
+                ifname: "eth0".into(),
+                mac,
+                addr: Ipv4Addr::new(10, 0, 0, 1 + i as u8),
+                prefix_len: 24,
+            },
+        ));
+    }
+    // Learn every port's MAC.
+    for (i, m) in port_macs.iter().enumerate() {
+        sw.inject(ids[i], &eth(MacAddr::BROADCAST, *m), 0);
+    }
+    for (label, len) in [("unicast_64B", 64usize), ("unicast_1514B", 1514)] {
+        let mut frames = Vec::new();
+        for i in 0..4 {
+            let mut f = eth(port_macs[(i + 1) % 4], port_macs[i]);
+            f.resize(len, 0);
+            frames.push(f);
+        }
+        g.throughput(Throughput::Elements(frames.len() as u64));
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                for (i, f) in frames.iter().enumerate() {
+                    sw.inject(ids[i], black_box(f), 1);
+                }
+            })
+        });
+    }
+    let flood = eth(MacAddr::BROADCAST, port_macs[0]);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("broadcast_to_3_ports", |b| {
+        b.iter(|| sw.inject(ids[0], black_box(&flood), 1))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, fdb_benches, decide_bench, pipeline_bench);
+criterion_main!(benches);

@@ -1,0 +1,455 @@
+//! Shared harness for the root tests: unique names, namespace guards, the
+//! real `vswitchd` binary started with a readiness signal, raw frame
+//! injection from inside a namespace, captures, and `vswitchctl` calls.
+//!
+//! Safety rules these helpers enforce: names are unique per process and call
+//! (so tests run side by side and after a crash), every namespace a test
+//! may have caused is deleted in `Drop` (also when the test fails), the
+//! daemon and tcpdump are stopped by PID, and traffic only goes to addresses
+//! inside the test's own namespaces.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const VSWITCHD: &str = env!("CARGO_BIN_EXE_vswitchd");
+pub const VSWITCHCTL: &str = env!("CARGO_BIN_EXE_vswitchctl");
+
+/// Whether root tests may run. Without root they fail loudly, unless
+/// `VSWITCHD_SKIP_ROOT_TESTS=1` asks to skip them (then they say so).
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("VSWITCHD_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED {test}: needs root (VSWITCHD_SKIP_ROOT_TESTS=1)");
+        return false;
+    }
+    panic!("{test} needs root (run the tests as root, or set VSWITCHD_SKIP_ROOT_TESTS=1 to skip)");
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call: `{prefix}{pid}x{n}`, short
+/// enough for an interface or instance name.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id() % 1_000_000)
+}
+
+pub fn netns_exists(name: &str) -> bool {
+    std::path::Path::new("/run/netns").join(name).exists()
+}
+
+fn del_netns(name: &str) {
+    if netns_exists(name) {
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+    }
+}
+
+/// Namespaces a test owns. Everything listed is deleted on drop, whoever
+/// created it (the test with `ip netns add`, or the daemon).
+#[derive(Default)]
+pub struct Namespaces(pub Vec<String>);
+
+impl Namespaces {
+    /// Reserves `n` fresh names (deleting stale ones left by a crashed run).
+    pub fn fresh(n: usize) -> Self {
+        let v: Vec<String> = (0..n).map(|_| unique("vt")).collect();
+        for name in &v {
+            del_netns(name);
+        }
+        Namespaces(v)
+    }
+    /// Creates a namespace with `ip netns add` (a pre-existing one, from
+    /// the daemon's point of view) and takes ownership of it.
+    pub fn add_existing(&mut self) -> String {
+        let name = unique("vp");
+        del_netns(&name);
+        self.0.push(name.clone());
+        run_ok("ip", &["netns", "add", &name]);
+        name
+    }
+    pub fn csv(&self) -> String {
+        self.0.join(",")
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            del_netns(n);
+        }
+    }
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+}
+
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let out = run(cmd, args);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `args` inside namespace `ns` (`ip netns exec`).
+pub fn ns_exec(ns: &str, args: &[&str]) -> Output {
+    let mut v = vec!["netns", "exec", ns];
+    v.extend_from_slice(args);
+    run("ip", &v)
+}
+
+/// One ping from `ns` to `addr`; true if it was answered.
+pub fn ping(ns: &str, addr: &str) -> bool {
+    ns_exec(ns, &["ping", "-c", "1", "-W", "3", addr])
+        .status
+        .success()
+}
+
+/// A private temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(unique("vswitchd-test-"));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running vswitchd, stopped (SIGTERM, by PID) on drop.
+pub struct Daemon {
+    pub name: String,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts `vswitchd --name NAME ARGS...` and waits for its READY=1 on a
+    /// NOTIFY_SOCKET (the systemd readiness protocol). Panics with the
+    /// daemon's log if it exits or is not ready within 30 s.
+    pub fn start(args: &[&str]) -> Daemon {
+        Self::start_named(&unique("t"), args)
+    }
+
+    pub fn start_named(name: &str, args: &[&str]) -> Daemon {
+        let dir = TempDir::new();
+        let sock_path = dir.0.join("notify");
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let log = File::create(dir.0.join("log")).unwrap();
+        let child = Command::new(VSWITCHD)
+            .args(["--name", name])
+            .args(args)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vswitchd");
+        let mut d = Daemon {
+            name: name.to_string(),
+            child: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 256];
+        loop {
+            if let Ok(n) = sock.recv(&mut buf)
+                && buf[..n].starts_with(b"READY=1")
+            {
+                return d;
+            }
+            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                d.child = None;
+                panic!("vswitchd exited before ready ({st}): {}", d.log());
+            }
+            if Instant::now() > deadline {
+                panic!("vswitchd not ready within 30 s: {}", d.log());
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("log")).unwrap_or_default()
+    }
+
+    /// `vswitchctl --name NAME ARGS...`
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let mut v = vec!["--name", self.name.as_str()];
+        v.extend_from_slice(args);
+        run(VSWITCHCTL, &v)
+    }
+
+    /// `vswitchctl --json ...`, parsed; panics if the call fails.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut v = vec!["--json"];
+        v.extend_from_slice(args);
+        let out = self.ctl(&v);
+        assert!(
+            out.status.success(),
+            "vswitchctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("vswitchctl --json prints JSON")
+    }
+
+    /// The `ports` entry of port `ns`.
+    pub fn port(&self, ns: &str) -> serde_json::Value {
+        self.ctl_json(&["ports"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == ns)
+            .cloned()
+            .unwrap_or_else(|| panic!("no port {ns}"))
+    }
+
+    pub fn mac_of(&self, ns: &str) -> String {
+        self.port(ns)["mac"].as_str().unwrap().to_string()
+    }
+
+    /// `fdb show`: rows of (MAC, port, age) and the whole reply.
+    pub fn fdb(&self) -> (Vec<(String, String, Option<u64>)>, serde_json::Value) {
+        let v = self.ctl_json(&["fdb", "show"]);
+        let rows = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["mac"].as_str().unwrap().to_string(),
+                    e["port"].as_str().unwrap().to_string(),
+                    e["age"].as_u64(),
+                )
+            })
+            .collect();
+        (rows, v)
+    }
+
+    /// Sends SIGTERM and waits; returns how long the exit took and the status.
+    pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
+        let mut child = self.child.take().expect("daemon already stopped");
+        let t0 = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = t0 + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return (t0.elapsed(), st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("vswitchd did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.terminate();
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes. Only for
+/// state that has no event to wait on (table contents, counters, aging).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends raw Ethernet frames out of `ifname` inside namespace `ns`
+/// (AF_PACKET, from a thread that entered the namespace). Returns how many
+/// the kernel accepted. `pace_every`: pause 1 ms after that many frames so
+/// the TAP's queue (500 frames) does not overflow; 0 for no pauses.
+pub fn send_frames(ns: &str, ifname: &str, frames: &[Vec<u8>], pace_every: usize) -> usize {
+    let file = File::open(format!("/run/netns/{ns}")).unwrap();
+    vswitchd::control::netns::in_netns(&file, ns, || {
+        let idx = nix::net::if_::if_nametoindex(ifname).expect("interface in namespace");
+        // SAFETY: plain socket(2) call; the fd is closed below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: an all-zero sockaddr_ll is a valid starting value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = idx as i32;
+        sll.sll_halen = 6;
+        let mut sent = 0;
+        for (i, f) in frames.iter().enumerate() {
+            // SAFETY: `f` and `sll` are valid for the lengths given.
+            let rc = unsafe {
+                libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if rc >= 0 {
+                sent += 1;
+            }
+            if pace_every > 0 && i % pace_every == pace_every - 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        // SAFETY: fd is ours and open.
+        unsafe { libc::close(fd) };
+        sent
+    })
+    .expect("enter namespace")
+}
+
+/// A frame: dst, src, ethertype, then `len` payload bytes.
+pub fn frame(dst: [u8; 6], src: [u8; 6], ethertype: u16, len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + len);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.resize(14 + len, 0x5a);
+    f
+}
+
+pub fn mac_bytes(s: &str) -> [u8; 6] {
+    s.parse::<vswitchd::wire::MacAddr>().unwrap().to_bytes()
+}
+
+/// Deterministic pseudo-random numbers (xorshift), so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// `tcpdump -l -nn -e -i IFNAME` inside `ns`, its lines collected on a
+/// thread. `start` returns once tcpdump says it is listening.
+pub struct Capture {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Capture {
+    pub fn start(ns: &str, ifname: &str) -> Capture {
+        let mut child = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "tcpdump", "-l", "-nn", "-e", "-i", ifname,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tcpdump");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ready = Some(ready_tx);
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("listening on")
+                    && let Some(r) = ready.take()
+                {
+                    let _ = r.send(());
+                }
+            }
+        });
+        let mut cap = Capture {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        };
+        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = cap.child.kill();
+            panic!("tcpdump in {ns} did not start listening");
+        }
+        cap
+    }
+
+    /// Collects lines until one contains `marker` (true) or `timeout` passes.
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(marker);
+                    self.seen.push(l);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
