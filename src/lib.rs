@@ -12,6 +12,8 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod gateway;
+pub mod hash;
 pub mod port;
 pub mod switch;
 pub mod sys;

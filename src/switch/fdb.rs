@@ -26,8 +26,6 @@
 //!   [`Fdb::lookup`] even before [`Fdb::expire`] has removed it.
 
 use crate::wire::MacAddr;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// Index of a port in the switch's port table.
 pub type PortId = u16;
@@ -36,31 +34,7 @@ pub type Millis = u64;
 
 const NIL: u32 = u32::MAX;
 
-/// Hasher for packed MACs: one multiply-xorshift round over the `u64` key.
-/// MACs are attacker-chosen (any port can send any source), but the map is
-/// bounded by `max_entries` and the multiply spreads the vendor-prefix bits,
-/// so the std SipHash cost buys nothing here.
-#[derive(Default, Clone, Copy)]
-pub struct MacHasher(u64);
-
-impl Hasher for MacHasher {
-    fn finish(&self) -> u64 {
-        let mut x = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        x ^= x >> 29;
-        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x ^ (x >> 32)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type MacMap = HashMap<u64, u32, BuildHasherDefault<MacHasher>>;
+type MacMap = crate::hash::FastMap<u64, u32>;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {

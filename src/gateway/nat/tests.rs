@@ -1,0 +1,490 @@
+use super::*;
+use crate::wire::ipv4::{fill_ip_checksum, ip_checksum_ok, l4_checksum};
+
+const EXT: [u8; 4] = [10, 99, 0, 2];
+const A: [u8; 4] = [192, 168, 88, 11];
+const B: [u8; 4] = [192, 168, 88, 12];
+const R: [u8; 4] = [10, 99, 0, 1];
+
+fn nat() -> Nat {
+    Nat::new(NatConfig::default(), Some(Ipv4Addr::from(EXT)))
+}
+
+/// An IPv4 packet around `l4`, L4 checksum left as given (later fragments).
+fn raw_ip(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 20 + l4.len()];
+    b[0] = 0x45;
+    b[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    b[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    b[8] = 64;
+    b[9] = proto;
+    b[12..16].copy_from_slice(&src);
+    b[16..20].copy_from_slice(&dst);
+    b[20..].copy_from_slice(l4);
+    fill_ip_checksum(&mut b, 20);
+    b
+}
+
+/// An IPv4 packet around `l4` (whose checksum field is filled here).
+fn ip(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 20 + l4.len()];
+    b[0] = 0x45;
+    b[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    b[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    b[8] = 64;
+    b[9] = proto;
+    b[12..16].copy_from_slice(&src);
+    b[16..20].copy_from_slice(&dst);
+    b[20..].copy_from_slice(l4);
+    fill_ip_checksum(&mut b, 20);
+    let h = Ipv4Hdr::parse(&b).unwrap();
+    if let Some(off) = ipv4::l4_checksum_offset(proto) {
+        let c = l4_checksum(&b, &h);
+        b[20 + off..22 + off].copy_from_slice(&c.to_be_bytes());
+    }
+    b
+}
+
+fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut l4 = vec![0u8; 8];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    l4.extend_from_slice(payload);
+    ip(PROTO_UDP, src, dst, &l4)
+}
+
+fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut l4 = vec![0u8; 20];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[12] = 5 << 4;
+    l4[13] = flags;
+    l4.extend_from_slice(b"data");
+    ip(PROTO_TCP, src, dst, &l4)
+}
+
+fn echo(src: [u8; 4], dst: [u8; 4], ty: u8, id: u16) -> Vec<u8> {
+    let mut l4 = vec![ty, 0, 0, 0];
+    l4.extend_from_slice(&id.to_be_bytes());
+    l4.extend_from_slice(&7u16.to_be_bytes());
+    l4.extend_from_slice(b"ping-payload");
+    ip(PROTO_ICMP, src, dst, &l4)
+}
+
+fn valid(b: &[u8]) -> bool {
+    let h = Ipv4Hdr::parse(b).unwrap();
+    if !ip_checksum_ok(b, h.ihl) {
+        return false;
+    }
+    if h.is_fragment() {
+        return true;
+    }
+    if h.proto == PROTO_UDP && get16(b, h.ihl + 6) == 0 {
+        return true;
+    }
+    l4_checksum(b, &h) == 0
+}
+
+fn src(b: &[u8]) -> [u8; 4] {
+    b[12..16].try_into().unwrap()
+}
+fn dst(b: &[u8]) -> [u8; 4] {
+    b[16..20].try_into().unwrap()
+}
+
+#[test]
+fn udp_out_and_back_keeps_port_and_checksums() {
+    let mut n = nat();
+    let mut p = udp(A, R, 40000, 53, b"query");
+    n.outbound(&mut p, 0).unwrap();
+    assert_eq!(src(&p), EXT);
+    assert_eq!(get16(&p, 20), 40000, "original port kept when free");
+    assert!(valid(&p));
+    let mut r = udp(R, EXT, 53, 40000, b"answer");
+    n.inbound(&mut r, 10).unwrap();
+    assert_eq!(dst(&r), A);
+    assert_eq!(get16(&r, 22), 40000);
+    assert!(valid(&r));
+    assert_eq!(n.len(), 1);
+    let f = &n.flows(10)[0];
+    assert_eq!(f.inside, "192.168.88.11:40000");
+    assert_eq!(f.translated, "10.99.0.2:40000");
+    assert_eq!(f.remote, "10.99.0.1:53");
+    assert_eq!(f.state, "ASSURED");
+}
+
+#[test]
+fn port_collision_allocates_another_and_replies_go_home() {
+    let mut n = nat();
+    let mut pa = udp(A, R, 5000, 7, b"a");
+    let mut pb = udp(B, R, 5000, 7, b"b");
+    n.outbound(&mut pa, 0).unwrap();
+    n.outbound(&mut pb, 0).unwrap();
+    let (ea, eb) = (get16(&pa, 20), get16(&pb, 20));
+    assert_eq!(ea, 5000);
+    assert_ne!(eb, 5000);
+    assert!((1024..=65535).contains(&eb));
+    assert!(valid(&pb));
+    let mut ra = udp(R, EXT, 7, ea, b"ra");
+    let mut rb = udp(R, EXT, 7, eb, b"rb");
+    n.inbound(&mut rb, 1).unwrap();
+    n.inbound(&mut ra, 1).unwrap();
+    assert_eq!((dst(&ra), get16(&ra, 22)), (A, 5000));
+    assert_eq!((dst(&rb), get16(&rb, 22)), (B, 5000));
+    assert!(valid(&ra) && valid(&rb));
+    // A different remote endpoint does not collide: B keeps 5000 there.
+    let mut pc = udp(B, [10, 99, 0, 9], 5000, 7, b"c");
+    n.outbound(&mut pc, 2).unwrap();
+    assert_eq!(get16(&pc, 20), 5000);
+}
+
+#[test]
+fn two_hosts_same_echo_id_both_get_replies() {
+    let mut n = nat();
+    let mut pa = echo(A, R, ipv4::ICMP_ECHO_REQUEST, 77);
+    let mut pb = echo(B, R, ipv4::ICMP_ECHO_REQUEST, 77);
+    n.outbound(&mut pa, 0).unwrap();
+    n.outbound(&mut pb, 0).unwrap();
+    let (ia, ib) = (get16(&pa, 24), get16(&pb, 24));
+    assert_eq!(ia, 77);
+    assert_ne!(ib, 77);
+    assert!(valid(&pa) && valid(&pb));
+    let mut ra = echo(R, EXT, ipv4::ICMP_ECHO_REPLY, ia);
+    let mut rb = echo(R, EXT, ipv4::ICMP_ECHO_REPLY, ib);
+    n.inbound(&mut ra, 1).unwrap();
+    n.inbound(&mut rb, 1).unwrap();
+    assert_eq!((dst(&ra), get16(&ra, 24)), (A, 77));
+    assert_eq!((dst(&rb), get16(&rb, 24)), (B, 77));
+    assert!(valid(&ra) && valid(&rb));
+}
+
+#[test]
+fn unsolicited_inbound_is_dropped() {
+    let mut n = nat();
+    assert_eq!(
+        n.inbound(&mut udp(R, EXT, 53, 40000, b"x"), 0),
+        Err(NatDrop::NoFlow)
+    );
+    assert_eq!(
+        n.inbound(&mut tcp(R, EXT, 80, 22, TCP_SYN), 0),
+        Err(NatDrop::NoFlow)
+    );
+    assert_eq!(
+        n.inbound(&mut echo(R, EXT, ipv4::ICMP_ECHO_REQUEST, 1), 0),
+        Err(NatDrop::NoFlow)
+    );
+    // Not for the external address at all.
+    assert_eq!(
+        n.inbound(&mut udp(R, A, 53, 40000, b"x"), 0),
+        Err(NatDrop::NoFlow)
+    );
+    let mut gre = ip(47, A, R, &[0; 8]);
+    assert_eq!(n.outbound(&mut gre, 0), Err(NatDrop::Unsupported));
+    assert_eq!(
+        n.outbound(&mut vec![0x45, 0, 0], 0),
+        Err(NatDrop::Malformed)
+    );
+    assert_eq!(n.len(), 0);
+}
+
+#[test]
+fn no_address_refuses() {
+    let mut n = Nat::new(NatConfig::default(), None);
+    assert_eq!(
+        n.outbound(&mut udp(A, R, 1, 2, b""), 0),
+        Err(NatDrop::NoAddress)
+    );
+}
+
+#[test]
+fn udp_and_icmp_timeouts_with_warped_clock() {
+    let mut n = nat();
+    n.outbound(&mut udp(A, R, 1000, 53, b"q"), 0).unwrap();
+    n.outbound(&mut echo(A, R, ipv4::ICMP_ECHO_REQUEST, 9), 0)
+        .unwrap();
+    // ICMP lives 30 s, UDP 120 s.
+    assert!(
+        n.inbound(&mut echo(R, EXT, ipv4::ICMP_ECHO_REPLY, 9), 29_999)
+            .is_ok()
+    );
+    assert_eq!(
+        n.inbound(&mut echo(R, EXT, ipv4::ICMP_ECHO_REPLY, 9), 29_999 + 30_000),
+        Err(NatDrop::NoFlow)
+    );
+    // The reply at 29.999 s refreshed nothing for UDP: it expires at 120 s.
+    assert!(n.inbound(&mut udp(R, EXT, 53, 1000, b"a"), 119_999).is_ok());
+    // ...which refreshed it to 119.999 + 120 s.
+    assert!(n.inbound(&mut udp(R, EXT, 53, 1000, b"a"), 239_998).is_ok());
+    assert_eq!(
+        n.inbound(&mut udp(R, EXT, 53, 1000, b"a"), 239_998 + 120_000),
+        Err(NatDrop::NoFlow)
+    );
+}
+
+#[test]
+fn tcp_states_and_timeouts() {
+    let mut n = nat();
+    let t = NatTimeouts::default();
+    n.outbound(&mut tcp(A, R, 33000, 80, TCP_SYN), 0).unwrap();
+    assert_eq!(n.flows(0)[0].state, "SYN_SENT");
+    assert_eq!(n.flows(0)[0].expires_in_secs, t.tcp_transitory / 1000);
+    n.inbound(&mut tcp(R, EXT, 80, 33000, TCP_SYN | TCP_ACK), 1)
+        .unwrap();
+    n.outbound(&mut tcp(A, R, 33000, 80, TCP_ACK), 2).unwrap();
+    assert_eq!(n.flows(2)[0].state, "ESTABLISHED");
+    // Established lives at least 2 h 4 min (RFC 5382).
+    assert!(t.tcp_established >= 7_440_000);
+    let late = 2 + t.tcp_established - 1;
+    n.inbound(&mut tcp(R, EXT, 80, 33000, TCP_ACK), late)
+        .unwrap();
+    n.outbound(&mut tcp(A, R, 33000, 80, TCP_FIN | TCP_ACK), late + 1)
+        .unwrap();
+    assert_eq!(n.flows(late + 1)[0].state, "FIN_WAIT");
+    n.inbound(&mut tcp(R, EXT, 80, 33000, TCP_FIN | TCP_ACK), late + 2)
+        .unwrap();
+    assert_eq!(n.flows(late + 2)[0].state, "TIME_WAIT");
+    let gone = late + 2 + t.tcp_transitory;
+    assert_eq!(
+        n.inbound(&mut tcp(R, EXT, 80, 33000, TCP_ACK), gone),
+        Err(NatDrop::NoFlow)
+    );
+
+    // RST closes quickly.
+    n.outbound(&mut tcp(A, R, 33001, 80, TCP_SYN), 0).unwrap();
+    n.inbound(&mut tcp(R, EXT, 80, 33001, TCP_RST | TCP_ACK), 1)
+        .unwrap();
+    assert_eq!(n.flows(1)[0].state, "CLOSE");
+    assert_eq!(
+        n.inbound(&mut tcp(R, EXT, 80, 33001, TCP_ACK), 1 + t.tcp_closed),
+        Err(NatDrop::NoFlow)
+    );
+}
+
+#[test]
+fn expire_sweeps_in_slices() {
+    let mut n = nat();
+    for p in 0..100u16 {
+        n.outbound(&mut udp(A, R, 2000 + p, 53, b""), 0).unwrap();
+    }
+    assert_eq!(n.len(), 100);
+    assert_eq!(n.expire(1_000, 1000), 0);
+    let mut removed = 0;
+    while removed < 100 {
+        let r = n.expire(200_000, 30);
+        assert!(r <= 30);
+        removed += r;
+    }
+    assert!(n.is_empty());
+    assert_eq!(n.stats().expired, 100);
+    // Slots are reused.
+    n.outbound(&mut udp(A, R, 9, 53, b""), 200_001).unwrap();
+    assert_eq!(n.flows.len(), 100);
+}
+
+#[test]
+fn full_table_refuses_new_flows_only() {
+    let mut n = Nat::new(
+        NatConfig {
+            max_flows: 2,
+            ..NatConfig::default()
+        },
+        Some(Ipv4Addr::from(EXT)),
+    );
+    n.outbound(&mut udp(A, R, 1, 53, b""), 0).unwrap();
+    n.outbound(&mut udp(A, R, 2, 53, b""), 0).unwrap();
+    assert_eq!(
+        n.outbound(&mut udp(A, R, 3, 53, b""), 0),
+        Err(NatDrop::TableFull)
+    );
+    assert_eq!(n.stats().refused_full, 1);
+    assert!(n.outbound(&mut udp(A, R, 1, 53, b""), 1).is_ok());
+    assert!(n.inbound(&mut udp(R, EXT, 53, 2, b""), 1).is_ok());
+}
+
+/// An ICMP error from `from` quoting (the first 28 bytes of) `quoted`.
+fn icmp_error(from: [u8; 4], to: [u8; 4], ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    icmp_error_quoting(from, to, ty, code, &quoted[..quoted.len().min(28)])
+}
+
+/// An ICMP error quoting all of `quoted` (as Linux does, up to 576 bytes).
+fn icmp_error_quoting(from: [u8; 4], to: [u8; 4], ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut l4 = vec![ty, code, 0, 0, 0, 0, 0, 0];
+    l4.extend_from_slice(quoted);
+    ip(PROTO_ICMP, from, to, &l4)
+}
+
+#[test]
+fn inbound_icmp_errors_are_translated_back() {
+    let mut n = nat();
+    // B takes port 6000 first so A's flow gets another external port.
+    n.outbound(&mut udp(B, R, 6000, 9, b"b"), 0).unwrap();
+    let mut p = udp(A, R, 6000, 9, b"probe");
+    n.outbound(&mut p, 0).unwrap();
+    let ext_port = get16(&p, 20);
+    assert_ne!(ext_port, 6000);
+    let router = [10, 99, 0, 254];
+    for (ty, code) in [(3, 3), (11, 0), (3, 4)] {
+        let mut e = icmp_error(router, EXT, ty, code, &p);
+        n.inbound(&mut e, 1).unwrap();
+        assert_eq!(dst(&e), A);
+        assert_eq!(src(&e), router);
+        // Quoted header: source is A:6000 again, its checksums right.
+        let q = &e[28..];
+        assert_eq!(&q[12..16], &A);
+        assert_eq!(get16(q, 20), 6000);
+        assert!(ip_checksum_ok(q, 20));
+        assert!(valid(&e), "outer/ICMP checksum wrong for type {ty}");
+    }
+    // Quoted UDP checksum is right too (full quote of a small datagram).
+    let mut e = icmp_error_quoting(router, EXT, 3, 3, &p);
+    n.inbound(&mut e, 1).unwrap();
+    assert!(valid(&e));
+    let q = e[28..].to_vec();
+    let qh = Ipv4Hdr::parse(&q).unwrap();
+    assert_eq!(l4_checksum(&q, &qh), 0);
+    // An error about a flow that does not exist is dropped.
+    let mut other = udp(EXT, R, 1, 9, b"x");
+    fill_ip_checksum(&mut other, 20);
+    assert_eq!(
+        n.inbound(&mut icmp_error(router, EXT, 3, 3, &other), 1),
+        Err(NatDrop::NoFlow)
+    );
+    assert_eq!(n.stats().icmp_errors_translated, 4);
+}
+
+#[test]
+fn outbound_icmp_errors_are_translated() {
+    let mut n = nat();
+    n.outbound(&mut udp(B, R, 7000, 9, b"b"), 0).unwrap();
+    let mut p = udp(A, R, 7000, 9, b"a");
+    n.outbound(&mut p, 0).unwrap();
+    let ext_port = get16(&p, 20);
+    // The remote answers; A then reports port unreachable about that answer.
+    let reply_as_seen_by_a = udp(R, A, 9, 7000, b"r");
+    let mut e = icmp_error(A, R, 3, 3, &reply_as_seen_by_a);
+    n.outbound(&mut e, 1).unwrap();
+    assert_eq!(src(&e), EXT);
+    let q = &e[28..];
+    assert_eq!(&q[16..20], &EXT);
+    assert_eq!(get16(q, 22), ext_port);
+    assert!(valid(&e));
+}
+
+#[test]
+fn fragments_follow_their_first_fragment() {
+    let mut n = nat();
+    // A 3-fragment UDP datagram from A: first carries the UDP header.
+    let mut first = udp(A, R, 8000, 9, &[0xab; 64]);
+    let set_frag = |b: &mut Vec<u8>, mf: bool, off: usize| {
+        let v = (if mf { 0x2000 } else { 0 }) | (off / 8) as u16;
+        b[6..8].copy_from_slice(&v.to_be_bytes());
+        fill_ip_checksum(b, 20);
+    };
+    set_frag(&mut first, true, 0);
+    let mut later = raw_ip(PROTO_UDP, A, R, &[0xcd; 40]);
+    set_frag(&mut later, true, 72);
+    let mut last = raw_ip(PROTO_UDP, A, R, &[0xef; 16]);
+    set_frag(&mut last, false, 112);
+
+    // A later fragment before the first is refused.
+    assert_eq!(
+        n.outbound(&mut later.clone(), 0),
+        Err(NatDrop::FragmentNoFlow)
+    );
+    n.outbound(&mut first, 0).unwrap();
+    n.outbound(&mut later, 0).unwrap();
+    n.outbound(&mut last, 0).unwrap();
+    for b in [&first, &later, &last] {
+        assert_eq!(src(b), EXT);
+        assert!(ip_checksum_ok(b, 20));
+    }
+    assert_eq!(&later[20..], &[0xcd; 40]);
+
+    // Inbound the same way.
+    let mut rfirst = udp(R, EXT, 9, 8000, &[1; 64]);
+    set_frag(&mut rfirst, true, 0);
+    let mut rlast = raw_ip(PROTO_UDP, R, EXT, &[2; 16]);
+    set_frag(&mut rlast, false, 72);
+    n.inbound(&mut rfirst, 1).unwrap();
+    n.inbound(&mut rlast, 1).unwrap();
+    assert_eq!(dst(&rfirst), A);
+    assert_eq!(dst(&rlast), A);
+    // Fragment entries expire.
+    let mut late = raw_ip(PROTO_UDP, R, EXT, &[2; 16]);
+    set_frag(&mut late, false, 72);
+    assert_eq!(
+        n.inbound(&mut late, 1 + FRAG_TTL_MS),
+        Err(NatDrop::FragmentNoFlow)
+    );
+}
+
+#[test]
+fn udp_zero_checksum_stays_zero() {
+    let mut n = nat();
+    n.outbound(&mut udp(B, R, 1, 9, b"b"), 0).unwrap();
+    let mut p = udp(A, R, 1, 9, b"nochecksum");
+    p[26..28].copy_from_slice(&[0, 0]);
+    n.outbound(&mut p, 0).unwrap();
+    assert_ne!(get16(&p, 20), 1, "port was translated");
+    assert_eq!(get16(&p, 26), 0);
+    assert!(valid(&p));
+}
+
+#[test]
+fn address_change_flushes() {
+    let mut n = nat();
+    n.outbound(&mut udp(A, R, 1, 9, b""), 0).unwrap();
+    n.set_ext_ip(Some(Ipv4Addr::from(EXT)));
+    assert_eq!(n.len(), 1);
+    n.set_ext_ip(Some(Ipv4Addr::new(10, 99, 0, 3)));
+    assert_eq!(n.len(), 0);
+}
+
+/// Property: after translation both ways, every checksum equals a full
+/// recomputation, for random TCP/UDP/ICMP packets and forced port changes.
+#[test]
+fn checksums_match_full_recomputation() {
+    let mut x = 0xdead_beef_cafe_f00du64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut n = nat();
+    for i in 0..5_000 {
+        let inside = [192, 168, 88, 10 + (rnd() % 4) as u8];
+        let remote = [
+            (rnd() % 223) as u8 + 1,
+            rnd() as u8,
+            rnd() as u8,
+            rnd() as u8,
+        ];
+        // Few distinct source ports, so collisions force reallocation.
+        let sport = 1000 + (rnd() % 3) as u16;
+        let dport = (rnd() % 3) as u16 + 1;
+        let payload: Vec<u8> = (0..(rnd() % 300) as usize).map(|_| rnd() as u8).collect();
+        let mut p = match i % 3 {
+            0 => udp(inside, remote, sport, dport, &payload),
+            1 => tcp(inside, remote, sport, dport, TCP_ACK),
+            _ => echo(inside, remote, ipv4::ICMP_ECHO_REQUEST, sport),
+        };
+        let proto = p[9];
+        n.outbound(&mut p, i).unwrap();
+        assert!(valid(&p), "outbound {i}");
+        let (ep, rp) = if proto == PROTO_ICMP {
+            (get16(&p, 24), 0)
+        } else {
+            (get16(&p, 20), dport)
+        };
+        let mut r = match proto {
+            PROTO_UDP => udp(remote, EXT, rp, ep, &payload),
+            PROTO_TCP => tcp(remote, EXT, rp, ep, TCP_ACK),
+            _ => echo(remote, EXT, ipv4::ICMP_ECHO_REPLY, ep),
+        };
+        n.inbound(&mut r, i).unwrap();
+        assert!(valid(&r), "inbound {i}");
+        assert_eq!(dst(&r), inside);
+    }
+}

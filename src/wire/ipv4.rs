@@ -1,0 +1,194 @@
+//! Minimal IPv4/TCP/UDP/ICMP field access for the router and the NAT, which
+//! rewrite packets in place. Offsets are named constants; [`Ipv4Hdr::parse`]
+//! checks everything a later access relies on, so nothing that came from a
+//! port can index out of bounds.
+
+use super::checksum;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+pub const TTL: usize = 8;
+pub const PROTO: usize = 9;
+pub const CHECKSUM: usize = 10;
+pub const SRC: std::ops::Range<usize> = 12..16;
+pub const DST: std::ops::Range<usize> = 16..20;
+
+pub const ICMP_ECHO_REPLY: u8 = 0;
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_SOURCE_QUENCH: u8 = 4;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAM_PROBLEM: u8 = 12;
+
+/// Whether an ICMP type is an error that quotes the offending packet.
+pub fn icmp_is_error(t: u8) -> bool {
+    matches!(
+        t,
+        ICMP_DEST_UNREACH | ICMP_SOURCE_QUENCH | ICMP_TIME_EXCEEDED | ICMP_PARAM_PROBLEM
+    )
+}
+
+/// Validated facts about an IPv4 header at the start of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Hdr {
+    pub ihl: usize,
+    /// Total length from the header (<= buffer length).
+    pub total_len: usize,
+    pub proto: u8,
+    pub ttl: u8,
+    pub id: u16,
+    pub dont_frag: bool,
+    pub more_frags: bool,
+    /// Fragment offset in bytes.
+    pub frag_offset: usize,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+}
+
+impl Ipv4Hdr {
+    /// Parses and checks a header; `None` if it is not a sane IPv4 header
+    /// or the buffer is shorter than the header's total length.
+    pub fn parse(b: &[u8]) -> Option<Ipv4Hdr> {
+        if b.len() < 20 || b[0] >> 4 != 4 {
+            return None;
+        }
+        let ihl = ((b[0] & 0x0f) as usize) * 4;
+        let total_len = u16::from_be_bytes([b[2], b[3]]) as usize;
+        if ihl < 20 || total_len < ihl || total_len > b.len() {
+            return None;
+        }
+        let ff = u16::from_be_bytes([b[6], b[7]]);
+        Some(Ipv4Hdr {
+            ihl,
+            total_len,
+            proto: b[PROTO],
+            ttl: b[TTL],
+            id: u16::from_be_bytes([b[4], b[5]]),
+            dont_frag: ff & 0x4000 != 0,
+            more_frags: ff & 0x2000 != 0,
+            frag_offset: ((ff & 0x1fff) as usize) * 8,
+            src: [b[12], b[13], b[14], b[15]],
+            dst: [b[16], b[17], b[18], b[19]],
+        })
+    }
+
+    pub fn is_fragment(&self) -> bool {
+        self.more_frags || self.frag_offset != 0
+    }
+
+    /// Whether the L4 header is in this packet (not a later fragment).
+    pub fn has_l4(&self) -> bool {
+        self.frag_offset == 0
+    }
+}
+
+/// Overwrites a 16-bit field at `at`, keeping the checksum at `csum_at`
+/// right (if `csum_at` is given and the checksum is in use).
+#[inline]
+pub fn set16(b: &mut [u8], at: usize, v: u16, csum_at: Option<usize>) {
+    let old = u16::from_be_bytes([b[at], b[at + 1]]);
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    if let Some(c) = csum_at {
+        let ck = u16::from_be_bytes([b[c], b[c + 1]]);
+        b[c..c + 2].copy_from_slice(&checksum::update16(ck, old, v).to_be_bytes());
+    }
+}
+
+#[inline]
+pub fn get16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Recomputes the IPv4 header checksum of `b[..ihl]`.
+pub fn fill_ip_checksum(b: &mut [u8], ihl: usize) {
+    b[CHECKSUM..CHECKSUM + 2].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(&b[..ihl]);
+    b[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Whether the IPv4 header checksum of `b[..ihl]` is right.
+pub fn ip_checksum_ok(b: &[u8], ihl: usize) -> bool {
+    checksum::finish(checksum::sum(&b[..ihl], 0)) == 0
+}
+
+/// Decrements the TTL, updating the header checksum incrementally.
+pub fn decrement_ttl(b: &mut [u8]) {
+    let old = get16(b, TTL);
+    b[TTL] -= 1;
+    let new = get16(b, TTL);
+    let c = get16(b, CHECKSUM);
+    b[CHECKSUM..CHECKSUM + 2].copy_from_slice(&checksum::update16(c, old, new).to_be_bytes());
+}
+
+/// Offset of the L4 checksum field within the L4 header, if the protocol has
+/// one we maintain.
+pub fn l4_checksum_offset(proto: u8) -> Option<usize> {
+    match proto {
+        PROTO_TCP => Some(16),
+        PROTO_UDP => Some(6),
+        PROTO_ICMP => Some(2),
+        _ => None,
+    }
+}
+
+/// Replaces an IPv4 address field (`SRC` or `DST` at `at`) and keeps the IP
+/// header checksum and, when `l4` is the offset of an unfragmented-or-first
+/// TCP/UDP header, the L4 checksum (pseudo-header) right.
+pub fn set_addr(b: &mut [u8], at: usize, new: [u8; 4], l4: Option<(usize, u8)>) {
+    let old = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    b[at..at + 4].copy_from_slice(&new);
+    let c = get16(b, CHECKSUM);
+    b[CHECKSUM..CHECKSUM + 2].copy_from_slice(&checksum::update32(c, old, new).to_be_bytes());
+    if let Some((off, proto)) = l4 {
+        let csum_at = match proto {
+            PROTO_TCP => off + 16,
+            PROTO_UDP => off + 6,
+            _ => return, // ICMP has no pseudo-header
+        };
+        if csum_at + 2 > b.len() {
+            return;
+        }
+        let ck = get16(b, csum_at);
+        if proto == PROTO_UDP && ck == 0 {
+            return; // UDP without checksum stays without
+        }
+        let mut n = checksum::update32(ck, old, new);
+        if proto == PROTO_UDP && n == 0 {
+            n = 0xffff;
+        }
+        b[csum_at..csum_at + 2].copy_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// Sets a TCP/UDP port (or ICMP echo id) at `b[at..at+2]`, keeping the L4
+/// checksum at `csum_at` right (UDP checksum 0 = unused stays 0).
+pub fn set_port(b: &mut [u8], at: usize, v: u16, csum_at: usize, proto: u8) {
+    let old = get16(b, at);
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    if csum_at + 2 > b.len() {
+        return;
+    }
+    let ck = get16(b, csum_at);
+    if proto == PROTO_UDP && ck == 0 {
+        return;
+    }
+    let mut n = checksum::update16(ck, old, v);
+    if proto == PROTO_UDP && n == 0 {
+        n = 0xffff;
+    }
+    b[csum_at..csum_at + 2].copy_from_slice(&n.to_be_bytes());
+}
+
+/// Full L4 checksum of an unfragmented TCP/UDP/ICMP packet `b` (IPv4 header
+/// included), for tests and for completing offloaded checksums.
+pub fn l4_checksum(b: &[u8], h: &Ipv4Hdr) -> u16 {
+    let l4 = &b[h.ihl..h.total_len];
+    let init = if h.proto == PROTO_ICMP {
+        0
+    } else {
+        checksum::pseudo_header_v4(h.src, h.dst, h.proto, l4.len() as u16)
+    };
+    checksum::finish(checksum::sum(l4, init))
+}
