@@ -1,3 +1,4 @@
 //! The gateway port: the switch's own IPv4 host and router.
 
 pub mod nat;
+pub mod neigh;

@@ -7,6 +7,7 @@
 
 pub mod checksum;
 pub mod ipv4;
+pub mod vnet;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,288 @@
+//! The virtio-net header (`struct virtio_net_hdr`) that `PACKET_VNET_HDR`
+//! sockets and `IFF_VNET_HDR` TAPs put before each frame, and the software
+//! fallbacks for what it describes: finishing a checksum the sender left to
+//! offload (`NEEDS_CSUM`, the kernel's CHECKSUM_PARTIAL) and cutting a TCP
+//! super-frame (`GSO_TCPV4`) into MSS-sized segments.
+//!
+//! Frames from a veth peer or a local sender usually arrive this way; reading
+//! them without the header would hand the router unfinished checksums and
+//! 64 KB frames.
+
+use super::checksum;
+use super::ipv4::{self, Ipv4Hdr, PROTO_TCP};
+
+pub const VNET_HDR_LEN: usize = 10;
+pub const F_NEEDS_CSUM: u8 = 1;
+pub const GSO_NONE: u8 = 0;
+pub const GSO_TCPV4: u8 = 1;
+pub const GSO_ECN: u8 = 0x80;
+
+/// A parsed virtio-net header (fields in native byte order, as the kernel
+/// writes them for packet sockets on a little- or big-endian host).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VnetHdr {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub hdr_len: u16,
+    pub gso_size: u16,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    pub fn parse(b: &[u8]) -> Option<VnetHdr> {
+        if b.len() < VNET_HDR_LEN {
+            return None;
+        }
+        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        Some(VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        })
+    }
+
+    pub fn write(&self, b: &mut [u8]) {
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+    }
+}
+
+/// Why a frame with a virtio-net header could not be made whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VnetError {
+    /// Checksum start/offset or headers outside the frame.
+    Malformed,
+    /// A GSO type we do not segment (UDP, IPv6).
+    UnsupportedGso,
+}
+
+/// Finishes a partial checksum in place: the field at `start + offset`
+/// holds the pseudo-header sum; the checksum covers `frame[start..]`.
+pub fn finish_checksum(frame: &mut [u8], start: usize, offset: usize) -> Result<(), VnetError> {
+    let at = start + offset;
+    if at + 2 > frame.len() {
+        return Err(VnetError::Malformed);
+    }
+    let mut c = checksum::finish(checksum::sum(&frame[start..], 0));
+    // A UDP checksum that computes to 0 is sent as 0xffff (0 = "none").
+    if offset == 6 && c == 0 {
+        c = 0xffff;
+    }
+    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
+/// Makes one received frame whole and hands each resulting frame to `emit`:
+/// the frame itself when it needs nothing, or with its checksum finished, or
+/// its TCP segments (each with finished checksums). `frame` excludes the
+/// virtio-net header; `scratch` is reused for segments (no allocation once
+/// it has grown).
+pub fn complete(
+    hdr: &VnetHdr,
+    frame: &mut [u8],
+    scratch: &mut Vec<u8>,
+    mut emit: impl FnMut(&mut [u8]),
+) -> Result<(), VnetError> {
+    let gso = hdr.gso_type & !GSO_ECN;
+    if gso == GSO_NONE || hdr.gso_size == 0 {
+        if hdr.flags & F_NEEDS_CSUM != 0 {
+            finish_checksum(frame, hdr.csum_start as usize, hdr.csum_offset as usize)?;
+        }
+        emit(frame);
+        return Ok(());
+    }
+    if gso != GSO_TCPV4 {
+        return Err(VnetError::UnsupportedGso);
+    }
+    segment_tcpv4(frame, hdr.gso_size as usize, scratch, emit)
+}
+
+/// Cuts an Ethernet + IPv4 + TCP super-frame into segments of at most `mss`
+/// payload bytes: IP total length, id (+1 per segment) and checksum, TCP
+/// sequence number, flags (FIN/PSH on the last segment only, CWR on the first
+/// only) and checksum are set for each.
+pub fn segment_tcpv4(
+    frame: &[u8],
+    mss: usize,
+    scratch: &mut Vec<u8>,
+    mut emit: impl FnMut(&mut [u8]),
+) -> Result<(), VnetError> {
+    const ETH: usize = 14;
+    if frame.len() < ETH + 20 || mss == 0 {
+        return Err(VnetError::Malformed);
+    }
+    let ip = &frame[ETH..];
+    // The super-frame's total length may be stale (> 64K wraps); rely on
+    // the frame length instead, so parse a copy of the header with it fixed.
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl + 20 || ip[ipv4::PROTO] != PROTO_TCP {
+        return Err(VnetError::Malformed);
+    }
+    let thl = ((ip[ihl + 12] >> 4) as usize) * 4;
+    if thl < 20 || ip.len() < ihl + thl {
+        return Err(VnetError::Malformed);
+    }
+    let hdrs = ETH + ihl + thl;
+    let payload = &frame[hdrs..];
+    let seq0 = u32::from_be_bytes(ip[ihl + 4..ihl + 8].try_into().unwrap());
+    let id0 = ipv4::get16(ip, 4);
+    let flags0 = ip[ihl + 13];
+    let n = payload.len().div_ceil(mss).max(1);
+    for i in 0..n {
+        let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
+        scratch.clear();
+        scratch.extend_from_slice(&frame[..hdrs]);
+        scratch.extend_from_slice(chunk);
+        let s = &mut scratch[..];
+        let ipb = &mut s[ETH..];
+        let total = ihl + thl + chunk.len();
+        ipb[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ipb[4..6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
+        ipv4::fill_ip_checksum(ipb, ihl);
+        let seq = seq0.wrapping_add((i * mss) as u32);
+        ipb[ihl + 4..ihl + 8].copy_from_slice(&seq.to_be_bytes());
+        let mut fl = flags0;
+        if i + 1 < n {
+            fl &= !(0x01 | 0x08); // FIN, PSH only on the last
+        }
+        if i > 0 {
+            fl &= !0x80; // CWR only on the first
+        }
+        ipb[ihl + 13] = fl;
+        ipb[ihl + 16..ihl + 18].copy_from_slice(&[0, 0]);
+        let h = Ipv4Hdr::parse(ipb).ok_or(VnetError::Malformed)?;
+        let c = ipv4::l4_checksum(ipb, &h);
+        ipb[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
+        emit(s);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// eth + ip + tcp(20) + payload, checksums left as a sender with
+    /// offload would (TCP field = pseudo-header sum, not inverted).
+    fn super_frame(payload: &[u8], flags: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((40 + payload.len()).min(65535) as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&100u16.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = PROTO_TCP;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        ip[20..22].copy_from_slice(&80u16.to_be_bytes());
+        ip[22..24].copy_from_slice(&5555u16.to_be_bytes());
+        ip[24..28].copy_from_slice(&1_000u32.to_be_bytes());
+        ip[32] = 5 << 4;
+        ip[33] = flags;
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn segments_carry_the_payload_in_order_with_valid_checksums() {
+        let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let f = super_frame(&payload, 0x18 | 0x01); // PSH ACK FIN
+        let mut scratch = Vec::new();
+        let mut got = Vec::new();
+        let mut segs = 0;
+        segment_tcpv4(&f, 1448, &mut scratch, |s| {
+            let ip = &s[14..];
+            let h = Ipv4Hdr::parse(ip).unwrap();
+            assert!(ipv4::ip_checksum_ok(ip, 20));
+            assert_eq!(ipv4::l4_checksum(ip, &h), 0);
+            assert!(s.len() <= 14 + 40 + 1448);
+            let seq = u32::from_be_bytes(ip[24..28].try_into().unwrap());
+            assert_eq!(seq as usize, 1_000 + got.len());
+            let last = got.len() + (h.total_len - 40) == payload.len();
+            assert_eq!(ip[33] & 0x09 != 0, last, "FIN/PSH only on the last");
+            assert_eq!(h.id, 100 + segs);
+            got.extend_from_slice(&ip[40..h.total_len]);
+            segs += 1;
+        })
+        .unwrap();
+        assert_eq!(segs, 7);
+        assert_eq!(got, payload);
+    }
+
+    #[test]
+    fn needs_csum_is_finished() {
+        let payload = b"hello world";
+        let mut f = super_frame(payload, 0x10);
+        // Seed the TCP checksum with the pseudo-header sum, as the kernel does.
+        let ps = checksum::pseudo_header_v4([10, 0, 0, 1], [10, 0, 0, 2], PROTO_TCP, 31);
+        let folded = !checksum::finish(ps);
+        f[14 + 36..14 + 38].copy_from_slice(&folded.to_be_bytes());
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_NONE,
+            csum_start: 34,
+            csum_offset: 16,
+            ..Default::default()
+        };
+        let mut scratch = Vec::new();
+        let mut n = 0;
+        complete(&hdr, &mut f, &mut scratch, |s| {
+            let ip = &s[14..];
+            let h = Ipv4Hdr::parse(ip).unwrap();
+            assert_eq!(ipv4::l4_checksum(ip, &h), 0);
+            n += 1;
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn header_roundtrip_and_bad_input() {
+        let h = VnetHdr {
+            flags: 1,
+            gso_type: 1,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let mut b = [0u8; 10];
+        h.write(&mut b);
+        assert_eq!(VnetHdr::parse(&b), Some(h));
+        assert_eq!(VnetHdr::parse(&b[..9]), None);
+        let mut scratch = Vec::new();
+        assert_eq!(
+            segment_tcpv4(&[0u8; 20], 1000, &mut scratch, |_| {}),
+            Err(VnetError::Malformed)
+        );
+        let mut short = vec![0u8; 30];
+        let bad = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 28,
+            csum_offset: 16,
+            ..Default::default()
+        };
+        assert_eq!(
+            complete(&bad, &mut short, &mut scratch, |_| {}),
+            Err(VnetError::Malformed)
+        );
+        let udp = VnetHdr {
+            gso_type: 5,
+            gso_size: 1000,
+            ..Default::default()
+        };
+        assert_eq!(
+            complete(&udp, &mut short, &mut scratch, |_| {}),
+            Err(VnetError::UnsupportedGso)
+        );
+    }
+}
