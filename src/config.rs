@@ -6,79 +6,9 @@
 
 use crate::control::netns;
 use crate::sys::IFNAMSIZ;
+pub use crate::wire::ipv4::Ipv4Net;
 use clap::Parser;
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
-
-/// An IPv4 network: address and prefix length, host bits zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv4Net {
-    pub addr: Ipv4Addr,
-    pub prefix_len: u8,
-}
-
-impl Ipv4Net {
-    pub fn mask(self) -> u32 {
-        if self.prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix_len as u32)
-        }
-    }
-    pub fn contains(self, a: Ipv4Addr) -> bool {
-        u32::from(a) & self.mask() == u32::from(self.addr)
-    }
-    pub fn broadcast(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
-    }
-    /// Host number `n` of the network (`n` = 1 is the first usable host),
-    /// if it is a usable host address.
-    pub fn host(self, n: u32) -> Option<Ipv4Addr> {
-        let size = 1u64 << (32 - self.prefix_len as u32);
-        if n == 0 || (n as u64) >= size - 1 {
-            return None;
-        }
-        Some(Ipv4Addr::from(u32::from(self.addr) + n))
-    }
-    /// Whether `a` is in the network and neither its network nor broadcast
-    /// address.
-    pub fn is_usable_host(self, a: Ipv4Addr) -> bool {
-        self.contains(a) && a != self.addr && a != self.broadcast()
-    }
-}
-
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
-impl FromStr for Ipv4Net {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = s.split_once('/').ok_or_else(|| {
-            format!("'{s}' is not a subnet (expected ADDRESS/PREFIX, e.g. 192.168.88.0/24)")
-        })?;
-        let addr: Ipv4Addr = a
-            .parse()
-            .map_err(|_| format!("'{s}': '{a}' is not an IPv4 address"))?;
-        let prefix_len: u8 = l
-            .parse()
-            .ok()
-            .filter(|&l| l <= 32)
-            .ok_or_else(|| format!("'{s}': prefix length '{l}' is not 0..32"))?;
-        let net = Ipv4Net { addr, prefix_len };
-        let host_bits = u32::from(addr) & !net.mask();
-        if host_bits != 0 {
-            let base = Ipv4Addr::from(u32::from(addr) & net.mask());
-            return Err(format!(
-                "'{s}' has host bits set (did you mean {base}/{prefix_len}?)"
-            ));
-        }
-        Ok(net)
-    }
-}
 
 /// vswitchd: a userspace L2 switch for network namespaces.
 ///
