@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use vswitchd::datapath::{PortInfo, Switch};
+use vswitchd::gateway::{Gateway, GatewayConfig};
 use vswitchd::port::mem::MemPort;
 use vswitchd::switch::{Fdb, decide};
 use vswitchd::wire::MacAddr;
@@ -118,7 +119,18 @@ fn decide_bench(c: &mut Criterion) {
 fn pipeline_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.measurement_time(Duration::from_secs(3));
-    let mut sw = Switch::new(Fdb::new(300_000, 8192), 1500);
+    let gw = Gateway::new(
+        GatewayConfig {
+            lan_mac: MacAddr::stable_local("gw"),
+            lan_ip: Ipv4Addr::new(10, 0, 0, 254),
+            subnet: "10.0.0.0/24".parse().unwrap(),
+            lan_mtu: 1500,
+            wan: None,
+            nat: None,
+        },
+        0,
+    );
+    let mut sw: Switch<MemPort, MemPort> = Switch::new(Fdb::new(300_000, 8192), 1500, gw, None);
     let mut ids = Vec::new();
     let mut port_macs = Vec::new();
     for i in 0..4 {

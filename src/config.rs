@@ -5,6 +5,9 @@
 //! naming the culprit.
 
 use crate::control::netns;
+use crate::gateway::WanAddr;
+use crate::gateway::nat::{NatConfig, NatTimeouts};
+use crate::wire::MacAddr;
 use crate::sys::IFNAMSIZ;
 pub use crate::wire::ipv4::Ipv4Net;
 use clap::Parser;
@@ -64,10 +67,68 @@ pub struct Cli {
     #[arg(long)]
     pub keep_netns: bool,
 
+    /// Uplink: an existing Ethernet interface in vswitchd's own namespace (a
+    /// NIC, or one end of a veth pair), taken raw and promiscuous. The
+    /// gateway is a separate host there, with its own MAC and address.
+    #[arg(long, value_name = "IFACE")]
+    pub uplink: Option<String>,
+
+    /// The gateway's own address on the uplink's network (ADDRESS/PREFIX, not
+    /// the host's address), or `dhcp` to get one from a DHCP server.
+    #[arg(long, value_name = "CIDR|dhcp")]
+    pub uplink_addr: Option<String>,
+
+    /// Next hop for the default route on the uplink (DHCP's router is used
+    /// when `--uplink-addr dhcp` and this is not given).
+    #[arg(long, value_name = "IP")]
+    pub uplink_gw: Option<String>,
+
+    /// The gateway's MAC on the uplink (default: a stable, locally
+    /// administered MAC derived from the instance and interface names).
+    #[arg(long, value_name = "MAC")]
+    pub uplink_mac: Option<String>,
+
+    /// Most NAT flows; new flows beyond it are refused (existing ones stay).
+    #[arg(long, default_value_t = 65_536, value_name = "N")]
+    pub nat_max: usize,
+
+    /// Route without address translation (the outside routes the subnet back).
+    #[arg(long)]
+    pub no_nat: bool,
+
+    /// External ports for TCP/UDP when a flow's own port is taken.
+    #[arg(long, default_value = "1024-65535", value_name = "MIN-MAX")]
+    pub nat_ports: String,
+
+    /// Seconds an established TCP flow lives idle (RFC 5382: at least 7440).
+    #[arg(long, default_value_t = 7440, value_name = "SECS")]
+    pub nat_tcp_timeout: u64,
+
+    /// Seconds for TCP flows opening or closing (SYN, FIN, TIME-WAIT).
+    #[arg(long, default_value_t = 240, value_name = "SECS")]
+    pub nat_tcp_transitory: u64,
+
+    /// Seconds a UDP flow lives idle (RFC 4787: at least 120).
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub nat_udp_timeout: u64,
+
+    /// Seconds an ICMP echo flow lives idle.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub nat_icmp_timeout: u64,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter;
     /// RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+}
+
+/// The uplink part of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UplinkSpec {
+    pub ifname: String,
+    pub addr: WanAddr,
+    pub gw: Option<Ipv4Addr>,
+    pub mac: Option<MacAddr>,
 }
 
 /// One port of the configuration.
@@ -89,6 +150,9 @@ pub struct Config {
     pub mtu: u32,
     pub keep_netns: bool,
     pub ports: Vec<PortSpec>,
+    pub uplink: Option<UplinkSpec>,
+    /// `None` with `--no-nat`.
+    pub nat: Option<NatConfig>,
 }
 
 /// Checks an interface name as the kernel's `dev_valid_name` does.
@@ -154,6 +218,128 @@ fn parse_port_addr(ns: &str, s: &str, subnet: Ipv4Net) -> Result<Ipv4Addr, Strin
 }
 
 impl Cli {
+    fn uplink_spec(&self, lan: Ipv4Net) -> Result<Option<UplinkSpec>, String> {
+        let Some(ifname) = self.uplink.clone() else {
+            for (set, flag) in [
+                (self.uplink_addr.is_some(), "--uplink-addr"),
+                (self.uplink_gw.is_some(), "--uplink-gw"),
+                (self.uplink_mac.is_some(), "--uplink-mac"),
+            ] {
+                if set {
+                    return Err(format!("{flag} needs --uplink IFACE"));
+                }
+            }
+            return Ok(None);
+        };
+        check_ifname(&ifname).map_err(|e| e.replace("--ifname", "--uplink"))?;
+        let addr = match self.uplink_addr.as_deref() {
+            None => {
+                return Err(format!(
+                    "--uplink {ifname} needs --uplink-addr ADDRESS/PREFIX (the gateway's own address there) or --uplink-addr dhcp"
+                ));
+            }
+            Some("dhcp") => WanAddr::Dhcp,
+            Some(s) => {
+                let (a, l) = s.split_once('/').ok_or_else(|| {
+                    format!("--uplink-addr '{s}' is not ADDRESS/PREFIX (e.g. 10.99.0.2/24) or dhcp")
+                })?;
+                let a: Ipv4Addr = a
+                    .parse()
+                    .map_err(|_| format!("--uplink-addr '{s}': '{a}' is not an IPv4 address"))?;
+                let l: u8 = l
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=32).contains(l))
+                    .ok_or_else(|| format!("--uplink-addr '{s}': prefix '{l}' is not 1..32"))?;
+                let net = Ipv4Net {
+                    addr: Ipv4Addr::from(u32::from(a) & Ipv4Net { addr: a, prefix_len: l }.mask()),
+                    prefix_len: l,
+                };
+                if l < 31 && !net.is_usable_host(a) {
+                    return Err(format!("--uplink-addr {s} is not a host address of {net}"));
+                }
+                let overlap = lan.contains(net.addr) || net.contains(lan.addr);
+                if overlap {
+                    return Err(format!(
+                        "--uplink-addr {s} overlaps the ports' subnet {lan}; the uplink needs another network"
+                    ));
+                }
+                WanAddr::Static(a, l)
+            }
+        };
+        let gw = match &self.uplink_gw {
+            None => None,
+            Some(g) => {
+                let g: Ipv4Addr = g
+                    .parse()
+                    .map_err(|_| format!("--uplink-gw '{g}' is not an IPv4 address"))?;
+                if let WanAddr::Static(a, l) = addr {
+                    let mask = Ipv4Net { addr: a, prefix_len: l }.mask();
+                    if g == a || (u32::from(g) ^ u32::from(a)) & mask != 0 {
+                        return Err(format!(
+                            "--uplink-gw {g} is not another host of the uplink's network {a}/{l}"
+                        ));
+                    }
+                }
+                Some(g)
+            }
+        };
+        let mac = match &self.uplink_mac {
+            None => None,
+            Some(m) => {
+                let m: MacAddr = m.parse().map_err(|e| format!("--uplink-mac: {e}"))?;
+                if !m.is_valid_source() {
+                    return Err(format!("--uplink-mac {m} is not a unicast MAC"));
+                }
+                Some(m)
+            }
+        };
+        Ok(Some(UplinkSpec {
+            ifname,
+            addr,
+            gw,
+            mac,
+        }))
+    }
+
+    fn nat_config(&self) -> Result<Option<NatConfig>, String> {
+        if self.no_nat {
+            return Ok(None);
+        }
+        if self.nat_max == 0 || self.nat_max > 16_000_000 {
+            return Err(format!("--nat-max {} must be 1..16000000", self.nat_max));
+        }
+        let bad_range = || format!("--nat-ports '{}' is not MIN-MAX within 1-65535", self.nat_ports);
+        let (lo, hi) = self.nat_ports.split_once('-').ok_or_else(bad_range)?;
+        let lo: u16 = lo.trim().parse().map_err(|_| bad_range())?;
+        let hi: u16 = hi.trim().parse().map_err(|_| bad_range())?;
+        if lo == 0 || lo > hi {
+            return Err(bad_range());
+        }
+        for (v, flag) in [
+            (self.nat_tcp_timeout, "--nat-tcp-timeout"),
+            (self.nat_tcp_transitory, "--nat-tcp-transitory"),
+            (self.nat_udp_timeout, "--nat-udp-timeout"),
+            (self.nat_icmp_timeout, "--nat-icmp-timeout"),
+        ] {
+            if v == 0 || v > 10_000_000 {
+                return Err(format!("{flag} {v} must be 1..10000000 seconds"));
+            }
+        }
+        Ok(Some(NatConfig {
+            max_flows: self.nat_max,
+            port_min: lo,
+            port_max: hi,
+            timeouts: NatTimeouts {
+                tcp_established: self.nat_tcp_timeout * 1000,
+                tcp_transitory: self.nat_tcp_transitory * 1000,
+                tcp_closed: 10_000,
+                udp: self.nat_udp_timeout * 1000,
+                icmp: self.nat_icmp_timeout * 1000,
+            },
+        }))
+    }
+
     /// Validates the command line into a [`Config`].
     pub fn into_config(self) -> Result<Config, String> {
         check_instance_name(&self.name)?;
@@ -239,7 +425,11 @@ impl Cli {
         if ports.len() > u16::MAX as usize - 1 {
             return Err("--ports: too many ports".into());
         }
+        let uplink = self.uplink_spec(subnet)?;
+        let nat = self.nat_config()?;
         Ok(Config {
+            uplink,
+            nat,
             name: self.name,
             ifname: self.ifname,
             subnet,
@@ -357,6 +547,35 @@ mod tests {
                 !err.contains('\n'),
                 "{args:?}: error is not one line: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn uplink_options() {
+        let c = cfg(&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.2/24", "--uplink-gw", "10.99.0.1"]).unwrap();
+        let u = c.uplink.unwrap();
+        assert_eq!(u.addr, WanAddr::Static(Ipv4Addr::new(10, 99, 0, 2), 24));
+        assert_eq!(u.gw, Some(Ipv4Addr::new(10, 99, 0, 1)));
+        assert_eq!(c.nat.unwrap().max_flows, 65_536);
+        let c = cfg(&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "dhcp", "--no-nat"]).unwrap();
+        assert_eq!(c.uplink.unwrap().addr, WanAddr::Dhcp);
+        assert!(c.nat.is_none());
+        let cases: &[(&[&str], &str)] = &[
+            (&["--ports", "a", "--uplink-addr", "dhcp"], "--uplink-addr needs --uplink"),
+            (&["--ports", "a", "--uplink", "veth0"], "needs --uplink-addr"),
+            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.2"], "ADDRESS/PREFIX"),
+            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "192.168.88.200/24"], "overlaps"),
+            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.0/24"], "not a host address"),
+            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.2/24", "--uplink-gw", "10.98.0.1"], "--uplink-gw 10.98.0.1"),
+            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.2/24", "--uplink-mac", "ff:ff:ff:ff:ff:ff"], "--uplink-mac"),
+            (&["--ports", "a", "--uplink", "this-is-too-long-x", "--uplink-addr", "dhcp"], "--uplink"),
+            (&["--ports", "a", "--nat-ports", "2000-1000"], "--nat-ports"),
+            (&["--ports", "a", "--nat-max", "0"], "--nat-max"),
+            (&["--ports", "a", "--nat-udp-timeout", "0"], "--nat-udp-timeout"),
+        ];
+        for (args, want) in cases {
+            let err = cfg(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: '{err}' lacks '{want}'");
         }
     }
 

@@ -17,7 +17,9 @@ use crate::control::api::{RUN_DIR, socket_path};
 use crate::control::netlink::Netlink;
 use crate::control::netns::{Netns, NetnsError};
 use crate::control::server::ControlServer;
-use crate::datapath::{self, Clock, Instance, PortInfo, Switch};
+use crate::datapath::{self, Clock, Instance, PortInfo, Switch, UplinkSlot};
+use crate::gateway::{Gateway, GatewayConfig, WanConfig};
+use crate::port::raw::{RawError, RawPort};
 use crate::port::tap::{Tap, TapError};
 use crate::switch::Fdb;
 use crate::wire::MacAddr;
@@ -42,6 +44,8 @@ pub enum DaemonError {
     Netns(#[from] NetnsError),
     #[error(transparent)]
     Tap(#[from] TapError),
+    #[error(transparent)]
+    Uplink(#[from] RawError),
     #[error("namespace {netns}: {step}: {source}")]
     Netlink {
         netns: String,
@@ -197,11 +201,37 @@ fn notify_ready() {
     }
 }
 
+/// The gateway's configuration: its stable MACs and addresses.
+fn gateway_config(cfg: &Config, uplink: Option<&RawPort>) -> GatewayConfig {
+    GatewayConfig {
+        lan_mac: MacAddr::stable_local(&format!("vswitchd/{}/gateway", cfg.name)),
+        lan_ip: cfg.gateway,
+        subnet: cfg.subnet,
+        lan_mtu: cfg.mtu as usize,
+        wan: cfg.uplink.as_ref().zip(uplink).map(|(u, raw)| WanConfig {
+            ifname: u.ifname.clone(),
+            mac: u.mac.unwrap_or_else(|| {
+                MacAddr::stable_local(&format!("vswitchd/{}/uplink/{}", cfg.name, u.ifname))
+            }),
+            addr: u.addr,
+            gw: u.gw,
+            mtu: raw.mtu(),
+        }),
+        nat: cfg.nat,
+    }
+}
+
 /// Runs an instance until SIGINT/SIGTERM. Returns after a full teardown.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     // Before any thread exists, so every thread inherits the mask.
     let signals = block_signals()?;
     let lock = InstanceLock::acquire(&cfg.name)?;
+    // The uplink first: opening it changes nothing, so a bad --uplink is
+    // refused before any namespace exists.
+    let uplink = match &cfg.uplink {
+        Some(u) => Some(RawPort::open(&u.ifname)?),
+        None => None,
+    };
 
     let mut setups: Vec<PortSetup> = Vec::with_capacity(cfg.ports.len());
     for spec in &cfg.ports {
@@ -231,9 +261,28 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         });
     }
 
+    let clock = Clock::new();
+    let gateway = Gateway::new(gateway_config(&cfg, uplink.as_ref()), clock.now());
+    tracing::info!(
+        mac = %gateway.mac(),
+        "gateway {} on the switch{}",
+        cfg.gateway,
+        match (&cfg.uplink, &cfg.nat) {
+            (Some(u), Some(_)) => format!(", masquerading toward uplink {}", u.ifname),
+            (Some(u), None) => format!(", routing toward uplink {} without NAT", u.ifname),
+            (None, _) => String::new(),
+        }
+    );
+    let uplink = uplink.map(|u| UplinkSlot {
+        ifname: u.ifname().to_string(),
+        port: u,
+        counters: Default::default(),
+    });
     let mut sw = Switch::new(
         Fdb::new(cfg.aging_secs * 1000, cfg.fdb_max),
         cfg.mtu as usize,
+        gateway,
+        uplink,
     );
     let mut namespaces = Vec::with_capacity(setups.len());
     for s in setups {
@@ -261,7 +310,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             cfg.ports.iter().map(|p| p.netns.as_str()).collect::<Vec<_>>().join(", ")
         );
         notify_ready();
-        datapath::run(&mut sw, &mut control, &signals, &instance, &Clock::new())
+        datapath::run(&mut sw, &mut control, &signals, &instance, &clock)
             .map_err(DaemonError::Datapath)
     })();
 

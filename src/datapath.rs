@@ -14,7 +14,9 @@
 //! allocated once, flooding writes the same buffer to each port.
 
 use crate::control::server::ControlServer;
+use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::Port;
+use crate::wire::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use crate::switch::{Decision, DropReason, Fdb, Learned, Millis, PortId, decide};
 use crate::wire::MacAddr;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -88,37 +90,65 @@ impl LogLimit {
     }
 }
 
-/// The switch: ports, MAC table, counters, and the frame buffer.
-pub struct Switch<P> {
+/// The uplink and its counters.
+pub struct UplinkSlot<U> {
+    pub port: U,
+    pub ifname: String,
+    pub counters: PortCounters,
+}
+
+/// The switch: ports, the gateway (port 0), the uplink, the MAC table,
+/// counters, and the frame buffers.
+pub struct Switch<P, U = P> {
+    /// Slot 0 is the gateway's and always `None` here.
     ports: Vec<Option<PortSlot<P>>>,
     fdb: Fdb,
     mtu: usize,
     buf: Box<[u8]>,
+    gateway: Gateway,
+    /// Counters of the gateway port as the switch sees it.
+    gw_counters: PortCounters,
+    outbox: Outbox,
+    uplink: Option<UplinkSlot<U>>,
+    /// Reused for segmenting uplink super-frames.
+    scratch: Vec<u8>,
     evict_log: LogLimit,
 }
 
-impl<P: Port> Switch<P> {
-    pub fn new(fdb: Fdb, mtu: usize) -> Self {
+/// The gateway's port id.
+pub const GW_PORT: PortId = 0;
+
+impl<P: Port, U: Port> Switch<P, U> {
+    /// A switch whose port 0 is `gateway` (its MAC is pinned there as a
+    /// static entry), with an optional uplink.
+    pub fn new(mut fdb: Fdb, mtu: usize, gateway: Gateway, uplink: Option<UplinkSlot<U>>) -> Self {
+        fdb.add_static(gateway.mac(), GW_PORT)
+            .expect("an empty table takes the gateway's unicast MAC");
         Switch {
-            ports: Vec::new(),
+            ports: vec![None],
             fdb,
             mtu,
             buf: vec![0u8; FRAME_BUF].into_boxed_slice(),
+            gateway,
+            gw_counters: PortCounters::default(),
+            outbox: Outbox::default(),
+            uplink,
+            scratch: Vec::with_capacity(FRAME_BUF),
             evict_log: LogLimit::default(),
         }
     }
 
-    /// Adds a port; returns its id (the lowest free slot).
+    /// Adds a port; returns its id (the lowest free slot above the gateway's).
     pub fn add_port(&mut self, port: P, info: PortInfo) -> PortId {
         let slot = Some(PortSlot {
             port,
             info,
             counters: PortCounters::default(),
         });
-        match self.ports.iter().position(Option::is_none) {
+        match self.ports.iter().skip(1).position(Option::is_none) {
             Some(i) => {
-                self.ports[i] = slot;
-                i as PortId
+                self.ports[i + 1] = slot;
+                (i + 1) as PortId
             }
             None => {
                 self.ports.push(slot);
@@ -127,13 +157,16 @@ impl<P: Port> Switch<P> {
         }
     }
 
-    /// Removes a port and every MAC entry on it.
+    /// Removes a port, every MAC entry on it and the NAT flows of its address.
     pub fn remove_port(&mut self, id: PortId) -> Option<PortSlot<P>> {
+        if id == GW_PORT {
+            return None;
+        }
         let slot = self.ports.get_mut(id as usize)?.take()?;
         self.fdb.forget_port(id);
+        self.gateway.forget_inside(slot.info.addr);
         Some(slot)
     }
-
     pub fn port(&self, id: PortId) -> Option<&PortSlot<P>> {
         self.ports.get(id as usize)?.as_ref()
     }
@@ -188,57 +221,37 @@ impl<P: Port> Switch<P> {
 
     /// Decide, then act, for the frame in `self.buf[..len]`.
     fn forward(&mut self, in_port: PortId, len: usize, now: Millis) {
-        let Switch {
-            ports,
-            fdb,
-            mtu,
-            buf,
-            evict_log,
-        } = self;
-        let frame = &buf[..len];
         {
-            let Some(Some(slot)) = ports.get_mut(in_port as usize) else {
+            let Some(Some(slot)) = self.ports.get_mut(in_port as usize) else {
                 return;
             };
             slot.counters.rx_packets += 1;
             slot.counters.rx_bytes += len as u64;
         }
+        let Switch {
+            ports,
+            fdb,
+            mtu,
+            buf,
+            gateway,
+            gw_counters,
+            outbox,
+            evict_log,
+            ..
+        } = self;
+        let frame = &buf[..len];
         let verdict = decide(fdb, frame, in_port, *mtu, now);
-        match verdict.learned {
-            Some(Learned::Moved { from }) => {
-                let name = |p: PortId| {
-                    ports
-                        .get(p as usize)
-                        .and_then(|s| s.as_ref())
-                        .map_or("?", |s| s.info.name.as_str())
-                };
-                tracing::debug!(
-                    mac = %MacAddr::from_slice(&frame[6..12]),
-                    "MAC moved from port {} to port {}",
-                    name(from),
-                    name(in_port)
-                );
-            }
-            Some(Learned::New {
-                evicted: Some((mac, port)),
-            }) => {
-                if let Some(suppressed) = evict_log.allow(now) {
-                    tracing::warn!(
-                        evicted = %mac,
-                        from_port = port,
-                        suppressed,
-                        "MAC table full ({} entries): evicting the oldest entry of the port with the most entries",
-                        fdb.max_entries()
-                    );
-                }
-            }
-            _ => {}
-        }
+        log_learning(ports, fdb, evict_log, verdict.learned, frame, in_port, now);
         match verdict.decision {
             Decision::Drop(reason) => {
                 if let Some(Some(slot)) = ports.get_mut(in_port as usize) {
                     slot.counters.drops[reason as usize] += 1;
                 }
+            }
+            Decision::Unicast(GW_PORT) => {
+                gw_counters.tx_packets += 1;
+                gw_counters.tx_bytes += len as u64;
+                gateway.handle_lan(frame, now, outbox);
             }
             Decision::Unicast(out) => {
                 if let Some(Some(slot)) = ports.get_mut(out as usize) {
@@ -246,14 +259,176 @@ impl<P: Port> Switch<P> {
                 }
             }
             Decision::Flood(_) => {
-                for (i, slot) in ports.iter_mut().enumerate() {
-                    if i == in_port as usize {
-                        continue;
-                    }
-                    if let Some(slot) = slot {
-                        transmit(slot, frame);
+                flood(ports, in_port, frame);
+                gw_counters.tx_packets += 1;
+                gw_counters.tx_bytes += len as u64;
+                gateway.handle_lan(frame, now, outbox);
+            }
+        }
+        self.flush_outbox(now);
+    }
+
+    /// Delivers what the gateway produced: LAN frames through the switch
+    /// (as received on the gateway port), uplink frames out of the uplink.
+    fn flush_outbox(&mut self, now: Millis) {
+        let Switch {
+            ports,
+            fdb,
+            mtu,
+            outbox,
+            uplink,
+            gw_counters,
+            ..
+        } = self;
+        for i in 0..outbox.len() {
+            let (eg, frame) = outbox.get(i);
+            match eg {
+                Egress::Lan => {
+                    gw_counters.rx_packets += 1;
+                    gw_counters.rx_bytes += frame.len() as u64;
+                    match decide(fdb, frame, GW_PORT, *mtu, now).decision {
+                        Decision::Unicast(out) => {
+                            if let Some(Some(slot)) = ports.get_mut(out as usize) {
+                                transmit(slot, frame);
+                            }
+                        }
+                        Decision::Flood(_) => flood(ports, GW_PORT, frame),
+                        Decision::Drop(r) => gw_counters.drops[r as usize] += 1,
                     }
                 }
+                Egress::Wan => {
+                    if let Some(u) = uplink.as_mut() {
+                        send_counted(&mut u.port, &mut u.counters, frame);
+                    }
+                }
+            }
+        }
+        outbox.clear();
+    }
+
+    /// Reads and routes up to `budget` frames from the uplink.
+    pub fn poll_uplink(&mut self, now: Millis, budget: usize) -> io::Result<usize> {
+        let mut n = 0;
+        while n < budget {
+            let Switch {
+                buf,
+                gateway,
+                outbox,
+                uplink,
+                scratch,
+                ..
+            } = self;
+            let Some(u) = uplink.as_mut() else {
+                return Ok(n);
+            };
+            let len = match u.port.recv(buf) {
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            n += 1;
+            u.counters.rx_packets += 1;
+            u.counters.rx_bytes += len as u64;
+            let Some(hdr) = VnetHdr::parse(&buf[..len]) else {
+                u.counters.drops[DropReason::Runt as usize] += 1;
+                continue;
+            };
+            let frame = &mut buf[VNET_HDR_LEN..len];
+            if frame.len() < crate::wire::ETH_HEADER_LEN {
+                u.counters.drops[DropReason::Runt as usize] += 1;
+                continue;
+            }
+            let done = vnet::complete(&hdr, frame, scratch, |seg| {
+                gateway.handle_wan(seg, now, outbox)
+            });
+            if done.is_err() {
+                u.counters.drops[DropReason::BadOffload as usize] += 1;
+            }
+            self.flush_outbox(now);
+        }
+        Ok(n)
+    }
+
+    /// Runs the gateway's timers; returns when they want to run next.
+    pub fn poll_gateway(&mut self, now: Millis) -> Millis {
+        let next = self.gateway.poll(now, &mut self.outbox);
+        for e in self.gateway.take_events() {
+            tracing::info!("{e}");
+        }
+        self.flush_outbox(now);
+        next
+    }
+
+    /// Sends the gateway's gratuitous ARPs.
+    pub fn announce(&mut self, now: Millis) {
+        self.gateway.announce(&mut self.outbox);
+        self.flush_outbox(now);
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+    pub fn gateway_mut(&mut self) -> &mut Gateway {
+        &mut self.gateway
+    }
+    pub fn gateway_counters(&self) -> &PortCounters {
+        &self.gw_counters
+    }
+    pub fn uplink(&self) -> Option<&UplinkSlot<U>> {
+        self.uplink.as_ref()
+    }
+}
+
+fn log_learning<P>(
+    ports: &[Option<PortSlot<P>>],
+    fdb: &Fdb,
+    evict_log: &mut LogLimit,
+    learned: Option<Learned>,
+    frame: &[u8],
+    in_port: PortId,
+    now: Millis,
+) {
+    let name = |p: PortId| {
+        if p == GW_PORT {
+            return "gateway";
+        }
+        ports
+            .get(p as usize)
+            .and_then(|s| s.as_ref())
+            .map_or("?", |s| s.info.name.as_str())
+    };
+    match learned {
+        Some(Learned::Moved { from }) => {
+            tracing::info!(
+                mac = %MacAddr::from_slice(&frame[6..12]),
+                "MAC moved from port {} to port {}",
+                name(from),
+                name(in_port)
+            );
+        }
+        Some(Learned::New {
+            evicted: Some((mac, port)),
+        }) => {
+            if let Some(suppressed) = evict_log.allow(now) {
+                tracing::warn!(
+                    evicted = %mac,
+                    from_port = name(port),
+                    suppressed,
+                    "MAC table full ({} entries): evicted the oldest entry of the port with the most entries",
+                    fdb.max_entries()
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+fn flood<P: Port>(ports: &mut [Option<PortSlot<P>>], in_port: PortId, frame: &[u8]) {
+    for (i, slot) in ports.iter_mut().enumerate() {
+        if i != in_port as usize {
+            if let Some(slot) = slot {
+                transmit(slot, frame);
             }
         }
     }
@@ -261,16 +436,21 @@ impl<P: Port> Switch<P> {
 
 #[inline]
 fn transmit<P: Port>(slot: &mut PortSlot<P>, frame: &[u8]) {
-    match slot.port.send(frame) {
+    send_counted(&mut slot.port, &mut slot.counters, frame);
+}
+
+#[inline]
+fn send_counted(port: &mut impl Port, counters: &mut PortCounters, frame: &[u8]) {
+    match port.send(frame) {
         Ok(()) => {
-            slot.counters.tx_packets += 1;
-            slot.counters.tx_bytes += frame.len() as u64;
+            counters.tx_packets += 1;
+            counters.tx_bytes += frame.len() as u64;
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            slot.counters.drops[DropReason::TxQueueFull as usize] += 1;
+            counters.drops[DropReason::TxQueueFull as usize] += 1;
         }
         Err(_) => {
-            slot.counters.drops[DropReason::TxError as usize] += 1;
+            counters.drops[DropReason::TxError as usize] += 1;
         }
     }
 }
@@ -295,6 +475,7 @@ impl Default for Clock {
 
 const TOKEN_SIGNAL: u64 = 0;
 const TOKEN_CONTROL: u64 = 1;
+const TOKEN_UPLINK: u64 = 2;
 /// Control-connection tokens: `TOKEN_CLIENT_BASE + client id`.
 pub const TOKEN_CLIENT_BASE: u64 = 1 << 32;
 /// Port tokens: `TOKEN_PORT_BASE + port id`.
@@ -311,8 +492,8 @@ pub struct Instance {
 }
 
 /// Runs the event loop until SIGINT or SIGTERM arrives on `signals`.
-pub fn run<P: Port + AsFd>(
-    sw: &mut Switch<P>,
+pub fn run<P: Port + AsFd, U: Port + AsFd>(
+    sw: &mut Switch<P, U>,
     control: &mut ControlServer,
     signals: &SignalFd,
     instance: &Instance,
@@ -330,15 +511,22 @@ pub fn run<P: Port + AsFd>(
             EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_PORT_BASE + id as u64),
         )?;
     }
+    if let Some(u) = sw.uplink() {
+        epoll.add(
+            u.port.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_UPLINK),
+        )?;
+    }
     let mut events = vec![EpollEvent::empty(); 64];
+    sw.announce(clock.now());
     loop {
         let now = clock.now();
         sw.fdb_mut().expire(now);
-        // Sleep until the next entry expires, at most a second.
-        let timeout_ms = sw
-            .fdb()
-            .next_expiry()
-            .map_or(1000, |t| t.saturating_sub(now).clamp(1, 1000));
+        let gw_next = sw.poll_gateway(now);
+        // Sleep until the next entry expires or the gateway's next timer,
+        // at most a second.
+        let due = sw.fdb().next_expiry().unwrap_or(u64::MAX).min(gw_next);
+        let timeout_ms = due.saturating_sub(now).clamp(1, 1000);
         let n = match epoll.wait(
             &mut events,
             EpollTimeout::try_from(timeout_ms as u32).unwrap_or(EpollTimeout::NONE),
@@ -357,6 +545,11 @@ pub fn run<P: Port + AsFd>(
                     }
                 }
                 TOKEN_CONTROL => control.accept(&epoll),
+                TOKEN_UPLINK => {
+                    if let Err(e) = sw.poll_uplink(now, RX_BUDGET) {
+                        tracing::warn!("uplink read failed: {e}");
+                    }
+                }
                 t if t >= TOKEN_CLIENT_BASE => {
                     control.service(&epoll, t, ev.events(), |req| {
                         crate::control::api::handle(req, sw, instance, now)

@@ -52,3 +52,20 @@ mod tests {
         assert_eq!(std::mem::size_of::<super::IfReqFlags>(), 40);
     }
 }
+
+/// `<linux/if_packet.h>` socket options and values.
+pub const SOL_PACKET: i32 = 263;
+pub const PACKET_ADD_MEMBERSHIP: i32 = 1;
+pub const PACKET_MR_PROMISC: u16 = 1;
+pub const PACKET_VNET_HDR: i32 = 15;
+pub const PACKET_IGNORE_OUTGOING: i32 = 23;
+pub const ETH_P_ALL: u16 = 0x0003;
+
+/// `struct packet_mreq`.
+#[repr(C)]
+pub struct PacketMreq {
+    pub mr_ifindex: i32,
+    pub mr_type: u16,
+    pub mr_alen: u16,
+    pub mr_address: [u8; 8],
+}

@@ -4,6 +4,7 @@
 
 use std::net::Ipv4Addr;
 use vswitchd::datapath::{PortInfo, Switch};
+use vswitchd::gateway::{Gateway, GatewayConfig};
 use vswitchd::port::mem::MemPort;
 use vswitchd::switch::{DropReason, Fdb, PortId};
 use vswitchd::wire::MacAddr;
@@ -11,14 +12,25 @@ use vswitchd::wire::MacAddr;
 const MTU: usize = 1500;
 
 struct Rig {
-    sw: Switch<MemPort>,
+    sw: Switch<MemPort, MemPort>,
     ports: Vec<MemPort>,
     ids: Vec<PortId>,
 }
 
 impl Rig {
     fn new(n: usize, aging_ms: u64, fdb_max: usize) -> Rig {
-        let mut sw = Switch::new(Fdb::new(aging_ms, fdb_max), MTU);
+        let gw = Gateway::new(
+            GatewayConfig {
+                lan_mac: MacAddr::stable_local("gw"),
+                lan_ip: Ipv4Addr::new(192, 168, 88, 1),
+                subnet: "192.168.88.0/24".parse().unwrap(),
+                lan_mtu: MTU,
+                wan: None,
+                nat: None,
+            },
+            0,
+        );
+        let mut sw = Switch::new(Fdb::new(aging_ms, fdb_max), MTU, gw, None);
         let mut ports = Vec::new();
         let mut ids = Vec::new();
         for i in 0..n {
@@ -92,7 +104,8 @@ fn flood_learn_then_unicast_only_to_owner() {
     assert_eq!(c0.rx_packets, 2);
     assert_eq!(c0.rx_bytes, 2 * 60);
     assert_eq!(c0.tx_packets, 3);
-    assert_eq!(r.sw.fdb().len(), 3);
+    // Three learned MACs plus the gateway's static entry.
+    assert_eq!(r.sw.fdb().len(), 4);
 }
 
 #[test]

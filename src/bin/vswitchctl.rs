@@ -7,7 +7,8 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Duration;
 use vswitchd::control::api::{
-    CountReply, FdbShowReply, FdbSummary, PortReport, Reply, Request, StatusReply, socket_path,
+    CountReply, FdbShowReply, FdbSummary, NatShowReply, NatSummary, NeighRow, PortReport, Reply,
+    Request, StatusReply, socket_path,
 };
 use vswitchd::wire::MacAddr;
 
@@ -36,6 +37,23 @@ enum Cmd {
         #[command(subcommand)]
         cmd: FdbCmd,
     },
+    /// The NAT (masquerade) flow table.
+    Nat {
+        #[command(subcommand)]
+        cmd: NatCmd,
+    },
+    /// The gateway's routing table.
+    Routes,
+    /// The gateway's neighbour (ARP) caches, LAN and uplink.
+    Neigh,
+}
+
+#[derive(Subcommand, Debug)]
+enum NatCmd {
+    /// One line per flow: protocol, inside, translated, remote, state, time left.
+    Show,
+    /// Remove every flow.
+    Flush,
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,6 +101,20 @@ fn print_summary(s: &FdbSummary) {
     );
 }
 
+fn print_nat_summary(s: &NatSummary) {
+    println!(
+        "NAT: {} of {} flows; created {}, expired {}, refused (table full) {}, translated out {} in {}, ICMP errors {}",
+        s.flows,
+        s.max,
+        s.stats.created,
+        s.stats.expired,
+        s.stats.refused_full,
+        s.stats.translated_out,
+        s.stats.translated_in,
+        s.stats.icmp_errors_translated
+    );
+}
+
 fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
     match cmd {
         Cmd::Status => {
@@ -96,6 +128,82 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
                 s.subnet, s.gateway, s.mtu, s.ports
             );
             print_summary(&s.fdb);
+            let g = &s.gateway_port;
+            println!(
+                "gateway {} {}: routed out {}, in {}, within LAN {}; to its own stack {}; ICMP errors sent {}; ARP requests {}",
+                g.address, g.mac, g.routed_out, g.routed_in, g.routed_lan, g.to_stack, g.icmp_errors_sent, g.arp_requests_sent
+            );
+            if !g.drops.is_empty() {
+                let parts: Vec<String> = g.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("    drops: {}", parts.join(" "));
+            }
+            match &g.uplink {
+                Some(u) => {
+                    println!(
+                        "uplink {} {} address {}: rx {} pkts {} bytes, tx {} pkts {} bytes",
+                        u.ifname,
+                        u.mac,
+                        u.address.as_deref().unwrap_or("(none yet)"),
+                        u.rx_packets,
+                        u.rx_bytes,
+                        u.tx_packets,
+                        u.tx_bytes
+                    );
+                    if !u.drops.is_empty() {
+                        let parts: Vec<String> =
+                            u.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        println!("    drops: {}", parts.join(" "));
+                    }
+                }
+                None => println!("no uplink"),
+            }
+            match &g.nat {
+                Some(n) => print_nat_summary(n),
+                None => println!("NAT off"),
+            }
+        }
+        Cmd::Nat { cmd: NatCmd::Show } => {
+            let r: NatShowReply = parse(result)?;
+            println!(
+                "{:<5} {:<21} {:<21} {:<21} {:<12} {:>8} {:>8} {:>8}",
+                "PROTO", "INSIDE", "TRANSLATED", "REMOTE", "STATE", "EXPIRES", "PKTS_OUT", "PKTS_IN"
+            );
+            for f in &r.flows {
+                println!(
+                    "{:<5} {:<21} {:<21} {:<21} {:<12} {:>7}s {:>8} {:>8}",
+                    f.proto, f.inside, f.translated, f.remote, f.state, f.expires_in_secs, f.packets_out, f.packets_in
+                );
+            }
+            match &r.summary {
+                Some(s) => print_nat_summary(s),
+                None => println!("NAT off"),
+            }
+        }
+        Cmd::Nat { cmd: NatCmd::Flush } => {
+            let r: CountReply = parse(result)?;
+            println!("flushed {} NAT flows", r.removed);
+        }
+        Cmd::Routes => {
+            let routes: Vec<vswitchd::gateway::RouteView> = parse(result)?;
+            for r in &routes {
+                let via = r.via.map_or_else(String::new, |v| format!(" via {v}"));
+                let src = r.src.map_or_else(String::new, |v| format!(" src {v}"));
+                println!("{}{via} dev {}{src}", r.destination, r.dev);
+            }
+        }
+        Cmd::Neigh => {
+            let rows: Vec<NeighRow> = parse(result)?;
+            println!("{:<7} {:<16} {:<17} {:<10} {:>9}", "DEV", "ADDRESS", "MAC", "STATE", "CONFIRMED");
+            for n in &rows {
+                println!(
+                    "{:<7} {:<16} {:<17} {:<10} {:>9}",
+                    n.dev,
+                    n.entry.ip.to_string(),
+                    n.entry.mac.map_or_else(|| "-".to_string(), |m| m.to_string()),
+                    n.entry.state,
+                    n.entry.confirmed_secs_ago.map_or_else(|| "-".to_string(), |s| format!("{s}s ago"))
+                );
+            }
         }
         Cmd::Ports => {
             let ports: Vec<PortReport> = parse(result)?;
@@ -175,6 +283,10 @@ fn main() -> ExitCode {
             },
             FdbCmd::Del { mac } => Request::FdbDel { mac: *mac },
         },
+        Cmd::Nat { cmd: NatCmd::Show } => Request::NatShow,
+        Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
+        Cmd::Routes => Request::Routes,
+        Cmd::Neigh => Request::Neigh,
     };
     let reply = match call(&cli.name, &req) {
         Ok(r) => r,

@@ -5,7 +5,10 @@
 //! answers with one JSON [`Reply`] and closes the connection. `vswitchctl
 //! --json` prints the reply's `result` as it came.
 
-use crate::datapath::{Instance, PortCounters, PortInfo, Switch};
+use crate::datapath::{GW_PORT, Instance, PortCounters, PortInfo, Switch};
+use crate::gateway::nat::{FlowView, NatStats};
+use crate::gateway::neigh::NeighView;
+use crate::gateway::{GwDrop, RouteView};
 use crate::port::Port;
 use crate::switch::{DropReason, FdbStats, Millis};
 use crate::wire::MacAddr;
@@ -29,6 +32,10 @@ pub enum Request {
     FdbFlush { port: Option<String> },
     FdbAdd { mac: MacAddr, port: String },
     FdbDel { mac: MacAddr },
+    NatShow,
+    NatFlush,
+    Routes,
+    Neigh,
 }
 
 /// The daemon's answer: `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`.
@@ -68,6 +75,57 @@ pub struct StatusReply {
     pub mtu: u32,
     pub ports: usize,
     pub fdb: FdbSummary,
+    pub gateway_port: GatewayReport,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayReport {
+    pub mac: MacAddr,
+    pub address: String,
+    pub uplink: Option<UplinkReport>,
+    pub nat: Option<NatSummary>,
+    pub routed_out: u64,
+    pub routed_in: u64,
+    pub routed_lan: u64,
+    pub to_stack: u64,
+    pub icmp_errors_sent: u64,
+    pub arp_requests_sent: u64,
+    /// Gateway drops by reason (non-zero only).
+    pub drops: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UplinkReport {
+    pub ifname: String,
+    pub mac: MacAddr,
+    /// `null` while DHCP has not given one.
+    pub address: Option<String>,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NatSummary {
+    pub flows: usize,
+    pub max: usize,
+    #[serde(flatten)]
+    pub stats: NatStats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NatShowReply {
+    pub flows: Vec<FlowView>,
+    pub summary: Option<NatSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NeighRow {
+    pub dev: String,
+    #[serde(flatten)]
+    pub entry: NeighView,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,7 +172,57 @@ pub struct CountReply {
     pub removed: usize,
 }
 
-fn summary<P: Port>(sw: &Switch<P>) -> FdbSummary {
+fn drops_map(c: &PortCounters) -> BTreeMap<String, u64> {
+    DropReason::ALL
+        .iter()
+        .filter(|r| c.drops[**r as usize] > 0)
+        .map(|r| (r.name().to_string(), c.drops[*r as usize]))
+        .collect()
+}
+
+fn nat_summary<P: Port, U: Port>(sw: &Switch<P, U>) -> Option<NatSummary> {
+    sw.gateway().nat().map(|n| NatSummary {
+        flows: n.len(),
+        max: n.config().max_flows,
+        stats: n.stats(),
+    })
+}
+
+fn gateway_report<P: Port, U: Port>(sw: &Switch<P, U>) -> GatewayReport {
+    let g = sw.gateway();
+    let st = g.stats();
+    let mut drops: BTreeMap<String, u64> = (0..GwDrop::COUNT)
+        .filter(|&i| st.drops[i] > 0)
+        .map(|i| (GwDrop::name_of(i).to_string(), st.drops[i]))
+        .collect();
+    for (k, v) in drops_map(sw.gateway_counters()) {
+        *drops.entry(k).or_default() += v;
+    }
+    GatewayReport {
+        mac: g.mac(),
+        address: g.lan_ip().to_string(),
+        uplink: sw.uplink().map(|u| UplinkReport {
+            ifname: u.ifname.clone(),
+            mac: g.wan_mac().unwrap_or_default(),
+            address: g.wan_addr().map(|(a, l)| format!("{a}/{l}")),
+            rx_packets: u.counters.rx_packets,
+            rx_bytes: u.counters.rx_bytes,
+            tx_packets: u.counters.tx_packets,
+            tx_bytes: u.counters.tx_bytes,
+            drops: drops_map(&u.counters),
+        }),
+        nat: nat_summary(sw),
+        routed_out: st.routed_out,
+        routed_in: st.routed_in,
+        routed_lan: st.routed_lan,
+        to_stack: st.to_stack,
+        icmp_errors_sent: st.icmp_errors_sent,
+        arp_requests_sent: st.arp_requests_sent,
+        drops,
+    }
+}
+
+fn summary<P: Port, U: Port>(sw: &Switch<P, U>) -> FdbSummary {
     let f = sw.fdb();
     let FdbStats {
         learned,
@@ -142,19 +250,20 @@ fn report(info: &PortInfo, c: &PortCounters) -> PortReport {
         rx_bytes: c.rx_bytes,
         tx_packets: c.tx_packets,
         tx_bytes: c.tx_bytes,
-        drops: DropReason::ALL
-            .iter()
-            .filter(|r| c.drops[**r as usize] > 0)
-            .map(|r| (r.name().to_string(), c.drops[*r as usize]))
-            .collect(),
+        drops: drops_map(c),
     }
 }
 
 /// Executes `req` against the switch at time `now`.
-pub fn handle<P: Port>(req: Request, sw: &mut Switch<P>, inst: &Instance, now: Millis) -> Reply {
+pub fn handle<P: Port, U: Port>(
+    req: Request,
+    sw: &mut Switch<P, U>,
+    inst: &Instance,
+    now: Millis,
+) -> Reply {
     // Keep what is shown consistent with what forwarding sees.
     sw.fdb_mut().expire(now);
-    let port_id = |sw: &Switch<P>, name: &str| {
+    let port_id = |sw: &Switch<P, U>, name: &str| {
         sw.port_by_name(name)
             .ok_or_else(|| Reply::err(format!("no port named {name}")))
     };
@@ -168,6 +277,7 @@ pub fn handle<P: Port>(req: Request, sw: &mut Switch<P>, inst: &Instance, now: M
             mtu: inst.mtu,
             ports: sw.ports().count(),
             fdb: summary(sw),
+            gateway_port: gateway_report(sw),
         }),
         Request::Ports => Reply::ok(
             sw.ports()
@@ -180,9 +290,12 @@ pub fn handle<P: Port>(req: Request, sw: &mut Switch<P>, inst: &Instance, now: M
                 .entries(now)
                 .into_iter()
                 .map(|e| FdbRow {
-                    port: sw
-                        .port(e.port)
-                        .map_or_else(|| format!("#{}", e.port), |s| s.info.name.clone()),
+                    port: if e.port == GW_PORT {
+                        "gateway".to_string()
+                    } else {
+                        sw.port(e.port)
+                            .map_or_else(|| format!("#{}", e.port), |s| s.info.name.clone())
+                    },
                     mac: e.mac,
                     age: e.age_ms.map(|a| a / 1000),
                 })
@@ -210,6 +323,9 @@ pub fn handle<P: Port>(req: Request, sw: &mut Switch<P>, inst: &Instance, now: M
                 Err(e) => Reply::err(e.to_string()),
             }
         }
+        Request::FdbDel { mac } if mac == sw.gateway().mac() => {
+            Reply::err(format!("{mac} is the gateway's own MAC; it cannot be removed"))
+        }
         Request::FdbDel { mac } => {
             if sw.fdb_mut().remove(mac) {
                 Reply::ok(CountReply { removed: 1 })
@@ -217,5 +333,21 @@ pub fn handle<P: Port>(req: Request, sw: &mut Switch<P>, inst: &Instance, now: M
                 Reply::err(format!("{mac} is not in the MAC table"))
             }
         }
+        Request::NatShow => Reply::ok(NatShowReply {
+            flows: sw.gateway().nat().map(|n| n.flows(now)).unwrap_or_default(),
+            summary: nat_summary(sw),
+        }),
+        Request::NatFlush => match sw.gateway_mut().nat_mut() {
+            Some(n) => Reply::ok(CountReply { removed: n.flush() }),
+            None => Reply::err("NAT is off (no --uplink, or --no-nat)"),
+        },
+        Request::Routes => Reply::ok::<Vec<RouteView>>(sw.gateway().routes()),
+        Request::Neigh => Reply::ok(
+            sw.gateway()
+                .neighbours(now)
+                .into_iter()
+                .map(|(dev, entry)| NeighRow { dev, entry })
+                .collect::<Vec<_>>(),
+        ),
     }
 }

@@ -6,6 +6,7 @@
 //! double for tests and benches that drive the same pipeline without root.
 
 pub mod mem;
+pub mod raw;
 pub mod tap;
 
 use std::io;

@@ -32,10 +32,13 @@ pub enum DropReason {
     TxQueueFull,
     /// The egress port's write failed.
     TxError,
+    /// An uplink frame whose offload header (checksum start, GSO) could not
+    /// be honoured.
+    BadOffload,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::TooBig,
@@ -43,6 +46,7 @@ impl DropReason {
         DropReason::SameSegment,
         DropReason::TxQueueFull,
         DropReason::TxError,
+        DropReason::BadOffload,
     ];
 
     /// Stable snake_case name used in `vswitchctl` output and JSON.
@@ -54,6 +58,7 @@ impl DropReason {
             DropReason::SameSegment => "same_segment",
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::TxError => "tx_error",
+            DropReason::BadOffload => "bad_offload",
         }
     }
 }

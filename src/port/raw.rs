@@ -1,0 +1,179 @@
+//! The uplink: a host Ethernet interface taken raw with an `AF_PACKET`
+//! socket, promiscuous (the gateway has its own MAC on that segment).
+//!
+//! The socket asks for `PACKET_VNET_HDR`, so every frame comes with a
+//! virtio-net header saying whether its checksum was left for offload
+//! (CHECKSUM_PARTIAL, common for frames from a veth peer or a local sender)
+//! and whether it is a TCP super-frame (GSO); [`crate::wire::vnet`] makes such
+//! frames whole. Frames we send get an all-zero header (nothing to offload).
+//! `PACKET_IGNORE_OUTGOING` keeps our own transmissions (and the host's) out
+//! of the receive path.
+
+use super::Port;
+use crate::sys::{
+    ETH_P_ALL, PACKET_ADD_MEMBERSHIP, PACKET_IGNORE_OUTGOING, PACKET_MR_PROMISC, PACKET_VNET_HDR,
+    PacketMreq, SOL_PACKET,
+};
+use crate::wire::vnet::VNET_HDR_LEN;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    #[error("uplink {ifname}: no such interface in vswitchd's namespace")]
+    NoSuchInterface { ifname: String },
+    #[error("uplink {ifname}: not an Ethernet interface")]
+    NotEthernet { ifname: String },
+    #[error("uplink {ifname}: {step}: {source}")]
+    Socket {
+        ifname: String,
+        step: &'static str,
+        source: io::Error,
+    },
+}
+
+/// An open raw uplink.
+pub struct RawPort {
+    fd: OwnedFd,
+    ifname: String,
+    mtu: usize,
+}
+
+fn setsockopt<T>(fd: RawFd, level: i32, name: i32, v: &T) -> io::Result<()> {
+    // SAFETY: `v` points to a live value of the size we pass; the kernel
+    // copies it before returning.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl RawPort {
+    /// Opens `ifname` (in the calling thread's namespace).
+    pub fn open(ifname: &str) -> Result<RawPort, RawError> {
+        let sys = std::path::Path::new("/sys/class/net").join(ifname);
+        let index = nix::net::if_::if_nametoindex(ifname).map_err(|_| RawError::NoSuchInterface {
+            ifname: ifname.into(),
+        })?;
+        let read = |f: &str| std::fs::read_to_string(sys.join(f)).unwrap_or_default();
+        if read("type").trim() != "1" {
+            return Err(RawError::NotEthernet {
+                ifname: ifname.into(),
+            });
+        }
+        let mtu = read("mtu").trim().parse().unwrap_or(1500);
+        let err = |step: &'static str| {
+            let ifname = ifname.to_string();
+            move |source: io::Error| RawError::Socket {
+                ifname,
+                step,
+                source,
+            }
+        };
+        // SAFETY: plain socket(2); the result is checked and owned below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                ETH_P_ALL.to_be() as i32,
+            )
+        };
+        if raw < 0 {
+            return Err(err("socket(AF_PACKET)")(io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let one: i32 = 1;
+        setsockopt(raw, SOL_PACKET, PACKET_VNET_HDR, &one).map_err(err("PACKET_VNET_HDR"))?;
+        setsockopt(raw, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)
+            .map_err(err("PACKET_IGNORE_OUTGOING"))?;
+        let rcvbuf: i32 = 4 << 20;
+        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf);
+        // SAFETY: an all-zero sockaddr_ll is valid; we fill what bind needs.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = index as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll of the size given.
+        let rc = unsafe {
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(err("bind")(io::Error::last_os_error()));
+        }
+        let mreq = PacketMreq {
+            mr_ifindex: index as i32,
+            mr_type: PACKET_MR_PROMISC,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        setsockopt(raw, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq).map_err(err("promiscuous mode"))?;
+        Ok(RawPort {
+            fd,
+            ifname: ifname.into(),
+            mtu,
+        })
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+}
+
+impl AsRawFd for RawPort {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for RawPort {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Port for RawPort {
+    /// Reads one frame, virtio-net header first.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        nix::unistd::read(&self.fd, buf).map_err(io::Error::from)
+    }
+
+    /// Writes one frame behind an all-zero virtio-net header.
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        let hdr = [0u8; VNET_HDR_LEN];
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut _,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut _,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: both iovecs point to live buffers of the given lengths.
+        let rc = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
