@@ -7,8 +7,8 @@
 use crate::control::netns;
 use crate::gateway::WanAddr;
 use crate::gateway::nat::{NatConfig, NatTimeouts};
-use crate::wire::MacAddr;
 use crate::sys::IFNAMSIZ;
+use crate::wire::MacAddr;
 pub use crate::wire::ipv4::Ipv4Net;
 use clap::Parser;
 use std::net::Ipv4Addr;
@@ -252,7 +252,14 @@ impl Cli {
                     .filter(|l| (1..=32).contains(l))
                     .ok_or_else(|| format!("--uplink-addr '{s}': prefix '{l}' is not 1..32"))?;
                 let net = Ipv4Net {
-                    addr: Ipv4Addr::from(u32::from(a) & Ipv4Net { addr: a, prefix_len: l }.mask()),
+                    addr: Ipv4Addr::from(
+                        u32::from(a)
+                            & Ipv4Net {
+                                addr: a,
+                                prefix_len: l,
+                            }
+                            .mask(),
+                    ),
                     prefix_len: l,
                 };
                 if l < 31 && !net.is_usable_host(a) {
@@ -274,7 +281,11 @@ impl Cli {
                     .parse()
                     .map_err(|_| format!("--uplink-gw '{g}' is not an IPv4 address"))?;
                 if let WanAddr::Static(a, l) = addr {
-                    let mask = Ipv4Net { addr: a, prefix_len: l }.mask();
+                    let mask = Ipv4Net {
+                        addr: a,
+                        prefix_len: l,
+                    }
+                    .mask();
                     if g == a || (u32::from(g) ^ u32::from(a)) & mask != 0 {
                         return Err(format!(
                             "--uplink-gw {g} is not another host of the uplink's network {a}/{l}"
@@ -309,7 +320,12 @@ impl Cli {
         if self.nat_max == 0 || self.nat_max > 16_000_000 {
             return Err(format!("--nat-max {} must be 1..16000000", self.nat_max));
         }
-        let bad_range = || format!("--nat-ports '{}' is not MIN-MAX within 1-65535", self.nat_ports);
+        let bad_range = || {
+            format!(
+                "--nat-ports '{}' is not MIN-MAX within 1-65535",
+                self.nat_ports
+            )
+        };
         let (lo, hi) = self.nat_ports.split_once('-').ok_or_else(bad_range)?;
         let lo: u16 = lo.trim().parse().map_err(|_| bad_range())?;
         let hi: u16 = hi.trim().parse().map_err(|_| bad_range())?;
@@ -552,26 +568,118 @@ mod tests {
 
     #[test]
     fn uplink_options() {
-        let c = cfg(&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.2/24", "--uplink-gw", "10.99.0.1"]).unwrap();
+        let c = cfg(&[
+            "--ports",
+            "a",
+            "--uplink",
+            "veth0",
+            "--uplink-addr",
+            "10.99.0.2/24",
+            "--uplink-gw",
+            "10.99.0.1",
+        ])
+        .unwrap();
         let u = c.uplink.unwrap();
         assert_eq!(u.addr, WanAddr::Static(Ipv4Addr::new(10, 99, 0, 2), 24));
         assert_eq!(u.gw, Some(Ipv4Addr::new(10, 99, 0, 1)));
         assert_eq!(c.nat.unwrap().max_flows, 65_536);
-        let c = cfg(&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "dhcp", "--no-nat"]).unwrap();
+        let c = cfg(&[
+            "--ports",
+            "a",
+            "--uplink",
+            "veth0",
+            "--uplink-addr",
+            "dhcp",
+            "--no-nat",
+        ])
+        .unwrap();
         assert_eq!(c.uplink.unwrap().addr, WanAddr::Dhcp);
         assert!(c.nat.is_none());
         let cases: &[(&[&str], &str)] = &[
-            (&["--ports", "a", "--uplink-addr", "dhcp"], "--uplink-addr needs --uplink"),
-            (&["--ports", "a", "--uplink", "veth0"], "needs --uplink-addr"),
-            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.2"], "ADDRESS/PREFIX"),
-            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "192.168.88.200/24"], "overlaps"),
-            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.0/24"], "not a host address"),
-            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.2/24", "--uplink-gw", "10.98.0.1"], "--uplink-gw 10.98.0.1"),
-            (&["--ports", "a", "--uplink", "veth0", "--uplink-addr", "10.99.0.2/24", "--uplink-mac", "ff:ff:ff:ff:ff:ff"], "--uplink-mac"),
-            (&["--ports", "a", "--uplink", "this-is-too-long-x", "--uplink-addr", "dhcp"], "--uplink"),
+            (
+                &["--ports", "a", "--uplink-addr", "dhcp"],
+                "--uplink-addr needs --uplink",
+            ),
+            (
+                &["--ports", "a", "--uplink", "veth0"],
+                "needs --uplink-addr",
+            ),
+            (
+                &[
+                    "--ports",
+                    "a",
+                    "--uplink",
+                    "veth0",
+                    "--uplink-addr",
+                    "10.99.0.2",
+                ],
+                "ADDRESS/PREFIX",
+            ),
+            (
+                &[
+                    "--ports",
+                    "a",
+                    "--uplink",
+                    "veth0",
+                    "--uplink-addr",
+                    "192.168.88.200/24",
+                ],
+                "overlaps",
+            ),
+            (
+                &[
+                    "--ports",
+                    "a",
+                    "--uplink",
+                    "veth0",
+                    "--uplink-addr",
+                    "10.99.0.0/24",
+                ],
+                "not a host address",
+            ),
+            (
+                &[
+                    "--ports",
+                    "a",
+                    "--uplink",
+                    "veth0",
+                    "--uplink-addr",
+                    "10.99.0.2/24",
+                    "--uplink-gw",
+                    "10.98.0.1",
+                ],
+                "--uplink-gw 10.98.0.1",
+            ),
+            (
+                &[
+                    "--ports",
+                    "a",
+                    "--uplink",
+                    "veth0",
+                    "--uplink-addr",
+                    "10.99.0.2/24",
+                    "--uplink-mac",
+                    "ff:ff:ff:ff:ff:ff",
+                ],
+                "--uplink-mac",
+            ),
+            (
+                &[
+                    "--ports",
+                    "a",
+                    "--uplink",
+                    "this-is-too-long-x",
+                    "--uplink-addr",
+                    "dhcp",
+                ],
+                "--uplink",
+            ),
             (&["--ports", "a", "--nat-ports", "2000-1000"], "--nat-ports"),
             (&["--ports", "a", "--nat-max", "0"], "--nat-max"),
-            (&["--ports", "a", "--nat-udp-timeout", "0"], "--nat-udp-timeout"),
+            (
+                &["--ports", "a", "--nat-udp-timeout", "0"],
+                "--nat-udp-timeout",
+            ),
         ];
         for (args, want) in cases {
             let err = cfg(args).unwrap_err();

@@ -16,9 +16,9 @@
 use crate::control::server::ControlServer;
 use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::Port;
-use crate::wire::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use crate::switch::{Decision, DropReason, Fdb, Learned, Millis, PortId, decide};
 use crate::wire::MacAddr;
+use crate::wire::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signalfd::SignalFd;
 use std::io;
@@ -426,10 +426,10 @@ fn log_learning<P>(
 
 fn flood<P: Port>(ports: &mut [Option<PortSlot<P>>], in_port: PortId, frame: &[u8]) {
     for (i, slot) in ports.iter_mut().enumerate() {
-        if i != in_port as usize {
-            if let Some(slot) = slot {
-                transmit(slot, frame);
-            }
+        if i != in_port as usize
+            && let Some(slot) = slot
+        {
+            transmit(slot, frame);
         }
     }
 }

@@ -45,14 +45,6 @@ nix::ioctl_write_ptr_bad!(
     IfReqFlags
 );
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ifreq_is_kernel_sized() {
-        assert_eq!(std::mem::size_of::<super::IfReqFlags>(), 40);
-    }
-}
-
 /// `<linux/if_packet.h>` socket options and values.
 pub const SOL_PACKET: i32 = 263;
 pub const PACKET_ADD_MEMBERSHIP: i32 = 1;
@@ -68,4 +60,12 @@ pub struct PacketMreq {
     pub mr_type: u16,
     pub mr_alen: u16,
     pub mr_address: [u8; 8],
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ifreq_is_kernel_sized() {
+        assert_eq!(std::mem::size_of::<super::IfReqFlags>(), 40);
+    }
 }

@@ -131,7 +131,14 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             let g = &s.gateway_port;
             println!(
                 "gateway {} {}: routed out {}, in {}, within LAN {}; to its own stack {}; ICMP errors sent {}; ARP requests {}",
-                g.address, g.mac, g.routed_out, g.routed_in, g.routed_lan, g.to_stack, g.icmp_errors_sent, g.arp_requests_sent
+                g.address,
+                g.mac,
+                g.routed_out,
+                g.routed_in,
+                g.routed_lan,
+                g.to_stack,
+                g.icmp_errors_sent,
+                g.arp_requests_sent
             );
             if !g.drops.is_empty() {
                 let parts: Vec<String> = g.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -166,12 +173,26 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             let r: NatShowReply = parse(result)?;
             println!(
                 "{:<5} {:<21} {:<21} {:<21} {:<12} {:>8} {:>8} {:>8}",
-                "PROTO", "INSIDE", "TRANSLATED", "REMOTE", "STATE", "EXPIRES", "PKTS_OUT", "PKTS_IN"
+                "PROTO",
+                "INSIDE",
+                "TRANSLATED",
+                "REMOTE",
+                "STATE",
+                "EXPIRES",
+                "PKTS_OUT",
+                "PKTS_IN"
             );
             for f in &r.flows {
                 println!(
                     "{:<5} {:<21} {:<21} {:<21} {:<12} {:>7}s {:>8} {:>8}",
-                    f.proto, f.inside, f.translated, f.remote, f.state, f.expires_in_secs, f.packets_out, f.packets_in
+                    f.proto,
+                    f.inside,
+                    f.translated,
+                    f.remote,
+                    f.state,
+                    f.expires_in_secs,
+                    f.packets_out,
+                    f.packets_in
                 );
             }
             match &r.summary {
@@ -193,15 +214,22 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         }
         Cmd::Neigh => {
             let rows: Vec<NeighRow> = parse(result)?;
-            println!("{:<7} {:<16} {:<17} {:<10} {:>9}", "DEV", "ADDRESS", "MAC", "STATE", "CONFIRMED");
+            println!(
+                "{:<7} {:<16} {:<17} {:<10} {:>9}",
+                "DEV", "ADDRESS", "MAC", "STATE", "CONFIRMED"
+            );
             for n in &rows {
                 println!(
                     "{:<7} {:<16} {:<17} {:<10} {:>9}",
                     n.dev,
                     n.entry.ip.to_string(),
-                    n.entry.mac.map_or_else(|| "-".to_string(), |m| m.to_string()),
+                    n.entry
+                        .mac
+                        .map_or_else(|| "-".to_string(), |m| m.to_string()),
                     n.entry.state,
-                    n.entry.confirmed_secs_ago.map_or_else(|| "-".to_string(), |s| format!("{s}s ago"))
+                    n.entry
+                        .confirmed_secs_ago
+                        .map_or_else(|| "-".to_string(), |s| format!("{s}s ago"))
                 );
             }
         }

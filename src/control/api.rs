@@ -323,9 +323,9 @@ pub fn handle<P: Port, U: Port>(
                 Err(e) => Reply::err(e.to_string()),
             }
         }
-        Request::FdbDel { mac } if mac == sw.gateway().mac() => {
-            Reply::err(format!("{mac} is the gateway's own MAC; it cannot be removed"))
-        }
+        Request::FdbDel { mac } if mac == sw.gateway().mac() => Reply::err(format!(
+            "{mac} is the gateway's own MAC; it cannot be removed"
+        )),
         Request::FdbDel { mac } => {
             if sw.fdb_mut().remove(mac) {
                 Reply::ok(CountReply { removed: 1 })

@@ -386,31 +386,31 @@ impl Gateway {
             dev: "lan".into(),
             src: Some(self.cfg.lan_ip),
         }];
-        if let Some(w) = &self.wan {
-            if let Some((a, l)) = w.addr {
-                let mask = Ipv4Net {
-                    addr: a,
-                    prefix_len: l,
-                }
-                .mask();
-                let net = Ipv4Net {
-                    addr: Ipv4Addr::from(u32::from(a) & mask),
-                    prefix_len: l,
-                };
+        if let Some(w) = &self.wan
+            && let Some((a, l)) = w.addr
+        {
+            let mask = Ipv4Net {
+                addr: a,
+                prefix_len: l,
+            }
+            .mask();
+            let net = Ipv4Net {
+                addr: Ipv4Addr::from(u32::from(a) & mask),
+                prefix_len: l,
+            };
+            v.push(RouteView {
+                destination: net.to_string(),
+                via: None,
+                dev: format!("uplink {}", w.cfg.ifname),
+                src: Some(a),
+            });
+            if let Some(gw) = w.gw {
                 v.push(RouteView {
-                    destination: net.to_string(),
-                    via: None,
+                    destination: "default".into(),
+                    via: Some(gw),
                     dev: format!("uplink {}", w.cfg.ifname),
                     src: Some(a),
                 });
-                if let Some(gw) = w.gw {
-                    v.push(RouteView {
-                        destination: "default".into(),
-                        via: Some(gw),
-                        dev: format!("uplink {}", w.cfg.ifname),
-                        src: Some(a),
-                    });
-                }
             }
         }
         v
@@ -491,10 +491,10 @@ impl Gateway {
         match ipv4::get16(frame, 12) {
             ETHERTYPE_ARP => {
                 self.snoop_arp(Side::Lan, frame, now, out);
-                self.to_stack(Side::Lan, frame, now, out);
+                self.deliver_local(Side::Lan, frame, now, out);
             }
             ETHERTYPE_IPV4 if to_us => self.ip_from_lan(frame, now, out),
-            ETHERTYPE_IPV4 => self.to_stack(Side::Lan, frame, now, out),
+            ETHERTYPE_IPV4 => self.deliver_local(Side::Lan, frame, now, out),
             _ if to_us => self.drop(GwDrop::NotForUs),
             _ => {}
         }
@@ -513,7 +513,7 @@ impl Gateway {
         match ipv4::get16(frame, 12) {
             ETHERTYPE_ARP => {
                 self.snoop_arp(Side::Wan, frame, now, out);
-                self.to_stack(Side::Wan, frame, now, out);
+                self.deliver_local(Side::Wan, frame, now, out);
             }
             ETHERTYPE_IPV4 => self.ip_from_wan(frame, now, out),
             _ if dst == wmac => self.drop(GwDrop::NotForUs),
@@ -521,7 +521,7 @@ impl Gateway {
         }
     }
 
-    fn to_stack(&mut self, side: Side, frame: &[u8], now: Millis, out: &mut Outbox) {
+    fn deliver_local(&mut self, side: Side, frame: &[u8], now: Millis, out: &mut Outbox) {
         self.stats.to_stack += 1;
         match side {
             Side::Lan => self.lan.input(frame, now, &mut self.lan_sockets, |f| {
@@ -585,7 +585,7 @@ impl Gateway {
             || is_special(dst)
             || dst == self.cfg.subnet.broadcast()
         {
-            return self.to_stack(Side::Lan, frame, now, out);
+            return self.deliver_local(Side::Lan, frame, now, out);
         }
         if !self.cfg.subnet.contains(src) {
             return self.drop(GwDrop::Martian);
@@ -604,11 +604,11 @@ impl Gateway {
         let f = out.last_mut();
         ipv4::decrement_ttl(&mut f[ETH..]);
         if side == Side::Wan {
-            if let Some(nat) = self.nat.as_mut() {
-                if let Err(e) = nat.outbound(&mut f[ETH..], now) {
-                    out.pop();
-                    return self.drop(GwDrop::Nat(e));
-                }
+            if let Some(nat) = self.nat.as_mut()
+                && let Err(e) = nat.outbound(&mut f[ETH..], now)
+            {
+                out.pop();
+                return self.drop(GwDrop::Nat(e));
             }
             self.stats.routed_out += 1;
         } else {
@@ -632,14 +632,14 @@ impl Gateway {
             && frame.len() >= l4 + 4
             && ipv4::get16(frame, l4 + 2) == 68;
         if dhcp_reply || (is_special(dst) && Some(dst) != wan_ip) {
-            return self.to_stack(Side::Wan, frame, now, out);
+            return self.deliver_local(Side::Wan, frame, now, out);
         }
         if self.cfg.subnet.contains(Ipv4Addr::from(h.src)) {
             return self.drop(GwDrop::Martian);
         }
         if Some(dst) == wan_ip {
             let Some(nat) = self.nat.as_mut() else {
-                return self.to_stack(Side::Wan, frame, now, out);
+                return self.deliver_local(Side::Wan, frame, now, out);
             };
             out.push(Egress::Lan, &frame[..ETH + h.total_len]);
             match nat.inbound(&mut out.last_mut()[ETH..], now) {
@@ -653,7 +653,7 @@ impl Gateway {
                         && frame.len() > l4
                         && frame[l4] == ICMP_ECHO_REQUEST;
                     if echo {
-                        return self.to_stack(Side::Wan, frame, now, out);
+                        return self.deliver_local(Side::Wan, frame, now, out);
                     }
                     return self.drop(GwDrop::Nat(NatDrop::NoFlow));
                 }

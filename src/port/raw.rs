@@ -62,9 +62,10 @@ impl RawPort {
     /// Opens `ifname` (in the calling thread's namespace).
     pub fn open(ifname: &str) -> Result<RawPort, RawError> {
         let sys = std::path::Path::new("/sys/class/net").join(ifname);
-        let index = nix::net::if_::if_nametoindex(ifname).map_err(|_| RawError::NoSuchInterface {
-            ifname: ifname.into(),
-        })?;
+        let index =
+            nix::net::if_::if_nametoindex(ifname).map_err(|_| RawError::NoSuchInterface {
+                ifname: ifname.into(),
+            })?;
         let read = |f: &str| std::fs::read_to_string(sys.join(f)).unwrap_or_default();
         if read("type").trim() != "1" {
             return Err(RawError::NotEthernet {
@@ -121,7 +122,8 @@ impl RawPort {
             mr_alen: 0,
             mr_address: [0; 8],
         };
-        setsockopt(raw, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq).map_err(err("promiscuous mode"))?;
+        setsockopt(raw, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq)
+            .map_err(err("promiscuous mode"))?;
         Ok(RawPort {
             fd,
             ifname: ifname.into(),

@@ -453,3 +453,108 @@ impl Drop for Capture {
         let _ = self.child.wait();
     }
 }
+
+/// A 'wan' test host: its own namespace, reached through a veth pair whose
+/// root-namespace end (`uplink`) is vswitchd's `--uplink`. The host has
+/// 10.99.0.1/24 on its `eth0`. Everything is deleted on drop.
+pub struct WanHost {
+    pub ns: String,
+    pub uplink: String,
+}
+
+pub const WAN_HOST: &str = "10.99.0.1";
+pub const UPLINK_ADDR: &str = "10.99.0.2";
+
+impl WanHost {
+    pub fn new() -> WanHost {
+        let ns = unique("vw");
+        let uplink = unique("vu");
+        del_netns(&ns);
+        let _ = Command::new("ip").args(["link", "del", &uplink]).output();
+        let w = WanHost { ns, uplink };
+        run_ok("ip", &["netns", "add", &w.ns]);
+        run_ok(
+            "ip",
+            &[
+                "link", "add", &w.uplink, "type", "veth", "peer", "name", "eth0", "netns", &w.ns,
+            ],
+        );
+        run_ok(
+            "ip",
+            &["-n", &w.ns, "addr", "add", "10.99.0.1/24", "dev", "eth0"],
+        );
+        run_ok("ip", &["-n", &w.ns, "link", "set", "eth0", "up"]);
+        run_ok("ip", &["-n", &w.ns, "link", "set", "lo", "up"]);
+        run_ok("ip", &["link", "set", &w.uplink, "up"]);
+        w
+    }
+}
+
+impl Drop for WanHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.uplink])
+            .output();
+        del_netns(&self.ns);
+    }
+}
+
+/// A background program in a namespace, started with `ip netns exec` and
+/// ready once a line of its output contains the ready marker; killed by PID
+/// on drop.
+pub struct Background {
+    child: Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Background {
+    pub fn start(ns: &str, args: &[&str], ready: &str) -> Background {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn background program");
+        let (tx, rx) = std::sync::mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let b = Background { child, lines: rx };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match b.lines.recv_timeout(left) {
+                Ok(l) if l.contains(ready) => return b,
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("{args:?} in {ns} not ready: {seen:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// Path of the Python traffic peers.
+pub fn netpeer() -> String {
+    format!("{}/tests/tools/netpeer.py", env!("CARGO_MANIFEST_DIR"))
+}

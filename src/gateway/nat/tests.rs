@@ -181,10 +181,7 @@ fn unsolicited_inbound_is_dropped() {
     );
     let mut gre = ip(47, A, R, &[0; 8]);
     assert_eq!(n.outbound(&mut gre, 0), Err(NatDrop::Unsupported));
-    assert_eq!(
-        n.outbound(&mut vec![0x45, 0, 0], 0),
-        Err(NatDrop::Malformed)
-    );
+    assert_eq!(n.outbound(&mut [0x45, 0, 0], 0), Err(NatDrop::Malformed));
     assert_eq!(n.len(), 0);
 }
 

@@ -1,0 +1,408 @@
+//! Root tests of the gateway: real namespaces, a 'wan' test host in its own
+//! namespace behind a veth pair whose root end is vswitchd's `--uplink`, and
+//! real traffic (ping, curl, Python peers, tcpdump, dnsmasq). Traffic only
+//! goes to addresses inside the namespaces each test creates.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn start(ns: &Namespaces, wan: &WanHost, extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "--ports".to_string(),
+        ns.csv(),
+        "--uplink".into(),
+        wan.uplink.clone(),
+        "--uplink-addr".into(),
+        format!("{UPLINK_ADDR}/24"),
+        "--uplink-gw".into(),
+        WAN_HOST.into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(&refs)
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn gateway_answers_and_masquerade_hides_the_inside() {
+    if !root_or_skip("gateway_answers_and_masquerade_hides_the_inside") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let wan = WanHost::new();
+    let d = start(&ns, &wan, &[]);
+
+    assert!(
+        ping(&ns.0[0], "192.168.88.1"),
+        "gateway does not answer ping"
+    );
+    assert!(
+        ping(&ns.0[1], UPLINK_ADDR),
+        "uplink address does not answer from inside"
+    );
+    assert!(
+        ping(&wan.ns, UPLINK_ADDR),
+        "uplink address does not answer from the wan"
+    );
+
+    let mut cap = Capture::start(&wan.ns, "eth0");
+    // Two namespaces ping the wan host with the same ICMP identifier at the
+    // same time: both must get every reply.
+    let a = std::thread::spawn({
+        let n = ns.0[0].clone();
+        move || {
+            ns_exec(
+                &n,
+                &[
+                    "ping", "-e", "4242", "-c", "10", "-i", "0.05", "-W", "3", WAN_HOST,
+                ],
+            )
+        }
+    });
+    let b = std::thread::spawn({
+        let n = ns.0[1].clone();
+        move || {
+            ns_exec(
+                &n,
+                &[
+                    "ping", "-e", "4242", "-c", "10", "-i", "0.05", "-W", "3", WAN_HOST,
+                ],
+            )
+        }
+    });
+    for (who, out) in [("first", a.join().unwrap()), ("second", b.join().unwrap())] {
+        let text = stdout(&out);
+        assert!(
+            text.contains("10 packets transmitted, 10 received"),
+            "{who} namespace lost replies:\n{text}"
+        );
+    }
+    // Marker: a UDP datagram to a closed port, sent last.
+    let out = ns_exec(
+        &ns.0[0],
+        &["python3", &netpeer(), "udp-refused", WAN_HOST, "9999"],
+    );
+    assert!(stdout(&out).contains("ECONNREFUSED"), "{}", stdout(&out));
+    assert!(
+        cap.wait_for(".9999: UDP", Duration::from_secs(10)),
+        "{:?}",
+        cap.seen
+    );
+    let text = cap.seen.join("\n");
+    assert!(
+        text.contains("10.99.0.2 > 10.99.0.1: ICMP echo request"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("192.168.88."),
+        "an inside address leaked to the wan:\n{text}"
+    );
+
+    // The NAT table shows both echo flows with distinct identifiers.
+    let nat = d.ctl_json(&["nat", "show"]);
+    let icmp: Vec<&serde_json::Value> = nat["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["proto"] == "icmp" && f["inside"].as_str().unwrap().ends_with(":4242"))
+        .collect();
+    assert_eq!(icmp.len(), 2, "{nat}");
+    assert_ne!(icmp[0]["translated"], icmp[1]["translated"]);
+    let text = stdout(&d.ctl(&["nat", "show"]));
+    assert!(
+        text.contains("10.99.0.2:4242") && text.contains("REPLIED"),
+        "{text}"
+    );
+
+    let routes = stdout(&d.ctl(&["routes"]));
+    assert!(routes.contains("default via 10.99.0.1"), "{routes}");
+    let neigh = stdout(&d.ctl(&["neigh"]));
+    assert!(
+        neigh.contains("10.99.0.1") && neigh.contains("REACHABLE"),
+        "{neigh}"
+    );
+
+    let flushed = d.ctl_json(&["nat", "flush"]);
+    assert!(flushed["removed"].as_u64().unwrap() >= 3, "{flushed}");
+    assert_eq!(
+        d.ctl_json(&["nat", "show"])["flows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[test]
+fn unsolicited_traffic_from_outside_does_not_get_in() {
+    if !root_or_skip("unsolicited_traffic_from_outside_does_not_get_in") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let d = start(&ns, &wan, &[]);
+    let mut cap = Capture::start(&ns.0[0], "eth0");
+    // The wan host tries the inside directly (via the gateway's uplink MAC,
+    // as a route through it would) and the uplink address on a closed port.
+    run_ok(
+        "ip",
+        &[
+            "-n",
+            &wan.ns,
+            "route",
+            "add",
+            "192.168.88.0/24",
+            "via",
+            UPLINK_ADDR,
+        ],
+    );
+    let _ = ns_exec(
+        &wan.ns,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "1", "192.168.88.11"],
+    );
+    let _ = ns_exec(
+        &wan.ns,
+        &["python3", &netpeer(), "udp-refused", UPLINK_ADDR, "5353"],
+    );
+    // Marker from the inside: the gateway's own ping reply.
+    assert!(ping(&ns.0[0], "192.168.88.1"));
+    assert!(cap.wait_for(
+        "192.168.88.1 > 192.168.88.11: ICMP echo reply",
+        Duration::from_secs(10)
+    ));
+    let text = cap.seen.join("\n");
+    assert!(
+        !text.contains("10.99.0.1"),
+        "outside traffic reached the inside:\n{text}"
+    );
+    let st = d.ctl_json(&["status"]);
+    let drops = &st["gateway_port"]["drops"];
+    assert!(drops["nat_no_flow"].as_u64().unwrap_or(0) >= 1, "{st}");
+}
+
+#[test]
+fn tcp_download_and_concurrent_connections_through_nat() {
+    if !root_or_skip("tcp_download_and_concurrent_connections_through_nat") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let _d = start(&ns, &wan, &[]);
+    let dir = TempDir::new();
+    let data: Vec<u8> = {
+        let mut r = Rng(0xfeed_beef);
+        (0..20_000_000).map(|_| r.next() as u8).collect()
+    };
+    std::fs::write(dir.0.join("big.bin"), &data).unwrap();
+    let dir_s = dir.0.to_string_lossy().into_owned();
+    let _http = Background::start(
+        &wan.ns,
+        &[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            WAN_HOST,
+            "--directory",
+            &dir_s,
+        ],
+        "Serving HTTP",
+    );
+    let got = dir.0.join("got.bin");
+    let got_s = got.to_string_lossy().into_owned();
+    let out = ns_exec(
+        &ns.0[0],
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "60",
+            "-o",
+            &got_s,
+            "http://10.99.0.1:8080/big.bin",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let received = std::fs::read(&got).unwrap();
+    assert_eq!(received.len(), data.len());
+    assert!(received == data, "download differs from the original");
+
+    let _echo = Background::start(
+        &wan.ns,
+        &["python3", "-u", &netpeer(), "tcp-server", WAN_HOST, "7000"],
+        "listening",
+    );
+    let out = ns_exec(
+        &ns.0[0],
+        &[
+            "python3",
+            &netpeer(),
+            "tcp-clients",
+            WAN_HOST,
+            "7000",
+            "150",
+        ],
+    );
+    assert!(
+        stdout(&out).contains("ok 150"),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn udp_echo_fragments_refusal_and_ttl() {
+    if !root_or_skip("udp_echo_fragments_refusal_and_ttl") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let d = start(&ns, &wan, &[]);
+    let _echo = Background::start(
+        &wan.ns,
+        &["python3", "-u", &netpeer(), "udp-echo", WAN_HOST, "7007"],
+        "listening",
+    );
+    for size in ["32", "4000"] {
+        let out = ns_exec(
+            &ns.0[0],
+            &["python3", &netpeer(), "udp-probe", WAN_HOST, "7007", size],
+        );
+        assert!(
+            stdout(&out).contains(&format!("echoed {size} True")),
+            "UDP {size}: {}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = ns_exec(
+        &ns.0[0],
+        &["python3", &netpeer(), "udp-refused", WAN_HOST, "7008"],
+    );
+    assert!(stdout(&out).contains("ECONNREFUSED"), "{}", stdout(&out));
+    assert!(
+        d.ctl_json(&["status"])["gateway_port"]["nat"]["icmp_errors_translated"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+
+    // A TTL-1 probe draws Time Exceeded from the gateway.
+    let out = ns_exec(
+        &ns.0[0],
+        &["ping", "-c", "1", "-t", "1", "-W", "2", WAN_HOST],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("From 192.168.88.1") && text.contains("Time to live exceeded"),
+        "{text}"
+    );
+}
+
+#[test]
+fn uplink_address_from_dhcp() {
+    if !root_or_skip("uplink_address_from_dhcp") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let dir = TempDir::new();
+    let leases = dir.0.join("leases").to_string_lossy().into_owned();
+    let pidfile = dir.0.join("pid").to_string_lossy().into_owned();
+    let _dnsmasq = Background::start(
+        &wan.ns,
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--log-dhcp",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=eth0",
+            "--bind-interfaces",
+            "--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,1h",
+            "--dhcp-option=option:router,10.99.0.1",
+            &format!("--dhcp-leasefile={leases}"),
+            &format!("--pid-file={pidfile}"),
+        ],
+        "DHCP, IP range",
+    );
+    let d = Daemon::start(&[
+        "--ports",
+        &ns.csv(),
+        "--uplink",
+        &wan.uplink,
+        "--uplink-addr",
+        "dhcp",
+    ]);
+    let addr = |d: &Daemon| {
+        d.ctl_json(&["status"])["gateway_port"]["uplink"]["address"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || addr(&d).is_some()),
+        "no DHCP lease: {}",
+        d.log()
+    );
+    let a = addr(&d).unwrap();
+    assert!(a.starts_with("10.99.0.1") && a.ends_with("/24"), "{a}");
+    let last: u8 = a
+        .trim_end_matches("/24")
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((100..=150).contains(&last), "{a}");
+    let routes = stdout(&d.ctl(&["routes"]));
+    assert!(
+        routes.contains("default via 10.99.0.1"),
+        "router from DHCP: {routes}"
+    );
+    assert!(
+        ping(&ns.0[0], WAN_HOST),
+        "no traffic through the DHCP address"
+    );
+    assert!(
+        d.log().contains("uplink address gained by DHCP"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn bad_uplink_is_refused_before_anything_is_created() {
+    if !root_or_skip("bad_uplink_is_refused_before_anything_is_created") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let out = run(
+        VSWITCHD,
+        &[
+            "--name",
+            &unique("r"),
+            "--ports",
+            &ns.csv(),
+            "--uplink",
+            "nosuchif0",
+            "--uplink-addr",
+            "10.99.0.2/24",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("uplink nosuchif0"), "{err}");
+    assert!(!netns_exists(&ns.0[0]));
+}

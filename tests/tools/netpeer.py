@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Small traffic peers for the root tests (run inside test namespaces).
+
+  tcp-server ADDR PORT           threaded TCP echo server, listen backlog 1024
+  tcp-clients ADDR PORT N        N concurrent connections, each echoes 1 KiB;
+                                 prints "ok N" when all N succeeded
+  udp-echo ADDR PORT             UDP echo server
+  udp-probe ADDR PORT SIZE       one datagram of SIZE bytes, expects it back
+  udp-refused ADDR PORT          expects ECONNREFUSED on a connected socket
+
+Servers print "listening" once bound, so the test can wait for readiness.
+Every client has a timeout and exits non-zero on failure.
+"""
+import socket
+import sys
+import threading
+
+
+def tcp_server(addr, port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(1024)
+    print("listening", flush=True)
+
+    def serve(c):
+        with c:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return
+                c.sendall(d)
+
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def tcp_clients(addr, port, n):
+    payload = bytes(range(256)) * 4
+    ok = []
+    lock = threading.Lock()
+    socks = []
+    for _ in range(n):
+        c = socket.socket()
+        c.settimeout(20)
+        socks.append(c)
+    # Connect all first, so all n connections are open at the same time.
+    def connect(c):
+        try:
+            c.connect((addr, port))
+        except OSError as e:
+            print("connect failed:", e, file=sys.stderr)
+    threads = [threading.Thread(target=connect, args=(c,)) for c in socks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    def talk(c):
+        try:
+            c.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                d = c.recv(65536)
+                if not d:
+                    break
+                got += d
+            if got == payload:
+                with lock:
+                    ok.append(1)
+        except OSError as e:
+            print("exchange failed:", e, file=sys.stderr)
+    threads = [threading.Thread(target=talk, args=(c,)) for c in socks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in socks:
+        c.close()
+    print("ok", len(ok), flush=True)
+    return 0 if len(ok) == n else 1
+
+
+def udp_echo(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    print("listening", flush=True)
+    while True:
+        d, a = s.recvfrom(65535)
+        s.sendto(d, a)
+
+
+def udp_probe(addr, port, size):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.connect((addr, port))
+    d = bytes((i * 7) & 0xFF for i in range(size))
+    s.send(d)
+    r = s.recv(65535)
+    print("echoed", len(r), r == d, flush=True)
+    return 0 if r == d else 1
+
+
+def udp_refused(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.connect((addr, port))
+    s.send(b"anyone?")
+    try:
+        s.recv(100)
+    except ConnectionRefusedError:
+        print("ECONNREFUSED", flush=True)
+        return 0
+    except OSError as e:
+        print("unexpected:", e, flush=True)
+    return 1
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "tcp-server":
+        return tcp_server(args[0], int(args[1]))
+    if cmd == "tcp-clients":
+        return tcp_clients(args[0], int(args[1]), int(args[2]))
+    if cmd == "udp-echo":
+        return udp_echo(args[0], int(args[1]))
+    if cmd == "udp-probe":
+        return udp_probe(args[0], int(args[1]), int(args[2]))
+    if cmd == "udp-refused":
+        return udp_refused(args[0], int(args[1]))
+    print("unknown command", cmd, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
