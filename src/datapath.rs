@@ -354,7 +354,11 @@ impl<P: Port, U: Port> Switch<P, U> {
     pub fn poll_gateway(&mut self, now: Millis) -> Millis {
         let next = self.gateway.poll(now, &mut self.outbox);
         for e in self.gateway.take_events() {
-            tracing::info!("{e}");
+            if e.warn {
+                tracing::warn!("{}", e.msg);
+            } else {
+                tracing::info!("{}", e.msg);
+            }
         }
         self.flush_outbox(now);
         next

@@ -237,9 +237,24 @@ pub struct Gateway {
     ip_id: u16,
     icmp_tokens: u32,
     icmp_refill: Millis,
-    /// Events for the log (address gained or lost), drained by the datapath.
-    events: Vec<String>,
+    /// Events for the log (address gained or lost, NAT table full),
+    /// drained by the datapath.
+    events: Vec<GwEvent>,
+    /// Rate limit for the "NAT table full" event: last time logged, and
+    /// refusals since.
+    nat_full_logged: Option<Millis>,
+    nat_full_since: u64,
 }
+
+/// Something worth a log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GwEvent {
+    pub warn: bool,
+    pub msg: String,
+}
+
+/// At most one "NAT table full" log line per this many milliseconds.
+const NAT_FULL_LOG_MS: Millis = 10_000;
 
 /// Which side a packet arrived on or leaves by.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -329,6 +344,8 @@ impl Gateway {
             icmp_tokens: ICMP_RATE,
             icmp_refill: now,
             events: Vec::new(),
+            nat_full_logged: None,
+            nat_full_since: 0,
         };
         if let Some(a) = ext {
             g.set_lan_alias(Some(a));
@@ -357,8 +374,29 @@ impl Gateway {
     pub fn nat_mut(&mut self) -> Option<&mut Nat> {
         self.nat.as_mut()
     }
-    pub fn take_events(&mut self) -> Vec<String> {
+    pub fn take_events(&mut self) -> Vec<GwEvent> {
         std::mem::take(&mut self.events)
+    }
+
+    fn event(&mut self, warn: bool, msg: String) {
+        self.events.push(GwEvent { warn, msg });
+    }
+
+    /// Counts a refused new flow and logs it at most every 10 s.
+    fn nat_full(&mut self, now: Millis) {
+        self.nat_full_since += 1;
+        let due = self
+            .nat_full_logged
+            .is_none_or(|t| now.saturating_sub(t) >= NAT_FULL_LOG_MS);
+        if due {
+            let max = self.nat.as_ref().map_or(0, |n| n.config().max_flows);
+            let n = std::mem::take(&mut self.nat_full_since);
+            self.nat_full_logged = Some(now);
+            self.event(
+                true,
+                format!("NAT table full ({max} flows): refused {n} new flow(s); existing flows are untouched"),
+            );
+        }
     }
 
     fn drop(&mut self, why: GwDrop) {
@@ -608,6 +646,9 @@ impl Gateway {
                 && let Err(e) = nat.outbound(&mut f[ETH..], now)
             {
                 out.pop();
+                if e == NatDrop::TableFull {
+                    self.nat_full(now);
+                }
                 return self.drop(GwDrop::Nat(e));
             }
             self.stats.routed_out += 1;
@@ -925,10 +966,11 @@ impl Gateway {
                 }
                 w.addr = Some((a, l));
                 w.gw = gw;
-                self.events.push(format!(
+                let msg = format!(
                     "uplink address gained by DHCP: {a}/{l}, router {}",
                     gw.map_or("none".to_string(), |g| g.to_string())
-                ));
+                );
+                self.event(false, msg);
                 if let Some(n) = self.nat.as_mut() {
                     n.set_ext_ip(Some(a));
                 }
@@ -941,10 +983,11 @@ impl Gateway {
                 let old = w.addr.take();
                 w.gw = None;
                 w.neigh.flush();
-                self.events.push(format!(
+                let msg = format!(
                     "uplink address lost (DHCP lease ended): {}",
                     old.map_or("-".to_string(), |(a, l)| format!("{a}/{l}"))
-                ));
+                );
+                self.event(true, msg);
                 if let Some(n) = self.nat.as_mut() {
                     n.set_ext_ip(None);
                 }
