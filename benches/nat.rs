@@ -76,6 +76,8 @@ fn per_packet(c: &mut Criterion) {
             buf.copy_from_slice(&out_tpl);
             buf[12..16].copy_from_slice(&[192, 168, (k >> 16) as u8, (k >> 8) as u8]);
             buf[20..22].copy_from_slice(&(1024 + (k & 0xff) as u16).to_be_bytes());
+            // Spread over remote ports, as real traffic is.
+            buf[22..24].copy_from_slice(&(1 + (k % 60_000) as u16).to_be_bytes());
             black_box(fresh.outbound(&mut buf, 1)).unwrap()
         })
     });
@@ -89,15 +91,17 @@ fn million_flows(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     const N: u32 = 1_000_000;
     let mut n = nat(N as usize + 1);
+    // 1M flows: 1000 inside hosts x 1000 ports, to 100 remote hosts.
     let flow = |i: u32| {
         (
-            [10, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8],
-            1024 + (i % 50_000) as u16,
+            [10, 1, (i / 1000 >> 8) as u8, (i / 1000) as u8],
+            10_000 + (i % 1000) as u16,
+            [10, 99, 1, (i % 100) as u8],
         )
     };
     for i in 0..N {
-        let (ip, port) = flow(i);
-        n.outbound(&mut udp(ip, [10, 99, 0, 1], port, 53), 0).unwrap();
+        let (ip, port, remote) = flow(i);
+        n.outbound(&mut udp(ip, remote, port, 53), 0).unwrap();
     }
     eprintln!(
         "nat: {} flows, ~{} heap bytes per flow",
@@ -106,8 +110,8 @@ fn million_flows(c: &mut Criterion) {
     );
     let pkts: Vec<Vec<u8>> = (0..4096u32)
         .map(|j| {
-            let (ip, port) = flow(j.wrapping_mul(2_654_435_761) % N);
-            udp(ip, [10, 99, 0, 1], port, 53)
+            let (ip, port, remote) = flow(j.wrapping_mul(2_654_435_761) % N);
+            udp(ip, remote, port, 53)
         })
         .collect();
     let mut buf = pkts[0].clone();

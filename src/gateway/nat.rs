@@ -392,7 +392,11 @@ impl Nat {
         Some(idx)
     }
 
+    /// Keeps `want` if the inbound key it makes is free; otherwise tries up
+    /// to `ALLOC_TRIES` random ports of the range (Linux bounds its search
+    /// the same way), so a crowded remote endpoint costs bounded work.
     fn alloc_port(&mut self, proto: u8, r_ip: [u8; 4], r_port: u16, want: u16) -> Option<u16> {
+        const ALLOC_TRIES: u32 = 128;
         let free = |s: &Self, p: u16| !s.in_map.contains_key(&in_key(proto, r_ip, r_port, p));
         if free(self, want) {
             return Some(want);
@@ -403,14 +407,23 @@ impl Nat {
             (self.cfg.port_min as u32, self.cfg.port_max as u32)
         };
         let n = hi - lo + 1;
-        self.alloc_seed = self
-            .alloc_seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(want as u64 ^ u32::from_be_bytes(r_ip) as u64);
-        let start = (self.alloc_seed >> 33) as u32 % n;
-        (0..n)
-            .map(|i| (lo + (start + i) % n) as u16)
-            .find(|&p| free(self, p))
+        for _ in 0..ALLOC_TRIES.min(n) {
+            self.alloc_seed = self
+                .alloc_seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(
+                    1_442_695_040_888_963_407 ^ (want as u64) ^ (u32::from_be_bytes(r_ip) as u64),
+                );
+            let p = (lo + ((self.alloc_seed >> 33) as u32 % n)) as u16;
+            if free(self, p) {
+                return Some(p);
+            }
+        }
+        // A small range: finish with a full scan so no free port is missed.
+        if n <= ALLOC_TRIES * 4 {
+            return (lo..=hi).map(|p| p as u16).find(|&p| free(self, p));
+        }
+        None
     }
 
     fn create(

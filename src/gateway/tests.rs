@@ -340,13 +340,22 @@ fn nat_table_full_is_counted_and_logged_at_a_limited_rate() {
     let mut out = Outbox::default();
     // Resolve the wan host first so translated packets go straight out.
     g.handle_wan(
-        &eth(WAN_MAC, HOST_MAC, ETHERTYPE_ARP, &arp(2, HOST_MAC, HOST, WAN_MAC, UPLINK)),
+        &eth(
+            WAN_MAC,
+            HOST_MAC,
+            ETHERTYPE_ARP,
+            &arp(2, HOST_MAC, HOST, WAN_MAC, UPLINK),
+        ),
         0,
         &mut out,
     );
     for id in 0..50u16 {
         let p = echo(NS1, HOST, 64, ICMP_ECHO_REQUEST, id);
-        g.handle_lan(&eth(GW_MAC, NS1_MAC, ETHERTYPE_IPV4, &p), id as u64, &mut out);
+        g.handle_lan(
+            &eth(GW_MAC, NS1_MAC, ETHERTYPE_IPV4, &p),
+            id as u64,
+            &mut out,
+        );
     }
     assert_eq!(g.stats().drops[GwDrop::Nat(NatDrop::TableFull).index()], 49);
     let ev = g.take_events();

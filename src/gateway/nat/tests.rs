@@ -485,3 +485,27 @@ fn checksums_match_full_recomputation() {
         assert_eq!(dst(&r), inside);
     }
 }
+
+#[test]
+fn crowded_remote_endpoint_exhausts_cleanly() {
+    // A 10-port range: ten flows to one remote endpoint fit, the 11th
+    // (whose own port is taken too) is refused, not looped over forever.
+    let mut n = Nat::new(
+        NatConfig {
+            port_min: 2000,
+            port_max: 2009,
+            ..NatConfig::default()
+        },
+        Some(Ipv4Addr::from(EXT)),
+    );
+    let mut used = std::collections::HashSet::new();
+    for i in 0..10u8 {
+        let mut p = udp([192, 168, 88, 10 + i], R, 2000, 53, b"");
+        n.outbound(&mut p, 0).unwrap();
+        assert!(used.insert(get16(&p, 20)), "external port reused");
+    }
+    assert_eq!(
+        n.outbound(&mut udp([192, 168, 88, 99], R, 2000, 53, b""), 0),
+        Err(NatDrop::PortsExhausted)
+    );
+}
