@@ -108,10 +108,10 @@ fn decide_bench(c: &mut Criterion) {
     let bcast = eth(MacAddr::BROADCAST, ms[0]);
     g.throughput(Throughput::Elements(1));
     g.bench_function("decide_known_unicast_1k", |b| {
-        b.iter(|| black_box(decide(&mut f, black_box(&known), 0, 1500, 1)))
+        b.iter(|| black_box(decide(&mut f, black_box(&known), 0, Some(1500), 1)))
     });
     g.bench_function("decide_broadcast_1k", |b| {
-        b.iter(|| black_box(decide(&mut f, black_box(&bcast), 0, 1500, 1)))
+        b.iter(|| black_box(decide(&mut f, black_box(&bcast), 0, Some(1500), 1)))
     });
     g.finish();
 }

@@ -67,6 +67,12 @@ pub struct Cli {
     #[arg(long)]
     pub keep_netns: bool,
 
+    /// Open the TAPs without the virtio-net header and offloads: the kernel
+    /// then finishes checksums and segments to the MTU before handing frames
+    /// over (slower; for comparison and debugging).
+    #[arg(long)]
+    pub no_offload: bool,
+
     /// Uplink: an existing Ethernet interface in vswitchd's own namespace (a
     /// NIC, or one end of a veth pair), taken raw and promiscuous. The
     /// gateway is a separate host there, with its own MAC and address.
@@ -149,6 +155,8 @@ pub struct Config {
     pub fdb_max: usize,
     pub mtu: u32,
     pub keep_netns: bool,
+    /// TAPs with virtio-net header, checksum and TCP segmentation offload.
+    pub offload: bool,
     pub ports: Vec<PortSpec>,
     pub uplink: Option<UplinkSpec>,
     /// `None` with `--no-nat`.
@@ -454,6 +462,7 @@ impl Cli {
             fdb_max: self.fdb_max,
             mtu: self.mtu,
             keep_netns: self.keep_netns,
+            offload: !self.no_offload,
             ports,
         })
     }

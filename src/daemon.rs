@@ -139,7 +139,7 @@ fn setup_port(cfg: &Config, ns: &Netns, addr: Ipv4Addr) -> Result<(Tap, MacAddr)
                 source,
             }
         };
-        let tap = Tap::create_here(&cfg.ifname, &netns)?;
+        let tap = Tap::create_here(&cfg.ifname, &netns, cfg.offload)?;
         let mut nl = Netlink::open().map_err(nl_err("open netlink socket".into()))?;
         let lo = Netlink::link_index("lo").map_err(nl_err("find lo".into()))?;
         nl.set_link(lo, None, None)

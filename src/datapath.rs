@@ -29,7 +29,9 @@ use std::time::Instant;
 /// Frames read from one port per wake-up before moving on to the next.
 pub const RX_BUDGET: usize = 64;
 /// Size of the frame buffer: the largest frame a TAP can hand us.
-pub const FRAME_BUF: usize = 65_536;
+/// Size of the frame buffer: a virtio-net header plus the largest
+/// super-frame a TAP can hand over (64 KB of IP plus headers), with room.
+pub const FRAME_BUF: usize = 128 * 1024;
 
 /// Static facts about a port, shown by `vswitchctl ports`.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -110,8 +112,9 @@ pub struct Switch<P, U = P> {
     gw_counters: PortCounters,
     outbox: Outbox,
     uplink: Option<UplinkSlot<U>>,
-    /// Reused for segmenting uplink super-frames.
+    /// Reused for finishing checksums and segmenting super-frames.
     scratch: Vec<u8>,
+    scratch2: Vec<u8>,
     evict_log: LogLimit,
 }
 
@@ -134,6 +137,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             outbox: Outbox::default(),
             uplink,
             scratch: Vec::with_capacity(FRAME_BUF),
+            scratch2: Vec::with_capacity(FRAME_BUF),
             evict_log: LogLimit::default(),
         }
     }
@@ -194,14 +198,33 @@ impl<P: Port, U: Port> Switch<P, U> {
 
     /// Reads and forwards up to `budget` frames from port `id`. Returns how
     /// many were read; `Err` only for a read error other than "no frame".
+    ///
+    /// The buffer always holds a virtio-net header at `[..VNET_HDR_LEN]` and
+    /// the frame after it: ports with a header read both, others read the
+    /// frame behind an all-zero header.
     pub fn poll_port(&mut self, id: PortId, now: Millis, budget: usize) -> io::Result<usize> {
         let mut n = 0;
         while n < budget {
             let Some(Some(slot)) = self.ports.get_mut(id as usize) else {
                 return Ok(n);
             };
-            let len = match slot.port.recv(&mut self.buf) {
-                Ok(len) => len,
+            let vnet = slot.port.vnet_hdr();
+            let got = if vnet {
+                slot.port.recv(&mut self.buf)
+            } else {
+                slot.port.recv(&mut self.buf[VNET_HDR_LEN..])
+            };
+            let len = match got {
+                Ok(len) if vnet && len < VNET_HDR_LEN => {
+                    slot.counters.drops[DropReason::Runt as usize] += 1;
+                    n += 1;
+                    continue;
+                }
+                Ok(len) if vnet => len - VNET_HDR_LEN,
+                Ok(len) => {
+                    self.buf[..VNET_HDR_LEN].fill(0);
+                    len
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -214,12 +237,13 @@ impl<P: Port, U: Port> Switch<P, U> {
 
     /// Forwards one frame as if it had been received on `id` (tests, benches).
     pub fn inject(&mut self, id: PortId, frame: &[u8], now: Millis) {
-        let len = frame.len().min(self.buf.len());
-        self.buf[..len].copy_from_slice(&frame[..len]);
+        let len = frame.len().min(self.buf.len() - VNET_HDR_LEN);
+        self.buf[..VNET_HDR_LEN].fill(0);
+        self.buf[VNET_HDR_LEN..VNET_HDR_LEN + len].copy_from_slice(&frame[..len]);
         self.forward(id, len, now);
     }
 
-    /// Decide, then act, for the frame in `self.buf[..len]`.
+    /// Decide, then act, for the frame in `self.buf[VNET_HDR_LEN..][..len]`.
     fn forward(&mut self, in_port: PortId, len: usize, now: Millis) {
         {
             let Some(Some(slot)) = self.ports.get_mut(in_port as usize) else {
@@ -237,35 +261,53 @@ impl<P: Port, U: Port> Switch<P, U> {
             gw_counters,
             outbox,
             evict_log,
+            scratch,
+            scratch2,
             ..
         } = self;
-        let frame = &buf[..len];
-        let verdict = decide(fdb, frame, in_port, *mtu, now);
+        let whole = &buf[..VNET_HDR_LEN + len];
+        let frame = &whole[VNET_HDR_LEN..];
+        let hdr = VnetHdr::parse(whole).unwrap_or_default();
+        // A super-frame's size was bounded per segment by its sender.
+        let limit = (!hdr.is_gso()).then_some(*mtu);
+        let verdict = decide(fdb, frame, in_port, limit, now);
         log_learning(ports, fdb, evict_log, verdict.learned, frame, in_port, now);
+        let mut to_gateway = false;
         match verdict.decision {
             Decision::Drop(reason) => {
                 if let Some(Some(slot)) = ports.get_mut(in_port as usize) {
                     slot.counters.drops[reason as usize] += 1;
                 }
             }
-            Decision::Unicast(GW_PORT) => {
-                gw_counters.tx_packets += 1;
-                gw_counters.tx_bytes += len as u64;
-                gateway.handle_lan(frame, now, outbox);
-            }
+            Decision::Unicast(GW_PORT) => to_gateway = true,
             Decision::Unicast(out) => {
                 if let Some(Some(slot)) = ports.get_mut(out as usize) {
-                    transmit(slot, frame);
+                    transmit(slot, &hdr, whole, scratch, scratch2);
                 }
             }
             Decision::Flood(_) => {
-                flood(ports, in_port, frame);
-                gw_counters.tx_packets += 1;
-                gw_counters.tx_bytes += len as u64;
-                gateway.handle_lan(frame, now, outbox);
+                flood(ports, in_port, &hdr, whole, scratch, scratch2);
+                to_gateway = true;
             }
         }
-        self.flush_outbox(now);
+        if to_gateway {
+            gw_counters.tx_packets += 1;
+            gw_counters.tx_bytes += len as u64;
+            if hdr.is_plain() {
+                gateway.handle_lan(frame, now, outbox);
+            } else {
+                // The gateway takes whole frames: finish or segment first.
+                let done = vnet::for_each_whole(&hdr, frame, scratch, scratch2, |f| {
+                    gateway.handle_lan(f, now, outbox)
+                });
+                if done.is_err() {
+                    gw_counters.drops[DropReason::BadOffload as usize] += 1;
+                }
+            }
+        }
+        if !self.outbox.is_empty() {
+            self.flush_outbox(now);
+        }
     }
 
     /// Delivers what the gateway produced: LAN frames through the switch
@@ -278,27 +320,31 @@ impl<P: Port, U: Port> Switch<P, U> {
             outbox,
             uplink,
             gw_counters,
+            scratch,
+            scratch2,
             ..
         } = self;
+        let plain = VnetHdr::default();
         for i in 0..outbox.len() {
-            let (eg, frame) = outbox.get(i);
+            let (eg, whole) = outbox.get(i);
+            let frame = &whole[VNET_HDR_LEN..];
             match eg {
                 Egress::Lan => {
                     gw_counters.rx_packets += 1;
                     gw_counters.rx_bytes += frame.len() as u64;
-                    match decide(fdb, frame, GW_PORT, *mtu, now).decision {
+                    match decide(fdb, frame, GW_PORT, Some(*mtu), now).decision {
                         Decision::Unicast(out) => {
                             if let Some(Some(slot)) = ports.get_mut(out as usize) {
-                                transmit(slot, frame);
+                                transmit(slot, &plain, whole, scratch, scratch2);
                             }
                         }
-                        Decision::Flood(_) => flood(ports, GW_PORT, frame),
+                        Decision::Flood(_) => flood(ports, GW_PORT, &plain, whole, scratch, scratch2),
                         Decision::Drop(r) => gw_counters.drops[r as usize] += 1,
                     }
                 }
                 Egress::Wan => {
                     if let Some(u) = uplink.as_mut() {
-                        send_counted(&mut u.port, &mut u.counters, frame);
+                        send_counted(&mut u.port, &mut u.counters, &plain, whole, scratch, scratch2);
                     }
                 }
             }
@@ -428,33 +474,68 @@ fn log_learning<P>(
     }
 }
 
-fn flood<P: Port>(ports: &mut [Option<PortSlot<P>>], in_port: PortId, frame: &[u8]) {
+fn flood<P: Port>(
+    ports: &mut [Option<PortSlot<P>>],
+    in_port: PortId,
+    hdr: &VnetHdr,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
     for (i, slot) in ports.iter_mut().enumerate() {
         if i != in_port as usize
             && let Some(slot) = slot
         {
-            transmit(slot, frame);
+            transmit(slot, hdr, whole, copy, seg);
         }
     }
 }
 
 #[inline]
-fn transmit<P: Port>(slot: &mut PortSlot<P>, frame: &[u8]) {
-    send_counted(&mut slot.port, &mut slot.counters, frame);
+fn transmit<P: Port>(
+    slot: &mut PortSlot<P>,
+    hdr: &VnetHdr,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
+    send_counted(&mut slot.port, &mut slot.counters, hdr, whole, copy, seg);
 }
 
+/// Sends `whole` (virtio-net header + frame) to a port: as it is to a port
+/// that takes the header; the bare frame to one that does not, finished and
+/// segmented first if the header asks for offload work.
 #[inline]
-fn send_counted(port: &mut impl Port, counters: &mut PortCounters, frame: &[u8]) {
-    match port.send(frame) {
+fn send_counted(
+    port: &mut impl Port,
+    counters: &mut PortCounters,
+    hdr: &VnetHdr,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
+    let mut count = |r: io::Result<()>, len: usize| match r {
         Ok(()) => {
             counters.tx_packets += 1;
-            counters.tx_bytes += frame.len() as u64;
+            counters.tx_bytes += len as u64;
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             counters.drops[DropReason::TxQueueFull as usize] += 1;
         }
-        Err(_) => {
-            counters.drops[DropReason::TxError as usize] += 1;
+        Err(_) => counters.drops[DropReason::TxError as usize] += 1,
+    };
+    let frame = &whole[VNET_HDR_LEN..];
+    if port.vnet_hdr() {
+        count(port.send(whole), frame.len());
+    } else if hdr.is_plain() {
+        count(port.send(frame), frame.len());
+    } else {
+        let done = vnet::for_each_whole(hdr, frame, copy, seg, |f| {
+            let r = port.send(f);
+            count(r, f.len());
+        });
+        if done.is_err() {
+            counters.drops[DropReason::BadOffload as usize] += 1;
         }
     }
 }

@@ -8,6 +8,14 @@ pub const IFNAMSIZ: usize = 16;
 /// `<linux/if_tun.h>` flags for `TUNSETIFF`.
 pub const IFF_TAP: c_short = 0x0002;
 pub const IFF_NO_PI: c_short = 0x1000;
+pub const IFF_VNET_HDR: c_short = 0x4000;
+
+/// `TUNSETOFFLOAD` flags: what the TAP may hand us (partial checksums,
+/// TCP segmentation offload).
+pub const TUN_F_CSUM: u32 = 0x01;
+pub const TUN_F_TSO4: u32 = 0x02;
+pub const TUN_F_TSO6: u32 = 0x04;
+pub const TUN_F_TSO_ECN: u32 = 0x08;
 
 /// `NSFS_MAGIC` from `<linux/magic.h>`: the filesystem of `/proc/*/ns/*` and
 /// of their bind mounts under `/run/netns`.
@@ -61,6 +69,9 @@ pub struct PacketMreq {
     pub mr_alen: u16,
     pub mr_address: [u8; 8],
 }
+
+// TUNSETOFFLOAD = _IOW('T', 208, unsigned int), the value passed directly.
+nix::ioctl_write_int!(tunsetoffload, b'T', 208);
 
 #[cfg(test)]
 mod tests {

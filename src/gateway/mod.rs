@@ -25,6 +25,7 @@ pub mod stack;
 
 use crate::switch::Millis;
 use crate::wire::MacAddr;
+use crate::wire::vnet::VNET_HDR_LEN;
 use crate::wire::ipv4::{
     self, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED, Ipv4Hdr, Ipv4Net, PROTO_ICMP,
     PROTO_UDP, icmp_is_error,
@@ -57,22 +58,31 @@ pub enum Egress {
     Wan,
 }
 
-/// Frames the gateway produced, in one reusable buffer.
+/// Frames the gateway produced, in one reusable buffer. Each frame is
+/// stored behind an all-zero virtio-net header, so it can be written to a
+/// port that takes one without another copy.
 #[derive(Default)]
 pub struct Outbox {
     buf: Vec<u8>,
+    /// (where, offset of the header, frame length)
     frames: Vec<(Egress, usize, usize)>,
 }
 
 impl Outbox {
     pub fn push(&mut self, eg: Egress, frame: &[u8]) {
         let start = self.buf.len();
+        self.buf.extend_from_slice(&[0u8; VNET_HDR_LEN]);
         self.buf.extend_from_slice(frame);
         self.frames.push((eg, start, frame.len()));
     }
+    /// The last frame (without its header), for rewriting in place.
     fn last_mut(&mut self) -> &mut [u8] {
         let (_, s, l) = *self.frames.last().expect("outbox not empty");
-        &mut self.buf[s..s + l]
+        &mut self.buf[s + VNET_HDR_LEN..s + VNET_HDR_LEN + l]
+    }
+    fn last(&self) -> &[u8] {
+        let (_, s, l) = *self.frames.last().expect("outbox not empty");
+        &self.buf[s + VNET_HDR_LEN..s + VNET_HDR_LEN + l]
     }
     fn pop(&mut self) {
         if let Some((_, s, _)) = self.frames.pop() {
@@ -85,10 +95,10 @@ impl Outbox {
     pub fn len(&self) -> usize {
         self.frames.len()
     }
-    /// Frame `i` and where it goes.
+    /// Frame `i`, behind its (all-zero) virtio-net header, and where it goes.
     pub fn get(&self, i: usize) -> (Egress, &[u8]) {
         let (eg, s, l) = self.frames[i];
-        (eg, &self.buf[s..s + l])
+        (eg, &self.buf[s..s + VNET_HDR_LEN + l])
     }
     pub fn clear(&mut self) {
         self.buf.clear();
@@ -772,11 +782,7 @@ impl Gateway {
                 }
             },
         };
-        let r = {
-            let held = out.frames.last().map(|&(_, s, l)| (s, l)).unwrap();
-            let buf = &out.buf;
-            cache.resolve(next_hop, now, || buf[held.0..held.0 + held.1].to_vec())
-        };
+        let r = cache.resolve(next_hop, now, || out.last().to_vec());
         match r {
             Resolve::Known { mac, probe } => {
                 out.last_mut()[0..6].copy_from_slice(&mac.to_bytes());

@@ -88,7 +88,7 @@ fn echo(src: [u8; 4], dst: [u8; 4], ttl: u8, ty: u8, id: u16) -> Vec<u8> {
 
 fn frames(out: &Outbox) -> Vec<(Egress, Vec<u8>)> {
     (0..out.len())
-        .map(|i| (out.get(i).0, out.get(i).1.to_vec()))
+        .map(|i| (out.get(i).0, out.get(i).1[VNET_HDR_LEN..].to_vec()))
         .collect()
 }
 

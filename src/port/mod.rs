@@ -13,9 +13,15 @@ use std::io;
 
 /// A frame source and sink.
 pub trait Port {
-    /// Reads one frame into `buf`. Returns `ErrorKind::WouldBlock` when no
-    /// frame is waiting.
+    /// Whether frames read from and written to this port carry a
+    /// virtio-net header (`wire::vnet`) in front.
+    fn vnet_hdr(&self) -> bool {
+        false
+    }
+    /// Reads one frame into `buf` (header first if [`Port::vnet_hdr`]).
+    /// Returns `ErrorKind::WouldBlock` when no frame is waiting.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Writes one frame. `ErrorKind::WouldBlock` means the port's queue is full.
+    /// Writes one frame (header first if [`Port::vnet_hdr`]).
+    /// `ErrorKind::WouldBlock` means the port's queue is full.
     fn send(&mut self, frame: &[u8]) -> io::Result<()>;
 }

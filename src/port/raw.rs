@@ -5,7 +5,7 @@
 //! virtio-net header saying whether its checksum was left for offload
 //! (CHECKSUM_PARTIAL, common for frames from a veth peer or a local sender)
 //! and whether it is a TCP super-frame (GSO); [`crate::wire::vnet`] makes such
-//! frames whole. Frames we send get an all-zero header (nothing to offload).
+//! frames whole. Frames we send carry a header too (all zero: whole frames).
 //! `PACKET_IGNORE_OUTGOING` keeps our own transmissions (and the host's) out
 //! of the receive path.
 
@@ -152,30 +152,20 @@ impl AsFd for RawPort {
 }
 
 impl Port for RawPort {
+    fn vnet_hdr(&self) -> bool {
+        true
+    }
+
     /// Reads one frame, virtio-net header first.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         nix::unistd::read(&self.fd, buf).map_err(io::Error::from)
     }
 
-    /// Writes one frame behind an all-zero virtio-net header.
+    /// Writes one frame, virtio-net header first.
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        let hdr = [0u8; VNET_HDR_LEN];
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_ptr() as *mut _,
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut _,
-                iov_len: frame.len(),
-            },
-        ];
-        // SAFETY: both iovecs point to live buffers of the given lengths.
-        let rc = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        debug_assert!(frame.len() >= VNET_HDR_LEN);
+        nix::unistd::write(&self.fd, frame)
+            .map(|_| ())
+            .map_err(io::Error::from)
     }
 }

@@ -106,15 +106,22 @@ pub fn max_frame_len(mtu: usize, tagged: bool) -> usize {
 }
 
 /// Decides where `frame`, received on `in_port` at `now`, goes; learns its
-/// source in `fdb` on the way.
+/// source in `fdb` on the way. `mtu` is `None` for a segmentation-offload
+/// super-frame, whose size the sender's kernel already bounded per segment.
 #[inline]
-pub fn decide(fdb: &mut Fdb, frame: &[u8], in_port: PortId, mtu: usize, now: Millis) -> Verdict {
+pub fn decide(
+    fdb: &mut Fdb,
+    frame: &[u8],
+    in_port: PortId,
+    mtu: Option<usize>,
+    now: Millis,
+) -> Verdict {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return Verdict::drop(DropReason::Runt);
     };
     let ethertype = u16::from(eth.ethertype());
     let tagged = ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ;
-    if frame.len() > max_frame_len(mtu, tagged) {
+    if mtu.is_some_and(|mtu| frame.len() > max_frame_len(mtu, tagged)) {
         return Verdict::drop(DropReason::TooBig);
     }
     let src = MacAddr::from_slice(eth.src_addr().as_bytes());
@@ -156,12 +163,12 @@ mod tests {
     #[test]
     fn unknown_then_known_unicast() {
         let mut fdb = Fdb::new(300_000, 100);
-        let v = decide(&mut fdb, &frame(B, A, 0x0800, 46), 0, 1500, 0);
+        let v = decide(&mut fdb, &frame(B, A, 0x0800, 46), 0, Some(1500), 0);
         assert_eq!(v.decision, Decision::Flood(FloodReason::UnknownUnicast));
         assert_eq!(v.learned, Some(Learned::New { evicted: None }));
-        let v = decide(&mut fdb, &frame(A, B, 0x0800, 46), 1, 1500, 1);
+        let v = decide(&mut fdb, &frame(A, B, 0x0800, 46), 1, Some(1500), 1);
         assert_eq!(v.decision, Decision::Unicast(0));
-        let v = decide(&mut fdb, &frame(B, A, 0x0800, 46), 0, 1500, 2);
+        let v = decide(&mut fdb, &frame(B, A, 0x0800, 46), 0, Some(1500), 2);
         assert_eq!(v.decision, Decision::Unicast(1));
         assert_eq!(v.learned, Some(Learned::Refreshed));
     }
@@ -172,7 +179,7 @@ mod tests {
         // Even a learned "destination" of a multicast address cannot exist,
         // and broadcast always floods.
         assert_eq!(
-            decide(&mut fdb, &frame(BC, A, 0x0806, 28), 0, 1500, 0).decision,
+            decide(&mut fdb, &frame(BC, A, 0x0806, 28), 0, Some(1500), 0).decision,
             Decision::Flood(FloodReason::Broadcast)
         );
         assert_eq!(
@@ -180,7 +187,7 @@ mod tests {
                 &mut fdb,
                 &frame("33:33:00:00:00:01", A, 0x86dd, 40),
                 0,
-                1500,
+                Some(1500),
                 0
             )
             .decision,
@@ -191,8 +198,8 @@ mod tests {
     #[test]
     fn destination_on_ingress_port_is_dropped() {
         let mut fdb = Fdb::new(300_000, 100);
-        decide(&mut fdb, &frame(BC, B, 0x0806, 28), 0, 1500, 0);
-        let v = decide(&mut fdb, &frame(B, A, 0x0800, 46), 0, 1500, 1);
+        decide(&mut fdb, &frame(BC, B, 0x0806, 28), 0, Some(1500), 0);
+        let v = decide(&mut fdb, &frame(B, A, 0x0800, 46), 0, Some(1500), 1);
         assert_eq!(v.decision, Decision::Drop(DropReason::SameSegment));
     }
 
@@ -202,36 +209,36 @@ mod tests {
         for len in 0..14 {
             let junk = vec![0xffu8; len];
             assert_eq!(
-                decide(&mut fdb, &junk, 0, 1500, 0).decision,
+                decide(&mut fdb, &junk, 0, Some(1500), 0).decision,
                 Decision::Drop(DropReason::Runt)
             );
         }
         // A bare header is a valid (if empty) frame.
         assert_eq!(
-            decide(&mut fdb, &frame(BC, A, 0x0800, 0), 0, 1500, 0).decision,
+            decide(&mut fdb, &frame(BC, A, 0x0800, 0), 0, Some(1500), 0).decision,
             Decision::Flood(FloodReason::Broadcast)
         );
         for src in [BC, "01:00:5e:00:00:01", "00:00:00:00:00:00"] {
             assert_eq!(
-                decide(&mut fdb, &frame(B, src, 0x0800, 46), 0, 1500, 0).decision,
+                decide(&mut fdb, &frame(B, src, 0x0800, 46), 0, Some(1500), 0).decision,
                 Decision::Drop(DropReason::BadSource)
             );
         }
         // MTU + 14 passes, one more byte does not; a tag buys 4 bytes.
         assert!(matches!(
-            decide(&mut fdb, &frame(B, A, 0x0800, 1500), 0, 1500, 0).decision,
+            decide(&mut fdb, &frame(B, A, 0x0800, 1500), 0, Some(1500), 0).decision,
             Decision::Flood(_)
         ));
         assert_eq!(
-            decide(&mut fdb, &frame(B, A, 0x0800, 1501), 0, 1500, 0).decision,
+            decide(&mut fdb, &frame(B, A, 0x0800, 1501), 0, Some(1500), 0).decision,
             Decision::Drop(DropReason::TooBig)
         );
         assert!(matches!(
-            decide(&mut fdb, &frame(B, A, 0x8100, 1504), 0, 1500, 0).decision,
+            decide(&mut fdb, &frame(B, A, 0x8100, 1504), 0, Some(1500), 0).decision,
             Decision::Flood(_)
         ));
         assert_eq!(
-            decide(&mut fdb, &frame(B, A, 0x8100, 1505), 0, 1500, 0).decision,
+            decide(&mut fdb, &frame(B, A, 0x8100, 1505), 0, Some(1500), 0).decision,
             Decision::Drop(DropReason::TooBig)
         );
         // Nothing invalid was learned.

@@ -105,6 +105,42 @@ pub fn complete(
     segment_tcpv4(frame, hdr.gso_size as usize, scratch, emit)
 }
 
+impl VnetHdr {
+    /// Nothing to finish or segment: the frame can go anywhere as it is.
+    pub fn is_plain(&self) -> bool {
+        self.flags & F_NEEDS_CSUM == 0 && (self.gso_type & !GSO_ECN == GSO_NONE || self.gso_size == 0)
+    }
+    /// A segmentation-offload super-frame.
+    pub fn is_gso(&self) -> bool {
+        self.gso_type & !GSO_ECN != GSO_NONE && self.gso_size != 0
+    }
+}
+
+/// Like [`complete`], but never modifies `frame` (it may still be sent
+/// as it is elsewhere): a checksum is finished on a copy in `copy`, segments
+/// are built in `seg`.
+pub fn for_each_whole(
+    hdr: &VnetHdr,
+    frame: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+    mut emit: impl FnMut(&mut [u8]),
+) -> Result<(), VnetError> {
+    if hdr.is_gso() {
+        if hdr.gso_type & !GSO_ECN != GSO_TCPV4 {
+            return Err(VnetError::UnsupportedGso);
+        }
+        return segment_tcpv4(frame, hdr.gso_size as usize, seg, emit);
+    }
+    copy.clear();
+    copy.extend_from_slice(frame);
+    if hdr.flags & F_NEEDS_CSUM != 0 {
+        finish_checksum(copy, hdr.csum_start as usize, hdr.csum_offset as usize)?;
+    }
+    emit(copy);
+    Ok(())
+}
+
 /// Cuts an Ethernet + IPv4 + TCP super-frame into segments of at most `mss`
 /// payload bytes: IP total length, id (+1 per segment) and checksum, TCP
 /// sequence number, flags (FIN/PSH on the last segment only, CWR on the first
