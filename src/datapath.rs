@@ -295,6 +295,8 @@ impl<P: Port, U: Port> Switch<P, U> {
             gw_counters.tx_bytes += len as u64;
             if hdr.is_plain() {
                 gateway.handle_lan(frame, now, outbox);
+            } else if gateway.route_offloaded_lan(&hdr, frame, now, outbox) {
+                // Routed as one frame; the uplink's kernel does the work.
             } else {
                 // The gateway takes whole frames: finish or segment first.
                 let done = vnet::for_each_whole(&hdr, frame, scratch, scratch2, |f| {
@@ -324,27 +326,28 @@ impl<P: Port, U: Port> Switch<P, U> {
             scratch2,
             ..
         } = self;
-        let plain = VnetHdr::default();
         for i in 0..outbox.len() {
             let (eg, whole) = outbox.get(i);
             let frame = &whole[VNET_HDR_LEN..];
+            let hdr = VnetHdr::parse(whole).unwrap_or_default();
             match eg {
                 Egress::Lan => {
                     gw_counters.rx_packets += 1;
                     gw_counters.rx_bytes += frame.len() as u64;
-                    match decide(fdb, frame, GW_PORT, Some(*mtu), now).decision {
+                    let limit = (!hdr.is_gso()).then_some(*mtu);
+                    match decide(fdb, frame, GW_PORT, limit, now).decision {
                         Decision::Unicast(out) => {
                             if let Some(Some(slot)) = ports.get_mut(out as usize) {
-                                transmit(slot, &plain, whole, scratch, scratch2);
+                                transmit(slot, &hdr, whole, scratch, scratch2);
                             }
                         }
-                        Decision::Flood(_) => flood(ports, GW_PORT, &plain, whole, scratch, scratch2),
+                        Decision::Flood(_) => flood(ports, GW_PORT, &hdr, whole, scratch, scratch2),
                         Decision::Drop(r) => gw_counters.drops[r as usize] += 1,
                     }
                 }
                 Egress::Wan => {
                     if let Some(u) = uplink.as_mut() {
-                        send_counted(&mut u.port, &mut u.counters, &plain, whole, scratch, scratch2);
+                        send_counted(&mut u.port, &mut u.counters, &hdr, whole, scratch, scratch2);
                     }
                 }
             }
@@ -383,6 +386,10 @@ impl<P: Port, U: Port> Switch<P, U> {
             let frame = &mut buf[VNET_HDR_LEN..len];
             if frame.len() < crate::wire::ETH_HEADER_LEN {
                 u.counters.drops[DropReason::Runt as usize] += 1;
+                continue;
+            }
+            if !hdr.is_plain() && gateway.route_offloaded_wan(&hdr, frame, now, outbox) {
+                self.flush_outbox(now);
                 continue;
             }
             let done = vnet::complete(&hdr, frame, scratch, |seg| {

@@ -25,11 +25,12 @@ pub mod stack;
 
 use crate::switch::Millis;
 use crate::wire::MacAddr;
-use crate::wire::vnet::VNET_HDR_LEN;
+use crate::wire::vnet::{VNET_HDR_LEN, VnetHdr};
 use crate::wire::ipv4::{
     self, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED, Ipv4Hdr, Ipv4Net, PROTO_ICMP,
-    PROTO_UDP, icmp_is_error,
+    PROTO_TCP, PROTO_UDP, icmp_is_error,
 };
+use crate::wire::vnet::{GSO_ECN, GSO_TCPV4};
 use nat::{Nat, NatConfig, NatDrop};
 use neigh::{NeighCache, Resolve};
 use smoltcp::iface::{SocketHandle, SocketSet};
@@ -72,6 +73,15 @@ impl Outbox {
     pub fn push(&mut self, eg: Egress, frame: &[u8]) {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0u8; VNET_HDR_LEN]);
+        self.buf.extend_from_slice(frame);
+        self.frames.push((eg, start, frame.len()));
+    }
+    /// Pushes a frame behind the given virtio-net header (offload work the
+    /// receiver's kernel will do).
+    pub fn push_with_hdr(&mut self, eg: Egress, hdr: &VnetHdr, frame: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0u8; VNET_HDR_LEN]);
+        hdr.write(&mut self.buf[start..]);
         self.buf.extend_from_slice(frame);
         self.frames.push((eg, start, frame.len()));
     }
@@ -666,6 +676,151 @@ impl Gateway {
             self.stats.routed_lan += 1;
         }
         self.send_resolved(side, next_hop, now, out);
+    }
+
+    /// Routes a LAN frame that still carries offload work (a partial
+    /// checksum, or a TCP super-frame) without finishing it, so it leaves
+    /// the uplink as one frame and the kernel there does the work. Returns
+    /// false, having changed nothing, when the frame must be made whole
+    /// first (for the gateway's own stack, an ICMP error, a neighbour still
+    /// to resolve, an egress MTU too small for its segments...).
+    pub fn route_offloaded_lan(
+        &mut self,
+        hdr: &VnetHdr,
+        frame: &[u8],
+        now: Millis,
+        out: &mut Outbox,
+    ) -> bool {
+        if frame.len() < ETH || MacAddr::from_slice(&frame[0..6]) != self.cfg.lan_mac {
+            return false;
+        }
+        let Some(h) = self.offload_candidate(hdr, frame) else {
+            return false;
+        };
+        let dst = Ipv4Addr::from(h.dst);
+        let wan_ip = self.wan_addr().map(|a| a.0);
+        if dst == self.cfg.lan_ip
+            || Some(dst) == wan_ip
+            || is_special(dst)
+            || dst == self.cfg.subnet.broadcast()
+            || !self.cfg.subnet.contains(Ipv4Addr::from(h.src))
+        {
+            return false;
+        }
+        let Some((side, next_hop)) = self.route(dst) else {
+            return false;
+        };
+        if (side == Side::Wan && wan_ip.is_none())
+            || !self.fits(hdr, frame, &h, side)
+            || self.neighbour(side, next_hop).is_none()
+        {
+            return false;
+        }
+        out.push_with_hdr(side.into(), hdr, &frame[..ETH + h.total_len]);
+        let f = out.last_mut();
+        ipv4::decrement_ttl(&mut f[ETH..]);
+        if side == Side::Wan {
+            if let Some(nat) = self.nat.as_mut()
+                && let Err(e) = nat.outbound_partial(&mut f[ETH..], now)
+            {
+                out.pop();
+                if e == NatDrop::TableFull {
+                    self.nat_full(now);
+                }
+                self.drop(GwDrop::Nat(e));
+                return true;
+            }
+            self.stats.routed_out += 1;
+        } else {
+            self.stats.routed_lan += 1;
+        }
+        self.send_resolved(side, next_hop, now, out);
+        true
+    }
+
+    /// The uplink twin of [`Gateway::route_offloaded_lan`]: a super-frame
+    /// (or partial-checksum frame) for the uplink address is translated back
+    /// and handed to the LAN as one frame.
+    pub fn route_offloaded_wan(
+        &mut self,
+        hdr: &VnetHdr,
+        frame: &[u8],
+        now: Millis,
+        out: &mut Outbox,
+    ) -> bool {
+        let Some(wmac) = self.wan_mac() else {
+            return false;
+        };
+        if frame.len() < ETH || MacAddr::from_slice(&frame[0..6]) != wmac || self.nat.is_none() {
+            return false;
+        }
+        let Some(h) = self.offload_candidate(hdr, frame) else {
+            return false;
+        };
+        let wan_ip = self.wan_addr().map(|a| a.0);
+        if Some(Ipv4Addr::from(h.dst)) != wan_ip
+            || self.cfg.subnet.contains(Ipv4Addr::from(h.src))
+            || !self.fits(hdr, frame, &h, Side::Lan)
+        {
+            return false;
+        }
+        out.push_with_hdr(Egress::Lan, hdr, &frame[..ETH + h.total_len]);
+        let nat = self.nat.as_mut().expect("checked above");
+        if let Err(e) = nat.inbound_partial(&mut out.last_mut()[ETH..], now) {
+            out.pop();
+            self.drop(GwDrop::Nat(e));
+            return true;
+        }
+        let inside = ip4(&out.last_mut()[ETH + 16..ETH + 20]);
+        if !self.cfg.subnet.contains(inside) || self.lan_neigh.get(inside).is_none() {
+            // Resolve (and hold) on the ordinary path, with whole frames.
+            out.pop();
+            return false;
+        }
+        ipv4::decrement_ttl(&mut out.last_mut()[ETH..]);
+        self.stats.routed_in += 1;
+        self.send_resolved(Side::Lan, inside, now, out);
+        true
+    }
+
+    /// An unfragmented TCP (or, without GSO, UDP) IPv4 frame with a sound
+    /// header, a TTL to spare and offload work that we know how to pass on.
+    fn offload_candidate(&self, hdr: &VnetHdr, frame: &[u8]) -> Option<Ipv4Hdr> {
+        if ipv4::get16(frame, 12) != ETHERTYPE_IPV4 {
+            return None;
+        }
+        let h = Ipv4Hdr::parse(&frame[ETH..])?;
+        let proto_ok = match h.proto {
+            PROTO_TCP => !hdr.is_gso() || hdr.gso_type & !GSO_ECN == GSO_TCPV4,
+            PROTO_UDP => !hdr.is_gso(),
+            _ => false,
+        };
+        (proto_ok
+            && !h.is_fragment()
+            && h.ttl > 1
+            && ipv4::ip_checksum_ok(&frame[ETH..], h.ihl))
+        .then_some(h)
+    }
+
+    /// Whether the frame (or each of its segments) fits the egress MTU.
+    fn fits(&self, hdr: &VnetHdr, frame: &[u8], h: &Ipv4Hdr, side: Side) -> bool {
+        let mtu = self.side_mtu(side);
+        if !hdr.is_gso() {
+            return h.total_len <= mtu;
+        }
+        let l4 = ETH + h.ihl;
+        if frame.len() < l4 + 20 {
+            return false;
+        }
+        let thl = ((frame[l4 + 12] >> 4) as usize) * 4;
+        h.ihl + thl + hdr.gso_size as usize <= mtu
+    }
+
+    fn neighbour(&self, side: Side, ip: Ipv4Addr) -> Option<MacAddr> {
+        match side {
+            Side::Lan => self.lan_neigh.get(ip),
+            Side::Wan => self.wan.as_ref().and_then(|w| w.neigh.get(ip)),
+        }
     }
 
     fn ip_from_wan(&mut self, frame: &[u8], now: Millis, out: &mut Outbox) {

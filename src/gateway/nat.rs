@@ -568,6 +568,24 @@ impl Nat {
     /// Translates a packet going out of the uplink: the source becomes the
     /// external address and port. `b` is exactly the IPv4 packet.
     pub fn outbound(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
+        self.outbound_with(b, now, false)
+    }
+
+    /// [`Nat::outbound`] for a TCP/UDP packet whose L4 checksum is left for
+    /// offload (a virtio-net `NEEDS_CSUM` frame or super-frame): the
+    /// checksum field holds the pseudo-header sum, so only the address change
+    /// is folded into it; the port change is covered when the checksum is
+    /// completed (by the kernel or by segmentation).
+    pub fn outbound_partial(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
+        self.outbound_with(b, now, true)
+    }
+
+    /// [`Nat::inbound`] for a packet whose L4 checksum is left for offload.
+    pub fn inbound_partial(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
+        self.inbound_with(b, now, true)
+    }
+
+    fn outbound_with(&mut self, b: &mut [u8], now: Millis, partial: bool) -> Result<(), NatDrop> {
         let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
         let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
         let b = &mut b[..h.total_len];
@@ -595,17 +613,22 @@ impl Nat {
         };
         self.touch(idx, Dir::Out, l4.tcp_flags, now);
         let ext_port = self.flows[idx as usize].ext_port;
-        set_addr(b, SRC.start, ext, Some((h.ihl, h.proto)));
-        if ext_port != l4.sport {
-            let (at, csum) = if h.proto == PROTO_ICMP {
-                (h.ihl + 4, h.ihl + 2)
-            } else {
-                (
-                    h.ihl,
-                    h.ihl + ipv4::l4_checksum_offset(h.proto).unwrap_or(0),
-                )
-            };
-            set_port(b, at, ext_port, csum, h.proto);
+        if partial && h.proto != PROTO_ICMP {
+            ipv4::set_addr_partial(b, SRC.start, ext, h.ihl, h.proto);
+            b[h.ihl..h.ihl + 2].copy_from_slice(&ext_port.to_be_bytes());
+        } else {
+            set_addr(b, SRC.start, ext, Some((h.ihl, h.proto)));
+            if ext_port != l4.sport {
+                let (at, csum) = if h.proto == PROTO_ICMP {
+                    (h.ihl + 4, h.ihl + 2)
+                } else {
+                    (
+                        h.ihl,
+                        h.ihl + ipv4::l4_checksum_offset(h.proto).unwrap_or(0),
+                    )
+                };
+                set_port(b, at, ext_port, csum, h.proto);
+            }
         }
         if h.more_frags {
             self.frag_record(frag_key(h.proto, h.src, h.dst, h.id), idx, now);
@@ -617,6 +640,10 @@ impl Nat {
     /// Translates a packet that came in on the uplink for the external
     /// address: the destination becomes the inside host and port.
     pub fn inbound(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
+        self.inbound_with(b, now, false)
+    }
+
+    fn inbound_with(&mut self, b: &mut [u8], now: Millis, partial: bool) -> Result<(), NatDrop> {
         let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
         if b.len() >= 20 && b[DST] != ext {
             return Err(NatDrop::NoFlow);
@@ -653,8 +680,13 @@ impl Nat {
             .ok_or(NatDrop::NoFlow)?;
         self.touch(idx, Dir::In, l4.tcp_flags, now);
         let f = self.flows[idx as usize];
-        set_addr(b, DST.start, f.inside_ip, Some((h.ihl, h.proto)));
-        if f.inside_port != ext_port {
+        if partial && h.proto != PROTO_ICMP {
+            ipv4::set_addr_partial(b, DST.start, f.inside_ip, h.ihl, h.proto);
+            b[h.ihl + 2..h.ihl + 4].copy_from_slice(&f.inside_port.to_be_bytes());
+        } else {
+            set_addr(b, DST.start, f.inside_ip, Some((h.ihl, h.proto)));
+        }
+        if !partial && f.inside_port != ext_port {
             let (at, csum) = if h.proto == PROTO_ICMP {
                 (h.ihl + 4, h.ihl + 2)
             } else {

@@ -165,6 +165,24 @@ pub fn set_addr(b: &mut [u8], at: usize, new: [u8; 4], l4: Option<(usize, u8)>) 
     }
 }
 
+/// Like [`set_addr`] for a packet whose L4 checksum was left for offload
+/// (CHECKSUM_PARTIAL): the field holds the pseudo-header sum, not inverted,
+/// so it is updated as a plain sum; the IP header checksum as usual.
+pub fn set_addr_partial(b: &mut [u8], at: usize, new: [u8; 4], l4_off: usize, proto: u8) {
+    let old = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    set_addr(b, at, new, None);
+    let Some(off) = l4_checksum_offset(proto) else {
+        return;
+    };
+    let csum_at = l4_off + off;
+    if proto == PROTO_ICMP || csum_at + 2 > b.len() {
+        return;
+    }
+    let seed = get16(b, csum_at);
+    let n = !checksum::update32(!seed, old, new);
+    b[csum_at..csum_at + 2].copy_from_slice(&n.to_be_bytes());
+}
+
 /// Sets a TCP/UDP port (or ICMP echo id) at `b[at..at+2]`, keeping the L4
 /// checksum at `csum_at` right (UDP checksum 0 = unused stays 0).
 pub fn set_port(b: &mut [u8], at: usize, v: u16, csum_at: usize, proto: u8) {
