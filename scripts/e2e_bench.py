@@ -155,7 +155,7 @@ def kernel_topology(cl):
     return a, b, w
 
 
-def vswitchd_topology(cl, binary):
+def vswitchd_topology(cl, binary, extra):
     a, b = TAG + "va", TAG + "vb"
     for n in (a, b):
         sh("ip", "netns", "del", n, check=False)
@@ -176,7 +176,7 @@ def vswitchd_topology(cl, binary):
     s.settimeout(30)
     env = dict(os.environ, NOTIFY_SOCKET=sock_path, RUST_LOG="warn")
     p = subprocess.Popen([binary, "--name", TAG, "--ports", "%s,%s" % (a, b), "--uplink", up,
-                          "--uplink-addr", "10.99.0.2/24", "--uplink-gw", "10.99.0.1"],
+                          "--uplink-addr", "10.99.0.2/24", "--uplink-gw", "10.99.0.1"] + extra,
                          env=env, stderr=subprocess.PIPE, text=True)
     cl.procs.append(p)
     msg = s.recv(64)
@@ -203,6 +203,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time", type=int, default=5, help="seconds per iperf3 run (default 5)")
     ap.add_argument("--binary", help="vswitchd binary (default: build target/release/vswitchd)")
+    ap.add_argument("--vswitchd-args", default="", help="extra vswitchd options, e.g. '--busy-poll 0'")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("e2e_bench: must run as root (it creates namespaces)")
@@ -214,7 +215,7 @@ def main():
     try:
         a, b, w = kernel_topology(cl)
         kernel = measure(cl, a, b, "192.168.88.12", w, args.time)
-        a, b, w, p = vswitchd_topology(cl, binary)
+        a, b, w, p = vswitchd_topology(cl, binary, args.vswitchd_args.split())
         cpu0, t0 = cpu_seconds(p.pid), time.time()
         vsw = measure(cl, a, b, "192.168.88.12", w, args.time)
         cpu = cpu_seconds(p.pid) - cpu0

@@ -310,7 +310,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             cfg.ports.iter().map(|p| p.netns.as_str()).collect::<Vec<_>>().join(", ")
         );
         notify_ready();
-        datapath::run(&mut sw, &mut control, &signals, &instance, &clock)
+        let busy = std::time::Duration::from_micros(cfg.busy_poll_us);
+        datapath::run(&mut sw, &mut control, &signals, &instance, &clock, busy)
             .map_err(DaemonError::Datapath)
     })();
 

@@ -590,6 +590,7 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
     signals: &SignalFd,
     instance: &Instance,
     clock: &Clock,
+    busy_poll: std::time::Duration,
 ) -> io::Result<()> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(signals, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
@@ -611,22 +612,37 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
     }
     let mut events = vec![EpollEvent::empty(); 64];
     sw.announce(clock.now());
+    let mut timers_due: Millis = 0;
+    let mut spin_until: Option<Instant> = None;
     loop {
         let now = clock.now();
-        sw.fdb_mut().expire(now);
-        let gw_next = sw.poll_gateway(now);
-        // Sleep until the next entry expires or the gateway's next timer,
-        // at most a second.
-        let due = sw.fdb().next_expiry().unwrap_or(u64::MAX).min(gw_next);
-        let timeout_ms = due.saturating_sub(now).clamp(1, 1000);
-        let n = match epoll.wait(
-            &mut events,
-            EpollTimeout::try_from(timeout_ms as u32).unwrap_or(EpollTimeout::NONE),
-        ) {
+        if now >= timers_due {
+            sw.fdb_mut().expire(now);
+            let gw_next = sw.poll_gateway(now);
+            // Timers again when the next entry expires or the gateway's next
+            // timer is due, at least every second.
+            let fdb_next = sw.fdb().next_expiry().unwrap_or(u64::MAX);
+            timers_due = fdb_next.min(gw_next).min(now + 1000).max(now + 1);
+        }
+        // After traffic, poll without sleeping for a little while: the reply
+        // to what we just forwarded usually comes within microseconds, and
+        // catching it without a scheduler wake-up halves the added latency.
+        let spinning = spin_until.is_some_and(|t| Instant::now() < t);
+        let timeout = if spinning {
+            EpollTimeout::ZERO
+        } else {
+            spin_until = None;
+            let ms = timers_due.saturating_sub(now).clamp(1, 1000);
+            EpollTimeout::try_from(ms as u32).unwrap_or(EpollTimeout::NONE)
+        };
+        let n = match epoll.wait(&mut events, timeout) {
             Ok(n) => n,
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e.into()),
         };
+        if n > 0 && !busy_poll.is_zero() {
+            spin_until = Some(Instant::now() + busy_poll);
+        }
         let now = clock.now();
         for ev in &events[..n] {
             match ev.data() {
