@@ -401,7 +401,10 @@ impl Cli {
             return Err(format!("--fdb-max {} must be 1..16000000", self.fdb_max));
         }
         if self.busy_poll > 100_000 {
-            return Err(format!("--busy-poll {} must be 0..100000 microseconds", self.busy_poll));
+            return Err(format!(
+                "--busy-poll {} must be 0..100000 microseconds",
+                self.busy_poll
+            ));
         }
         if !(68..=65521).contains(&self.mtu) {
             return Err(format!("--mtu {} must be 68..65521", self.mtu));

@@ -406,3 +406,96 @@ fn bad_uplink_is_refused_before_anything_is_created() {
     assert!(err.contains("uplink nosuchif0"), "{err}");
     assert!(!netns_exists(&ns.0[0]));
 }
+
+/// Serves `path` from the wan host and returns what `curl | sha256sum` saw
+/// in namespace `ns`, plus the file's own sha256.
+fn download_digest(ns: &str, wan: &WanHost, dir: &TempDir, name: &str) -> (String, String) {
+    let dir_s = dir.0.to_string_lossy().into_owned();
+    let _http = Background::start(
+        &wan.ns,
+        &[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            WAN_HOST,
+            "--directory",
+            &dir_s,
+        ],
+        "Serving HTTP",
+    );
+    let want = run_ok("sha256sum", &[&dir.0.join(name).to_string_lossy()]);
+    let cmd = format!("curl -sS --max-time 300 http://{WAN_HOST}:8080/{name} | sha256sum");
+    let out = ns_exec(ns, &["sh", "-c", &cmd]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        stdout(&out)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        want.split_whitespace().next().unwrap().to_string(),
+    )
+}
+
+fn write_pattern(path: &std::path::Path, bytes: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut r = Rng(0x1234_5678);
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        for c in chunk.chunks_exact_mut(8) {
+            c.copy_from_slice(&r.next().to_le_bytes());
+        }
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+}
+
+#[test]
+fn one_gigabyte_through_nat_with_offloads_arrives_intact() {
+    if !root_or_skip("one_gigabyte_through_nat_with_offloads_arrives_intact") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let d = start(&ns, &wan, &[]);
+    let dir = TempDir::new();
+    write_pattern(&dir.0.join("1g.bin"), 1 << 30);
+    let (got, want) = download_digest(&ns.0[0], &wan, &dir, "1g.bin");
+    assert_eq!(got, want, "1 GiB download differs");
+    // It went through the NAT (one TCP flow, many packets in).
+    let nat = d.ctl_json(&["nat", "show"]);
+    assert!(
+        nat["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["proto"] == "tcp" && f["packets_in"].as_u64().unwrap_or(0) > 1000),
+        "{nat}"
+    );
+}
+
+#[test]
+fn without_offloads_everything_still_works() {
+    if !root_or_skip("without_offloads_everything_still_works") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let wan = WanHost::new();
+    let _d = start(&ns, &wan, &["--no-offload"]);
+    assert!(ping(&ns.0[0], "192.168.88.12"));
+    assert!(ping(&ns.0[1], WAN_HOST));
+    let dir = TempDir::new();
+    write_pattern(&dir.0.join("8m.bin"), 8 << 20);
+    let (got, want) = download_digest(&ns.0[0], &wan, &dir, "8m.bin");
+    assert_eq!(got, want);
+}

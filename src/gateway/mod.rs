@@ -25,12 +25,12 @@ pub mod stack;
 
 use crate::switch::Millis;
 use crate::wire::MacAddr;
-use crate::wire::vnet::{VNET_HDR_LEN, VnetHdr};
 use crate::wire::ipv4::{
     self, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED, Ipv4Hdr, Ipv4Net, PROTO_ICMP,
     PROTO_TCP, PROTO_UDP, icmp_is_error,
 };
 use crate::wire::vnet::{GSO_ECN, GSO_TCPV4};
+use crate::wire::vnet::{VNET_HDR_LEN, VnetHdr};
 use nat::{Nat, NatConfig, NatDrop};
 use neigh::{NeighCache, Resolve};
 use smoltcp::iface::{SocketHandle, SocketSet};
@@ -795,11 +795,8 @@ impl Gateway {
             PROTO_UDP => !hdr.is_gso(),
             _ => false,
         };
-        (proto_ok
-            && !h.is_fragment()
-            && h.ttl > 1
-            && ipv4::ip_checksum_ok(&frame[ETH..], h.ihl))
-        .then_some(h)
+        (proto_ok && !h.is_fragment() && h.ttl > 1 && ipv4::ip_checksum_ok(&frame[ETH..], h.ihl))
+            .then_some(h)
     }
 
     /// Whether the frame (or each of its segments) fits the egress MTU.

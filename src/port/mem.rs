@@ -18,6 +18,8 @@ pub struct MemQueues {
     pub tx_full: bool,
     /// When false, sent frames are counted but not stored (benches).
     pub keep_tx: bool,
+    /// Frames carry a virtio-net header (like a TAP with offloads).
+    pub vnet: bool,
     pub tx_count: u64,
 }
 
@@ -40,6 +42,10 @@ impl MemPort {
 }
 
 impl Port for MemPort {
+    fn vnet_hdr(&self) -> bool {
+        self.0.borrow().vnet
+    }
+
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut q = self.0.borrow_mut();
         match q.rx.pop_front() {

@@ -108,7 +108,8 @@ pub fn complete(
 impl VnetHdr {
     /// Nothing to finish or segment: the frame can go anywhere as it is.
     pub fn is_plain(&self) -> bool {
-        self.flags & F_NEEDS_CSUM == 0 && (self.gso_type & !GSO_ECN == GSO_NONE || self.gso_size == 0)
+        self.flags & F_NEEDS_CSUM == 0
+            && (self.gso_type & !GSO_ECN == GSO_NONE || self.gso_size == 0)
     }
     /// A segmentation-offload super-frame.
     pub fn is_gso(&self) -> bool {

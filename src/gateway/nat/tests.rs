@@ -518,14 +518,23 @@ fn partial_checksums_complete_correctly_after_translation() {
     n.outbound(&mut udp(B, R, 5555, 80, b"b"), 0).unwrap(); // force a port change
     for (out, proto) in [(true, PROTO_TCP), (false, PROTO_TCP), (true, PROTO_UDP)] {
         let mut p = if proto == PROTO_TCP {
-            if out { tcp(A, R, 5555, 80, TCP_ACK) } else { tcp(R, EXT, 80, 5555, TCP_ACK) }
+            if out {
+                tcp(A, R, 5555, 80, TCP_ACK)
+            } else {
+                tcp(R, EXT, 80, 5555, TCP_ACK)
+            }
         } else {
             udp(A, R, 5555, 81, b"payload")
         };
         let h = Ipv4Hdr::parse(&p).unwrap();
         let off = 20 + ipv4::l4_checksum_offset(proto).unwrap();
         // The sender's seed: the folded, non-inverted pseudo-header sum.
-        let seed = !checksum::finish(checksum::pseudo_header_v4(h.src, h.dst, proto, (h.total_len - 20) as u16));
+        let seed = !checksum::finish(checksum::pseudo_header_v4(
+            h.src,
+            h.dst,
+            proto,
+            (h.total_len - 20) as u16,
+        ));
         p[off..off + 2].copy_from_slice(&seed.to_be_bytes());
         if out {
             n.outbound_partial(&mut p, 1).unwrap();
