@@ -70,7 +70,7 @@ fn per_packet(c: &mut Criterion) {
     g.bench_function("new_flow_setup", |b| {
         b.iter(|| {
             k += 1;
-            if k % 500_000 == 0 {
+            if k.is_multiple_of(500_000) {
                 fresh.flush();
             }
             buf.copy_from_slice(&out_tpl);
@@ -94,7 +94,7 @@ fn million_flows(c: &mut Criterion) {
     // 1M flows: 1000 inside hosts x 1000 ports, to 100 remote hosts.
     let flow = |i: u32| {
         (
-            [10, 1, (i / 1000 >> 8) as u8, (i / 1000) as u8],
+            [10, 1, ((i / 1000) >> 8) as u8, (i / 1000) as u8],
             10_000 + (i % 1000) as u16,
             [10, 99, 1, (i % 100) as u8],
         )

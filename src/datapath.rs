@@ -555,7 +555,11 @@ impl Clock {
         Clock(Instant::now())
     }
     pub fn now(&self) -> Millis {
-        self.0.elapsed().as_millis() as Millis
+        self.at(Instant::now())
+    }
+    /// `t` in milliseconds since the clock started.
+    pub fn at(&self, t: Instant) -> Millis {
+        t.saturating_duration_since(self.0).as_millis() as Millis
     }
 }
 
@@ -615,7 +619,10 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
     let mut timers_due: Millis = 0;
     let mut spin_until: Option<Instant> = None;
     loop {
-        let now = clock.now();
+        // One clock read per idle iteration: the loop spins while
+        // busy-polling.
+        let t = Instant::now();
+        let now = clock.at(t);
         if now >= timers_due {
             sw.fdb_mut().expire(now);
             let gw_next = sw.poll_gateway(now);
@@ -627,7 +634,7 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
         // After traffic, poll without sleeping for a little while: the reply
         // to what we just forwarded usually comes within microseconds, and
         // catching it without a scheduler wake-up halves the added latency.
-        let spinning = spin_until.is_some_and(|t| Instant::now() < t);
+        let spinning = spin_until.is_some_and(|until| t < until);
         let timeout = if spinning {
             EpollTimeout::ZERO
         } else {
@@ -640,10 +647,15 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e.into()),
         };
-        if n > 0 && !busy_poll.is_zero() {
-            spin_until = Some(Instant::now() + busy_poll);
+        if n == 0 {
+            continue;
         }
-        let now = clock.now();
+        // Events: take the time again (the wait may have slept).
+        let t = Instant::now();
+        let now = clock.at(t);
+        if !busy_poll.is_zero() {
+            spin_until = Some(t + busy_poll);
+        }
         for ev in &events[..n] {
             match ev.data() {
                 TOKEN_SIGNAL => {
