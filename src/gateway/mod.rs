@@ -658,18 +658,41 @@ impl Gateway {
         if !self.check_ttl_mtu(Side::Lan, side, frame, &h, now, out) {
             return;
         }
-        out.push(side.into(), &frame[..ETH + h.total_len]);
+        self.forward_from_lan(side, next_hop, None, &frame[..ETH + h.total_len], now, out);
+    }
+
+    /// The common tail of LAN routing: copies the frame into the outbox
+    /// (behind `hdr` when it carries offload work), decrements the TTL,
+    /// translates toward the uplink, and sends it to the next hop.
+    fn forward_from_lan(
+        &mut self,
+        side: Side,
+        next_hop: Ipv4Addr,
+        hdr: Option<&VnetHdr>,
+        frame: &[u8],
+        now: Millis,
+        out: &mut Outbox,
+    ) {
+        match hdr {
+            Some(hdr) => out.push_with_hdr(side.into(), hdr, frame),
+            None => out.push(side.into(), frame),
+        }
         let f = out.last_mut();
         ipv4::decrement_ttl(&mut f[ETH..]);
         if side == Side::Wan {
-            if let Some(nat) = self.nat.as_mut()
-                && let Err(e) = nat.outbound(&mut f[ETH..], now)
-            {
-                out.pop();
-                if e == NatDrop::TableFull {
-                    self.nat_full(now);
+            if let Some(nat) = self.nat.as_mut() {
+                let done = if hdr.is_some() {
+                    nat.outbound_partial(&mut f[ETH..], now)
+                } else {
+                    nat.outbound(&mut f[ETH..], now)
+                };
+                if let Err(e) = done {
+                    out.pop();
+                    if e == NatDrop::TableFull {
+                        self.nat_full(now);
+                    }
+                    return self.drop(GwDrop::Nat(e));
                 }
-                return self.drop(GwDrop::Nat(e));
             }
             self.stats.routed_out += 1;
         } else {
@@ -716,25 +739,14 @@ impl Gateway {
         {
             return false;
         }
-        out.push_with_hdr(side.into(), hdr, &frame[..ETH + h.total_len]);
-        let f = out.last_mut();
-        ipv4::decrement_ttl(&mut f[ETH..]);
-        if side == Side::Wan {
-            if let Some(nat) = self.nat.as_mut()
-                && let Err(e) = nat.outbound_partial(&mut f[ETH..], now)
-            {
-                out.pop();
-                if e == NatDrop::TableFull {
-                    self.nat_full(now);
-                }
-                self.drop(GwDrop::Nat(e));
-                return true;
-            }
-            self.stats.routed_out += 1;
-        } else {
-            self.stats.routed_lan += 1;
-        }
-        self.send_resolved(side, next_hop, now, out);
+        self.forward_from_lan(
+            side,
+            next_hop,
+            Some(hdr),
+            &frame[..ETH + h.total_len],
+            now,
+            out,
+        );
         true
     }
 

@@ -459,20 +459,6 @@ impl Fdb {
     }
 }
 
-impl MacAddr {
-    /// Inverse of [`MacAddr::as_u64`] (the top 16 bits are ignored).
-    pub const fn from_u64(v: u64) -> Self {
-        MacAddr::from_bytes([
-            (v >> 40) as u8,
-            (v >> 32) as u8,
-            (v >> 24) as u8,
-            (v >> 16) as u8,
-            (v >> 8) as u8,
-            v as u8,
-        ])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,11 @@ impl MacAddr {
         self.0
     }
 
+    /// Inverse of [`MacAddr::as_u64`] (the top 16 bits are ignored).
+    pub const fn from_u64(v: u64) -> Self {
+        MacAddr(v & 0xffff_ffff_ffff)
+    }
+
     /// Group bit set: multicast or broadcast.
     #[inline]
     pub const fn is_multicast(self) -> bool {
