@@ -22,10 +22,9 @@ fn main() {
         if let Learned::New {
             evicted: Some((old, port)),
         } = fdb.learn(mac, 3, t)
+            && t > 995
         {
-            if t > 995 {
-                println!("learned {mac} on port 3, evicted {old} from port {port}");
-            }
+            println!("learned {mac} on port 3, evicted {old} from port {port}");
         }
     }
     println!(
