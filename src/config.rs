@@ -216,6 +216,46 @@ pub fn check_instance_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Splits `NS[=ADDR]` and checks the namespace name; the address, if any,
+/// is parsed (`192.168.88.20` or `192.168.88.20/24`) but not yet checked
+/// against the subnet's hosts.
+pub fn parse_port_spec(item: &str, subnet: Ipv4Net) -> Result<(String, Option<Ipv4Addr>), String> {
+    let (ns, addr) = match item.split_once('=') {
+        Some((ns, a)) => (ns, Some(a)),
+        None => (item, None),
+    };
+    netns::check_name(ns)?;
+    let addr = addr.map(|a| parse_port_addr(ns, a, subnet)).transpose()?;
+    Ok((ns.to_string(), addr))
+}
+
+/// Why `addr` cannot be port `ns`'s address, if it cannot: outside the
+/// subnet's hosts, the gateway's, or taken by another port.
+pub fn check_port_addr(
+    ns: &str,
+    addr: Ipv4Addr,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    taken: &[(String, Ipv4Addr)],
+) -> Result<(), String> {
+    if !subnet.is_usable_host(addr) {
+        return Err(format!(
+            "port {ns}: address {addr} is not a host address of the subnet {subnet}"
+        ));
+    }
+    if addr == gateway {
+        return Err(format!(
+            "port {ns}: address {addr} is the gateway's address"
+        ));
+    }
+    if let Some((other, _)) = taken.iter().find(|(_, a)| *a == addr) {
+        return Err(format!(
+            "port {ns}: address {addr} is already taken by port {other}"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses `192.168.88.20` or `192.168.88.20/24` (the prefix must match the subnet).
 fn parse_port_addr(ns: &str, s: &str, subnet: Ipv4Net) -> Result<Ipv4Addr, String> {
     let (a, len) = match s.split_once('/') {
@@ -418,16 +458,18 @@ impl Cli {
             .collect();
         let mut ports: Vec<PortSpec> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let (ns, addr) = match item.split_once('=') {
-                Some((ns, a)) => (ns, Some(a)),
-                None => (*item, None),
-            };
-            netns::check_name(ns).map_err(|e| format!("--ports: {e}"))?;
+            let (ns, addr) = parse_port_spec(item, subnet).map_err(|e| {
+                if e.starts_with("port ") {
+                    e
+                } else {
+                    format!("--ports: {e}")
+                }
+            })?;
             if ports.iter().any(|p| p.netns == ns) {
                 return Err(format!("--ports: namespace {ns} is listed twice"));
             }
             let addr = match addr {
-                Some(a) => parse_port_addr(ns, a, subnet)?,
+                Some(a) => a,
                 None => subnet.host(10 + i as u32 + 1).ok_or_else(|| {
                     format!(
                         "--subnet {subnet} is too small for {} ports: port {ns} (number {}) would get host {} (give it an address with {ns}=ADDR or use a larger subnet)",
@@ -437,26 +479,10 @@ impl Cli {
                     )
                 })?,
             };
-            if !subnet.is_usable_host(addr) {
-                return Err(format!(
-                    "port {ns}: address {addr} is not a host address of the subnet {subnet}"
-                ));
-            }
-            if addr == gateway {
-                return Err(format!(
-                    "port {ns}: address {addr} is the gateway's address"
-                ));
-            }
-            if let Some(other) = ports.iter().find(|p| p.addr == addr) {
-                return Err(format!(
-                    "port {ns}: address {addr} is already taken by port {}",
-                    other.netns
-                ));
-            }
-            ports.push(PortSpec {
-                netns: ns.to_string(),
-                addr,
-            });
+            let taken: Vec<(String, Ipv4Addr)> =
+                ports.iter().map(|p| (p.netns.clone(), p.addr)).collect();
+            check_port_addr(&ns, addr, subnet, gateway, &taken)?;
+            ports.push(PortSpec { netns: ns, addr });
         }
         // An explicit address later in the list may collide with an earlier
         // default one; the loop above catches that in either order.

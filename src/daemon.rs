@@ -13,6 +13,7 @@
 //! failure is logged and teardown carries on.
 
 use crate::config::Config;
+use crate::control::api::PortControl;
 use crate::control::api::{RUN_DIR, socket_path};
 use crate::control::netlink::Netlink;
 use crate::control::netns::{Netns, NetnsError};
@@ -23,8 +24,10 @@ use crate::port::raw::{RawError, RawPort};
 use crate::port::tap::{Tap, TapError};
 use crate::switch::Fdb;
 use crate::wire::MacAddr;
+use crate::wire::ipv4::Ipv4Net;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
@@ -118,12 +121,99 @@ impl Drop for InstanceLock {
     }
 }
 
-/// A configured port: its TAP first, so the TAP closes before the namespace
-/// is deleted when both are dropped.
-struct PortSetup {
-    tap: Tap,
-    ns: Netns,
-    info: PortInfo,
+/// The namespaces behind the ports, for creating ports at run time,
+/// noticing namespaces deleted underneath us, and teardown.
+pub struct PortManager {
+    cfg: Config,
+    namespaces: BTreeMap<String, Netns>,
+}
+
+impl PortManager {
+    fn new(cfg: &Config) -> PortManager {
+        PortManager {
+            cfg: cfg.clone(),
+            namespaces: BTreeMap::new(),
+        }
+    }
+
+    /// Opens or creates `ns` and its TAP; on error nothing is left behind
+    /// (the namespace, if created here, is deleted as it drops).
+    fn open_port(&mut self, ns_name: &str, addr: Ipv4Addr) -> Result<(Tap, PortInfo), DaemonError> {
+        let ns = Netns::open_or_create(ns_name)?;
+        let created = ns.created();
+        let (tap, mac) = setup_port(&self.cfg, &ns, addr)?;
+        tracing::info!(
+            port = %ns_name,
+            netns_created = created,
+            "port ready: {} {mac} {}/{}",
+            self.cfg.ifname,
+            addr,
+            self.cfg.subnet.prefix_len
+        );
+        self.namespaces.insert(ns_name.to_string(), ns);
+        let info = PortInfo {
+            name: ns_name.to_string(),
+            ifname: self.cfg.ifname.clone(),
+            mac,
+            addr,
+            prefix_len: self.cfg.subnet.prefix_len,
+        };
+        Ok((tap, info))
+    }
+
+    /// Deletes the namespaces vswitchd created (unless `keep`); returns how
+    /// many deletions failed (each is logged).
+    fn teardown(&mut self, keep: bool) -> usize {
+        let mut failures = 0;
+        for (name, mut ns) in std::mem::take(&mut self.namespaces) {
+            if !ns.created() {
+                continue;
+            }
+            if keep {
+                tracing::info!(netns = %name, "keeping namespace (--keep-netns)");
+                ns.keep();
+            } else if let Err(e) = ns.delete() {
+                tracing::error!("{e}");
+                failures += 1;
+            }
+        }
+        failures
+    }
+}
+
+impl PortControl<Tap> for PortManager {
+    fn create(&mut self, ns: &str, addr: Ipv4Addr) -> Result<(Tap, PortInfo), String> {
+        self.open_port(ns, addr).map_err(|e| e.to_string())
+    }
+
+    fn release(&mut self, ns: &str) {
+        if let Some(mut n) = self.namespaces.remove(ns) {
+            if !n.created() {
+                return;
+            }
+            if self.cfg.keep_netns || !n.still_named() {
+                n.keep();
+            } else if let Err(e) = n.delete() {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    fn vanished(&mut self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .filter(|(_, n)| !n.still_named())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    fn subnet(&self) -> Ipv4Net {
+        self.cfg.subnet
+    }
+
+    fn gateway(&self) -> Ipv4Addr {
+        self.cfg.gateway
+    }
 }
 
 /// Creates and configures the TAP of one port inside `ns`.
@@ -233,32 +323,20 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         None => None,
     };
 
-    let mut setups: Vec<PortSetup> = Vec::with_capacity(cfg.ports.len());
+    // On error, every port opened so far is dropped with `manager` and
+    // `opened`: TAPs closed, created namespaces deleted.
+    let mut manager = PortManager::new(&cfg);
+    let mut opened = Vec::with_capacity(cfg.ports.len());
     for spec in &cfg.ports {
-        let ns = Netns::open_or_create(&spec.netns)?;
-        let created = ns.created();
-        // On error, `ns` (if we created it) and every earlier setup are
-        // dropped here: TAPs closed, created namespaces deleted.
-        let (tap, mac) = setup_port(&cfg, &ns, spec.addr)?;
-        tracing::info!(
-            port = %spec.netns,
-            netns_created = created,
-            "port ready: {} {mac} {}/{}",
-            cfg.ifname,
-            spec.addr,
-            cfg.subnet.prefix_len
-        );
-        setups.push(PortSetup {
-            tap,
-            ns,
-            info: PortInfo {
-                name: spec.netns.clone(),
-                ifname: cfg.ifname.clone(),
-                mac,
-                addr: spec.addr,
-                prefix_len: cfg.subnet.prefix_len,
-            },
-        });
+        match manager.open_port(&spec.netns, spec.addr) {
+            Ok(p) => opened.push(p),
+            Err(e) => {
+                // A failed start removes what it created, --keep-netns or not.
+                drop(opened);
+                manager.teardown(false);
+                return Err(e);
+            }
+        }
     }
 
     let clock = Clock::new();
@@ -284,10 +362,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         gateway,
         uplink,
     );
-    let mut namespaces = Vec::with_capacity(setups.len());
-    for s in setups {
-        sw.add_port(s.tap, s.info);
-        namespaces.push(s.ns);
+    for (tap, info) in opened {
+        sw.add_port(tap, info);
     }
     let sock = socket_path(&cfg.name);
     let result = (|| {
@@ -311,25 +387,21 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         );
         notify_ready();
         let busy = std::time::Duration::from_micros(cfg.busy_poll_us);
-        datapath::run(&mut sw, &mut control, &signals, &instance, &clock, busy)
-            .map_err(DaemonError::Datapath)
+        datapath::run(
+            &mut sw,
+            &mut control,
+            &mut manager,
+            &signals,
+            &instance,
+            &clock,
+            busy,
+        )
+        .map_err(DaemonError::Datapath)
     })();
 
     // Teardown: TAPs first, then namespaces, then the lock.
     drop(sw);
-    let mut failures = 0;
-    for mut ns in namespaces {
-        if !ns.created() {
-            continue;
-        }
-        if cfg.keep_netns {
-            tracing::info!(netns = ns.name(), "keeping namespace (--keep-netns)");
-            ns.keep();
-        } else if let Err(e) = ns.delete() {
-            tracing::error!("{e}");
-            failures += 1;
-        }
-    }
+    let failures = manager.teardown(cfg.keep_netns);
     drop(lock);
     if failures > 0 {
         tracing::error!("teardown finished with {failures} error(s)");

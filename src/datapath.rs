@@ -13,6 +13,7 @@
 //! next MAC entry is due to expire. No allocation per frame: the buffer is
 //! allocated once, flooding writes the same buffer to each port.
 
+use crate::control::api::PortControl;
 use crate::control::server::ControlServer;
 use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::Port;
@@ -112,6 +113,8 @@ pub struct Switch<P, U = P> {
     gw_counters: PortCounters,
     outbox: Outbox,
     uplink: Option<UplinkSlot<U>>,
+    /// Ports added since the event loop last registered their fds.
+    new_ports: Vec<PortId>,
     /// Reused for finishing checksums and segmenting super-frames.
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
@@ -136,6 +139,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             gw_counters: PortCounters::default(),
             outbox: Outbox::default(),
             uplink,
+            new_ports: Vec::new(),
             scratch: Vec::with_capacity(FRAME_BUF),
             scratch2: Vec::with_capacity(FRAME_BUF),
             evict_log: LogLimit::default(),
@@ -149,7 +153,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             info,
             counters: PortCounters::default(),
         });
-        match self.ports.iter().skip(1).position(Option::is_none) {
+        let id = match self.ports.iter().skip(1).position(Option::is_none) {
             Some(i) => {
                 self.ports[i + 1] = slot;
                 (i + 1) as PortId
@@ -158,7 +162,14 @@ impl<P: Port, U: Port> Switch<P, U> {
                 self.ports.push(slot);
                 (self.ports.len() - 1) as PortId
             }
-        }
+        };
+        self.new_ports.push(id);
+        id
+    }
+
+    /// Ports added since the last call (the event loop registers them).
+    pub fn take_new_ports(&mut self) -> Vec<PortId> {
+        std::mem::take(&mut self.new_ports)
     }
 
     /// Removes a port, every MAC entry on it and the NAT flows of its address.
@@ -587,10 +598,27 @@ pub struct Instance {
     pub started: std::time::SystemTime,
 }
 
+/// Adds the fds of ports added since the last call to the epoll set.
+fn register_new_ports<P: Port + AsFd, U: Port>(
+    sw: &mut Switch<P, U>,
+    epoll: &Epoll,
+) -> io::Result<()> {
+    for id in sw.take_new_ports() {
+        if let Some(slot) = sw.port(id) {
+            epoll.add(
+                slot.port.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_PORT_BASE + id as u64),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs the event loop until SIGINT or SIGTERM arrives on `signals`.
 pub fn run<P: Port + AsFd, U: Port + AsFd>(
     sw: &mut Switch<P, U>,
     control: &mut ControlServer,
+    port_ctl: &mut dyn PortControl<P>,
     signals: &SignalFd,
     instance: &Instance,
     clock: &Clock,
@@ -602,12 +630,7 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
         control.listener(),
         EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CONTROL),
     )?;
-    for (id, slot) in sw.ports() {
-        epoll.add(
-            slot.port.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_PORT_BASE + id as u64),
-        )?;
-    }
+    register_new_ports(sw, &epoll)?;
     if let Some(u) = sw.uplink() {
         epoll.add(
             u.port.as_fd(),
@@ -624,6 +647,13 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
         let t = Instant::now();
         let now = clock.at(t);
         if now >= timers_due {
+            // A namespace deleted underneath us takes its port down.
+            for ns in port_ctl.vanished() {
+                tracing::warn!(port = %ns, "namespace {ns} was deleted (ip netns del); removing its port");
+                if let Err(e) = crate::control::api::port_del(&ns, sw, port_ctl) {
+                    tracing::warn!("{e}");
+                }
+            }
             sw.fdb_mut().expire(now);
             let gw_next = sw.poll_gateway(now);
             // Timers again when the next entry expires or the gateway's next
@@ -672,8 +702,9 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
                 }
                 t if t >= TOKEN_CLIENT_BASE => {
                     control.service(&epoll, t, ev.events(), |req| {
-                        crate::control::api::handle(req, sw, instance, now)
+                        crate::control::api::handle(req, sw, instance, port_ctl, now)
                     });
+                    register_new_ports(sw, &epoll)?;
                 }
                 t => {
                     let id = (t - TOKEN_PORT_BASE) as PortId;

@@ -42,10 +42,25 @@ enum Cmd {
         #[command(subcommand)]
         cmd: NatCmd,
     },
+    /// Add or remove ports while the switch runs.
+    Port {
+        #[command(subcommand)]
+        cmd: PortCmd,
+    },
     /// The gateway's routing table.
     Routes,
     /// The gateway's neighbour (ARP) caches, LAN and uplink.
     Neigh,
+}
+
+#[derive(Subcommand, Debug)]
+enum PortCmd {
+    /// Add a port: NS[=ADDR], created or existing namespace, as at start
+    /// (without ADDR: the lowest free host from .11 up).
+    Add { spec: String },
+    /// Remove a port: its TAP, MAC entries and NAT flows go; a namespace
+    /// vswitchd created is deleted (unless --keep-netns).
+    Del { port: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -204,6 +219,18 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             let r: CountReply = parse(result)?;
             println!("flushed {} NAT flows", r.removed);
         }
+        Cmd::Port {
+            cmd: PortCmd::Add { .. },
+        } => {
+            let p: PortReport = parse(result)?;
+            println!(
+                "port {} added: {} {} {}/{}",
+                p.info.name, p.info.ifname, p.info.mac, p.info.addr, p.info.prefix_len
+            );
+        }
+        Cmd::Port {
+            cmd: PortCmd::Del { port },
+        } => println!("port {port} removed"),
         Cmd::Routes => {
             let routes: Vec<vswitchd::gateway::RouteView> = parse(result)?;
             for r in &routes {
@@ -314,6 +341,12 @@ fn main() -> ExitCode {
         Cmd::Nat { cmd: NatCmd::Show } => Request::NatShow,
         Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
         Cmd::Routes => Request::Routes,
+        Cmd::Port {
+            cmd: PortCmd::Add { spec },
+        } => Request::PortAdd { spec: spec.clone() },
+        Cmd::Port {
+            cmd: PortCmd::Del { port },
+        } => Request::PortDel { port: port.clone() },
         Cmd::Neigh => Request::Neigh,
     };
     let reply = match call(&cli.name, &req) {

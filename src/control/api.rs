@@ -5,6 +5,7 @@
 //! answers with one JSON [`Reply`] and closes the connection. `vswitchctl
 //! --json` prints the reply's `result` as it came.
 
+use crate::config::{check_port_addr, parse_port_spec};
 use crate::datapath::{GW_PORT, Instance, PortCounters, PortInfo, Switch};
 use crate::gateway::nat::{FlowView, NatStats};
 use crate::gateway::neigh::NeighView;
@@ -12,8 +13,10 @@ use crate::gateway::{GwDrop, RouteView};
 use crate::port::Port;
 use crate::switch::{DropReason, FdbStats, Millis};
 use crate::wire::MacAddr;
+use crate::wire::ipv4::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 /// Directory of control sockets: `/run/vswitchd/NAME.sock`.
 pub const RUN_DIR: &str = "/run/vswitchd";
@@ -29,13 +32,42 @@ pub enum Request {
     Status,
     Ports,
     FdbShow,
-    FdbFlush { port: Option<String> },
-    FdbAdd { mac: MacAddr, port: String },
-    FdbDel { mac: MacAddr },
+    FdbFlush {
+        port: Option<String>,
+    },
+    FdbAdd {
+        mac: MacAddr,
+        port: String,
+    },
+    FdbDel {
+        mac: MacAddr,
+    },
     NatShow,
     NatFlush,
     Routes,
     Neigh,
+    /// `NS[=ADDR]`, as on the command line.
+    PortAdd {
+        spec: String,
+    },
+    PortDel {
+        port: String,
+    },
+}
+
+/// What the control plane does to ports beyond the switch itself: their
+/// namespaces and TAPs. The daemon implements it; the handler decides.
+pub trait PortControl<P> {
+    /// Creates (or opens) namespace `ns` and its configured TAP with `addr`.
+    fn create(&mut self, ns: &str, addr: Ipv4Addr) -> Result<(P, PortInfo), String>;
+    /// Lets go of namespace `ns`: deleted if vswitchd created it (unless
+    /// `--keep-netns`), left alone otherwise.
+    fn release(&mut self, ns: &str);
+    /// Namespaces deleted underneath the switch (`ip netns del`) since the
+    /// last call.
+    fn vanished(&mut self) -> Vec<String>;
+    fn subnet(&self) -> Ipv4Net;
+    fn gateway(&self) -> Ipv4Addr;
 }
 
 /// The daemon's answer: `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`.
@@ -255,10 +287,58 @@ fn report(info: &PortInfo, c: &PortCounters) -> PortReport {
 }
 
 /// Executes `req` against the switch at time `now`.
+/// Adds a port at run time (`vswitchctl port add NS[=ADDR]`): same rules as
+/// at start; without an address, the lowest free host from .11 up.
+fn port_add<P: Port, U: Port>(
+    spec: &str,
+    sw: &mut Switch<P, U>,
+    ports: &mut dyn PortControl<P>,
+) -> Result<PortReport, String> {
+    let subnet = ports.subnet();
+    let gateway = ports.gateway();
+    let (ns, addr) = parse_port_spec(spec, subnet)?;
+    if sw.port_by_name(&ns).is_some() {
+        return Err(format!("namespace {ns} is already a port"));
+    }
+    let taken: Vec<(String, Ipv4Addr)> = sw
+        .ports()
+        .map(|(_, s)| (s.info.name.clone(), s.info.addr))
+        .collect();
+    let addr = match addr {
+        Some(a) => a,
+        None => (11..)
+            .map_while(|n| subnet.host(n))
+            .find(|a| *a != gateway && taken.iter().all(|(_, t)| t != a))
+            .ok_or_else(|| format!("no free address left in {subnet} for port {ns}"))?,
+    };
+    check_port_addr(&ns, addr, subnet, gateway, &taken)?;
+    let (port, info) = ports.create(&ns, addr)?;
+    let id = sw.add_port(port, info);
+    let slot = sw.port(id).expect("just added");
+    tracing::info!(port = %ns, "port added: {} {} {}", slot.info.ifname, slot.info.mac, addr);
+    Ok(report(&slot.info, &slot.counters))
+}
+
+/// Removes a port (`vswitchctl port del NS`, or its namespace vanished):
+/// its TAP, MAC entries and NAT flows go; its namespace is released.
+pub fn port_del<P: Port, U: Port>(
+    name: &str,
+    sw: &mut Switch<P, U>,
+    ports: &mut dyn PortControl<P>,
+) -> Result<(), String> {
+    let id = sw
+        .port_by_name(name)
+        .ok_or_else(|| format!("no port named {name}"))?;
+    drop(sw.remove_port(id));
+    ports.release(name);
+    Ok(())
+}
+
 pub fn handle<P: Port, U: Port>(
     req: Request,
     sw: &mut Switch<P, U>,
     inst: &Instance,
+    ports: &mut dyn PortControl<P>,
     now: Millis,
 ) -> Reply {
     // Keep what is shown consistent with what forwarding sees.
@@ -342,6 +422,17 @@ pub fn handle<P: Port, U: Port>(
             None => Reply::err("NAT is off (no --uplink, or --no-nat)"),
         },
         Request::Routes => Reply::ok::<Vec<RouteView>>(sw.gateway().routes()),
+        Request::PortAdd { spec } => match port_add(&spec, sw, ports) {
+            Ok(r) => Reply::ok(r),
+            Err(e) => Reply::err(e),
+        },
+        Request::PortDel { port } => match port_del(&port, sw, ports) {
+            Ok(()) => {
+                tracing::info!(port = %port, "port removed");
+                Reply::ok(CountReply { removed: 1 })
+            }
+            Err(e) => Reply::err(e),
+        },
         Request::Neigh => Reply::ok(
             sw.gateway()
                 .neighbours(now)

@@ -158,6 +158,16 @@ impl Netns {
     pub fn created(&self) -> bool {
         self.created
     }
+    /// Whether `/run/netns/NAME` still names this namespace (false after
+    /// `ip netns del`, or if the name now belongs to another namespace).
+    pub fn still_named(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), fs::metadata(&self.path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        }
+    }
+
     /// Do not delete the namespace on drop (`--keep-netns`).
     pub fn keep(&mut self) {
         self.keep = true;

@@ -1,0 +1,119 @@
+//! Root tests of runtime port changes: `vswitchctl port add/del`, and a
+//! namespace deleted underneath a running switch.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn port_add_then_ping_port_del_then_gone() {
+    if !root_or_skip("port_add_then_ping_port_del_then_gone") {
+        return;
+    }
+    let mut ns = Namespaces::fresh(2);
+    let pre = ns.add_existing();
+    let d = Daemon::start(&["--ports", &ns.0[0]]);
+
+    // A created namespace gets the lowest free address (.12).
+    let added = d.ctl_json(&["port", "add", &ns.0[1]]);
+    assert_eq!(added["addr"], "192.168.88.12", "{added}");
+    assert!(netns_exists(&ns.0[1]));
+    assert!(
+        ping(&ns.0[1], "192.168.88.11"),
+        "new port cannot reach the first"
+    );
+    assert!(ping(&ns.0[0], "192.168.88.12"));
+    assert!(
+        ping(&ns.0[1], "192.168.88.1"),
+        "new port cannot reach the gateway"
+    );
+
+    // An existing namespace with an explicit address.
+    let out = d.ctl(&["port", "add", &format!("{pre}=192.168.88.77")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("192.168.88.77"));
+    assert!(ping(&pre, "192.168.88.11"));
+
+    // Refusals: a port twice, a taken address, a bad name.
+    for (args, want) in [
+        (vec!["port", "add", ns.0[1].as_str()], "already a port"),
+        (
+            vec!["port", "add", "zzfresh=192.168.88.77"],
+            "already taken",
+        ),
+        (vec!["port", "add", "a/b"], "a/b"),
+        (
+            vec!["port", "del", "nosuchport"],
+            "no port named nosuchport",
+        ),
+    ] {
+        let out = d.ctl(&args);
+        assert!(!out.status.success(), "{args:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert!(!netns_exists("zzfresh"));
+
+    // port del: the created namespace and the MAC entries go.
+    let mac1 = d.mac_of(&ns.0[1]);
+    assert!(d.fdb().0.iter().any(|(m, _, _)| *m == mac1));
+    let out = d.ctl(&["port", "del", &ns.0[1]]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!netns_exists(&ns.0[1]), "created namespace not deleted");
+    assert!(
+        d.fdb()
+            .0
+            .iter()
+            .all(|(m, p, _)| *m != mac1 && *p != ns.0[1])
+    );
+    // ...an existing one stays, without our TAP.
+    assert!(d.ctl(&["port", "del", &pre]).status.success());
+    assert!(netns_exists(&pre));
+    assert!(
+        !ns_exec(&pre, &["ip", "link", "show", "eth0"])
+            .status
+            .success()
+    );
+    let ports = d.ctl_json(&["ports"]);
+    assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
+    assert!(ping(&ns.0[0], "192.168.88.1"));
+}
+
+#[test]
+fn namespace_deleted_underneath_takes_its_port_down_cleanly() {
+    if !root_or_skip("namespace_deleted_underneath_takes_its_port_down_cleanly") {
+        return;
+    }
+    let ns = Namespaces::fresh(3);
+    let d = Daemon::start(&["--ports", &ns.csv()]);
+    assert!(ping(&ns.0[2], "192.168.88.11"));
+    run_ok("ip", &["netns", "del", &ns.0[2]]);
+    let gone = wait_until(Duration::from_secs(10), || {
+        d.ctl_json(&["ports"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["name"] != ns.0[2].as_str())
+    });
+    assert!(gone, "port of the deleted namespace still listed");
+    assert!(
+        d.log()
+            .contains(&format!("namespace {} was deleted", ns.0[2])),
+        "{}",
+        d.log()
+    );
+    assert!(
+        ping(&ns.0[0], "192.168.88.12"),
+        "the others stopped working"
+    );
+    assert!(ping(&ns.0[1], "192.168.88.11"));
+}
