@@ -131,6 +131,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub nat_icmp_timeout: u64,
 
+    /// Serve Prometheus metrics over HTTP on ADDR:PORT (a bare PORT means
+    /// 127.0.0.1:PORT). Off by default.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter;
     /// RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
@@ -168,6 +173,8 @@ pub struct Config {
     pub offload: bool,
     /// Busy-poll window after traffic, microseconds.
     pub busy_poll_us: u64,
+    /// Prometheus endpoint.
+    pub metrics: Option<std::net::SocketAddr>,
     pub ports: Vec<PortSpec>,
     pub uplink: Option<UplinkSpec>,
     /// `None` with `--no-nat`.
@@ -214,6 +221,15 @@ pub fn check_instance_name(name: &str) -> Result<(), String> {
             "--name '{name}' is not a valid instance name (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')"
         ))
     }
+}
+
+/// `ADDR:PORT`, or a bare `PORT` on loopback.
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("--metrics '{s}' is not ADDR:PORT (e.g. 127.0.0.1:9477) or a port"))
 }
 
 /// Splits `NS[=ADDR]` and checks the namespace name; the address, if any,
@@ -492,6 +508,10 @@ impl Cli {
         if ports.len() > u16::MAX as usize - 1 {
             return Err("--ports: too many ports".into());
         }
+        let metrics = match &self.metrics {
+            None => None,
+            Some(m) => Some(parse_metrics_addr(m)?),
+        };
         let uplink = self.uplink_spec(subnet)?;
         let nat = self.nat_config()?;
         Ok(Config {
@@ -507,6 +527,7 @@ impl Cli {
             keep_netns: self.keep_netns,
             offload: !self.no_offload,
             busy_poll_us: self.busy_poll,
+            metrics,
             ports,
         })
     }

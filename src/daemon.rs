@@ -17,7 +17,7 @@ use crate::control::api::PortControl;
 use crate::control::api::{RUN_DIR, socket_path};
 use crate::control::netlink::Netlink;
 use crate::control::netns::{Netns, NetnsError};
-use crate::control::server::ControlServer;
+use crate::control::server::Server;
 use crate::datapath::{self, Clock, Instance, PortInfo, Switch, UplinkSlot};
 use crate::gateway::{Gateway, GatewayConfig, WanConfig};
 use crate::port::raw::{RawError, RawPort};
@@ -57,6 +57,11 @@ pub enum DaemonError {
     },
     #[error("cannot create the control socket {path}: {source}")]
     Control { path: PathBuf, source: io::Error },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
     #[error("datapath failed: {0}")]
     Datapath(io::Error),
 }
@@ -323,6 +328,15 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         None => None,
     };
 
+    // Metrics next: a busy address is refused before any namespace exists.
+    let mut metrics = match cfg.metrics {
+        Some(a) => Some(
+            Server::bind_http(a, datapath::TOKEN_METRICS_BASE)
+                .map_err(|source| DaemonError::Metrics { addr: a, source })?,
+        ),
+        None => None,
+    };
+
     // On error, every port opened so far is dropped with `manager` and
     // `opened`: TAPs closed, created namespaces deleted.
     let mut manager = PortManager::new(&cfg);
@@ -367,17 +381,24 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     }
     let sock = socket_path(&cfg.name);
     let result = (|| {
-        let mut control = ControlServer::bind(&sock).map_err(|source| DaemonError::Control {
-            path: sock.clone(),
-            source,
-        })?;
+        let mut control =
+            Server::bind_unix(&sock, datapath::TOKEN_CLIENT_BASE).map_err(|source| {
+                DaemonError::Control {
+                    path: sock.clone(),
+                    source,
+                }
+            })?;
         let instance = Instance {
             name: cfg.name.clone(),
             subnet: cfg.subnet.to_string(),
             gateway: cfg.gateway,
             mtu: cfg.mtu,
             started: std::time::SystemTime::now(),
+            metrics: metrics.as_ref().and_then(|m| m.local_addr()),
         };
+        if let Some(a) = instance.metrics {
+            tracing::info!("Prometheus metrics on http://{a}/metrics");
+        }
         tracing::info!(
             name = %cfg.name,
             ports = cfg.ports.len(),
@@ -390,6 +411,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         datapath::run(
             &mut sw,
             &mut control,
+            metrics.as_mut(),
             &mut manager,
             &signals,
             &instance,

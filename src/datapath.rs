@@ -14,7 +14,7 @@
 //! allocated once, flooding writes the same buffer to each port.
 
 use crate::control::api::PortControl;
-use crate::control::server::ControlServer;
+use crate::control::server::Server;
 use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::Port;
 use crate::switch::{Decision, DropReason, Fdb, Learned, Millis, PortId, decide};
@@ -583,6 +583,9 @@ impl Default for Clock {
 const TOKEN_SIGNAL: u64 = 0;
 const TOKEN_CONTROL: u64 = 1;
 const TOKEN_UPLINK: u64 = 2;
+const TOKEN_METRICS: u64 = 3;
+/// Metrics-connection tokens: `TOKEN_METRICS_BASE + connection id`.
+pub const TOKEN_METRICS_BASE: u64 = 2 << 32;
 /// Control-connection tokens: `TOKEN_CLIENT_BASE + client id`.
 pub const TOKEN_CLIENT_BASE: u64 = 1 << 32;
 /// Port tokens: `TOKEN_PORT_BASE + port id`.
@@ -596,6 +599,8 @@ pub struct Instance {
     pub gateway: Ipv4Addr,
     pub mtu: u32,
     pub started: std::time::SystemTime,
+    /// The metrics endpoint's bound address.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Adds the fds of ports added since the last call to the epoll set.
@@ -617,7 +622,8 @@ fn register_new_ports<P: Port + AsFd, U: Port>(
 /// Runs the event loop until SIGINT or SIGTERM arrives on `signals`.
 pub fn run<P: Port + AsFd, U: Port + AsFd>(
     sw: &mut Switch<P, U>,
-    control: &mut ControlServer,
+    control: &mut Server,
+    mut metrics: Option<&mut Server>,
     port_ctl: &mut dyn PortControl<P>,
     signals: &SignalFd,
     instance: &Instance,
@@ -627,9 +633,15 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(signals, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
     epoll.add(
-        control.listener(),
+        control.listener_fd(),
         EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CONTROL),
     )?;
+    if let Some(m) = metrics.as_deref() {
+        epoll.add(
+            m.listener_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_METRICS),
+        )?;
+    }
     register_new_ports(sw, &epoll)?;
     if let Some(u) = sw.uplink() {
         epoll.add(
@@ -700,11 +712,23 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
                         tracing::warn!("uplink read failed: {e}");
                     }
                 }
-                t if t >= TOKEN_CLIENT_BASE => {
-                    control.service(&epoll, t, ev.events(), |req| {
-                        crate::control::api::handle(req, sw, instance, port_ctl, now)
+                TOKEN_METRICS => {
+                    if let Some(m) = metrics.as_deref_mut() {
+                        m.accept(&epoll);
+                    }
+                }
+                t if control.owns(t) => {
+                    control.service(&epoll, t, |req| {
+                        crate::control::api::handle_bytes(req, sw, instance, port_ctl, now)
                     });
                     register_new_ports(sw, &epoll)?;
+                }
+                t if t >= TOKEN_METRICS_BASE => {
+                    if let Some(m) = metrics.as_deref_mut() {
+                        m.service(&epoll, t, |_| {
+                            crate::control::metrics::http_response(sw, instance)
+                        });
+                    }
                 }
                 t => {
                     let id = (t - TOKEN_PORT_BASE) as PortId;

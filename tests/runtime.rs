@@ -117,3 +117,78 @@ fn namespace_deleted_underneath_takes_its_port_down_cleanly() {
     );
     assert!(ping(&ns.0[1], "192.168.88.11"));
 }
+
+#[test]
+fn metrics_endpoint_answers_with_counters() {
+    if !root_or_skip("metrics_endpoint_answers_with_counters") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let d = Daemon::start(&["--ports", &ns.csv(), "--metrics", "127.0.0.1:0"]);
+    let addr = d.ctl_json(&["status"])["metrics"]
+        .as_str()
+        .expect("status names the metrics address")
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert!(ping(&ns.0[0], "192.168.88.12"));
+    let out = run(
+        "curl",
+        &["-sS", "--max-time", "10", &format!("http://{addr}/metrics")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    let rx = value(&format!(
+        "vswitchd_port_rx_packets_total{{port=\"{}\"}}",
+        ns.0[0]
+    ));
+    assert!(rx >= 2, "rx {rx}");
+    assert!(
+        value(&format!(
+            "vswitchd_port_tx_packets_total{{port=\"{}\"}}",
+            ns.0[1]
+        )) >= 2
+    );
+    assert!(value("vswitchd_fdb_entries") >= 3);
+    assert!(value("vswitchd_fdb_learned_total") >= 2);
+    assert!(text.contains("# TYPE vswitchd_port_drops_total counter"));
+    assert!(text.contains("reason=\"bad_source\""));
+}
+
+#[test]
+fn metrics_address_in_use_is_refused_before_anything_is_created() {
+    if !root_or_skip("metrics_address_in_use_is_refused_before_anything_is_created") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = run(
+        VSWITCHD,
+        &[
+            "--name",
+            &unique("r"),
+            "--ports",
+            &ns.csv(),
+            "--metrics",
+            &addr,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot serve metrics on {addr}")),
+        "{err}"
+    );
+    assert!(!netns_exists(&ns.0[0]));
+}

@@ -106,6 +106,8 @@ pub struct StatusReply {
     pub gateway: String,
     pub mtu: u32,
     pub ports: usize,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics: Option<String>,
     pub fdb: FdbSummary,
     pub gateway_port: GatewayReport,
 }
@@ -334,6 +336,23 @@ pub fn port_del<P: Port, U: Port>(
     Ok(())
 }
 
+/// One request line in, one reply line out (the control socket's protocol).
+pub fn handle_bytes<P: Port, U: Port>(
+    req: &[u8],
+    sw: &mut Switch<P, U>,
+    inst: &Instance,
+    ports: &mut dyn PortControl<P>,
+    now: Millis,
+) -> Vec<u8> {
+    let reply = match serde_json::from_slice::<Request>(req) {
+        Ok(req) => handle(req, sw, inst, ports, now),
+        Err(e) => Reply::err(format!("bad request: {e}")),
+    };
+    let mut out = serde_json::to_vec(&reply).expect("reply serializes");
+    out.push(b'\n');
+    out
+}
+
 pub fn handle<P: Port, U: Port>(
     req: Request,
     sw: &mut Switch<P, U>,
@@ -356,6 +375,7 @@ pub fn handle<P: Port, U: Port>(
             gateway: inst.gateway.to_string(),
             mtu: inst.mtu,
             ports: sw.ports().count(),
+            metrics: inst.metrics.map(|a| a.to_string()),
             fdb: summary(sw),
             gateway_port: gateway_report(sw),
         }),

@@ -3,6 +3,7 @@
 //! ([`api`] for the protocol and its handler, [`server`] for the socket).
 
 pub mod api;
+pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod server;

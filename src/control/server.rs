@@ -1,41 +1,95 @@
-//! The control socket's plumbing: a non-blocking Unix listener and its
-//! connections, serviced from the datapath's epoll loop so that requests
-//! run between frame batches with no locks. One request line in, one reply
-//! out, then the connection closes. A slow client never blocks the loop:
-//! partial reads and writes wait for the next readiness event.
+//! Request/reply servers run from the datapath's epoll loop, so requests are
+//! answered between frame batches with no locks: the control socket (a Unix
+//! socket, one JSON line in, one JSON reply out) and the metrics endpoint
+//! (TCP, one HTTP request in, one response out). Each connection closes after
+//! its reply. A slow client never blocks the loop: partial reads and writes
+//! wait for the next readiness event, and the oldest connection is dropped
+//! when too many are open.
 
-use super::api::{Reply, Request};
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-/// Most simultaneous control connections; the oldest is dropped beyond it.
+/// Most simultaneous connections per server; the oldest is dropped beyond it.
 const MAX_CLIENTS: usize = 64;
-/// Longest request line accepted.
+/// Longest request accepted.
 const MAX_REQUEST: usize = 64 * 1024;
 
+/// How a server knows a request is complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// One line (or everything up to EOF).
+    Line,
+    /// An HTTP request head, ended by an empty line.
+    HttpHead,
+}
+
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(b),
+            Stream::Tcp(s) => s.read(b),
+        }
+    }
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(b),
+            Stream::Tcp(s) => s.write(b),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
 struct Client {
-    stream: UnixStream,
+    stream: Stream,
     inbuf: Vec<u8>,
     out: Vec<u8>,
     written: usize,
     replying: bool,
 }
 
-pub struct ControlServer {
-    listener: UnixListener,
-    path: PathBuf,
+/// A request/reply server; see the module docs.
+pub struct Server {
+    listener: Listener,
+    framing: Framing,
+    /// Unix socket file to remove on drop.
+    path: Option<PathBuf>,
     clients: BTreeMap<u64, Client>,
+    token_base: u64,
     next_id: u64,
 }
 
-impl ControlServer {
-    /// Binds `path` (mode 0600), replacing a stale socket file. The caller
-    /// holds the instance lock, so nothing live is replaced.
-    pub fn bind(path: &Path) -> io::Result<ControlServer> {
+/// The control socket.
+pub type ControlServer = Server;
+
+impl Server {
+    /// The control socket: binds `path` (mode 0600), replacing a stale
+    /// socket file. The caller holds the instance lock, so nothing live is
+    /// replaced. Connection tokens start at `token_base`.
+    pub fn bind_unix(path: &Path, token_base: u64) -> io::Result<Server> {
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -44,40 +98,84 @@ impl ControlServer {
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
-        Ok(ControlServer {
-            listener,
-            path: path.to_path_buf(),
+        Ok(Server {
+            listener: Listener::Unix(listener),
+            framing: Framing::Line,
+            path: Some(path.to_path_buf()),
             clients: BTreeMap::new(),
+            token_base,
             next_id: 0,
         })
     }
 
-    pub fn listener(&self) -> &UnixListener {
-        &self.listener
+    /// An HTTP endpoint on `addr`.
+    pub fn bind_http(addr: SocketAddr, token_base: u64) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Server {
+            listener: Listener::Tcp(listener),
+            framing: Framing::HttpHead,
+            path: None,
+            clients: BTreeMap::new(),
+            token_base,
+            next_id: 0,
+        })
+    }
+
+    /// The TCP address actually bound (port 0 resolved), if TCP.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.listener {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(_) => None,
+        }
+    }
+
+    pub fn listener_fd(&self) -> BorrowedFd<'_> {
+        match &self.listener {
+            Listener::Unix(l) => l.as_fd(),
+            Listener::Tcp(l) => l.as_fd(),
+        }
+    }
+
+    /// Whether `token` is one of this server's connections.
+    pub fn owns(&self, token: u64) -> bool {
+        token >= self.token_base && token < self.token_base + (1 << 32)
+    }
+
+    fn accept_one(&self) -> io::Result<Stream> {
+        Ok(match &self.listener {
+            Listener::Unix(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(true)?;
+                Stream::Unix(s)
+            }
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(true)?;
+                Stream::Tcp(s)
+            }
+        })
     }
 
     /// Accepts every pending connection.
     pub fn accept(&mut self, epoll: &Epoll) {
         loop {
-            let stream = match self.listener.accept() {
-                Ok((s, _)) => s,
+            let stream = match self.accept_one() {
+                Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::warn!("control socket accept failed: {e}");
+                    tracing::warn!("accept failed: {e}");
                     return;
                 }
             };
-            if stream.set_nonblocking(true).is_err() {
-                continue;
-            }
             if self.clients.len() >= MAX_CLIENTS
                 && let Some((&oldest, _)) = self.clients.iter().next()
             {
                 self.close(epoll, oldest);
             }
-            let token = crate::datapath::TOKEN_CLIENT_BASE + self.next_id;
-            self.next_id += 1;
+            let token = self.token_base + self.next_id;
+            self.next_id = (self.next_id + 1) % (1 << 32);
             if epoll
                 .add(&stream, EpollEvent::new(EpollFlags::EPOLLIN, token))
                 .is_err()
@@ -97,15 +195,11 @@ impl ControlServer {
         }
     }
 
-    /// Services connection `token`: reads its request, runs `handler` once a
-    /// full line is in, and writes the reply as the socket allows.
-    pub fn service(
-        &mut self,
-        epoll: &Epoll,
-        token: u64,
-        _events: EpollFlags,
-        handler: impl FnOnce(Request) -> Reply,
-    ) {
+    /// Services connection `token`: reads its request, calls `handler` with
+    /// the request bytes once complete, and writes the bytes it returns as
+    /// the socket allows.
+    pub fn service(&mut self, epoll: &Epoll, token: u64, handler: impl FnOnce(&[u8]) -> Vec<u8>) {
+        let framing = self.framing;
         let Some(c) = self.clients.get_mut(&token) else {
             return;
         };
@@ -130,29 +224,20 @@ impl ControlServer {
                     break;
                 }
             }
-            let line_end = c.inbuf.iter().position(|&b| b == b'\n');
-            let reply = if let Some(end) = line_end {
-                match serde_json::from_slice::<Request>(&c.inbuf[..end]) {
-                    Ok(req) => handler(req),
-                    Err(e) => Reply::err(format!("bad request: {e}")),
-                }
-            } else if c.inbuf.len() > MAX_REQUEST {
-                Reply::err("bad request: longer than 64 KiB")
-            } else if eof {
-                if c.inbuf.is_empty() {
+            let end = match framing {
+                Framing::Line => c.inbuf.iter().position(|&b| b == b'\n'),
+                Framing::HttpHead => c.inbuf.windows(4).position(|w| w == b"\r\n\r\n"),
+            };
+            let request: &[u8] = match end {
+                Some(e) => &c.inbuf[..e],
+                None if c.inbuf.len() > MAX_REQUEST || (eof && !c.inbuf.is_empty()) => &c.inbuf,
+                None if eof => {
                     self.close(epoll, token);
                     return;
                 }
-                match serde_json::from_slice::<Request>(&c.inbuf) {
-                    Ok(req) => handler(req),
-                    Err(e) => Reply::err(format!("bad request: {e}")),
-                }
-            } else {
-                return; // wait for the rest of the line
+                None => return, // wait for the rest
             };
-            let mut out = serde_json::to_vec(&reply).expect("reply serializes");
-            out.push(b'\n');
-            c.out = out;
+            c.out = handler(request);
             c.replying = true;
             let _ = epoll.modify(&c.stream, &mut EpollEvent::new(EpollFlags::EPOLLOUT, token));
         }
@@ -182,8 +267,10 @@ impl ControlServer {
     }
 }
 
-impl Drop for ControlServer {
+impl Drop for Server {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

@@ -1,0 +1,215 @@
+//! Prometheus text exposition of the switch's counters, served by the
+//! optional `--metrics` HTTP endpoint: per-port counters and drops by
+//! reason, the MAC table, the gateway, the uplink and the NAT.
+
+use crate::datapath::{Instance, PortCounters, Switch};
+use crate::gateway::GwDrop;
+use crate::port::Port;
+use crate::switch::DropReason;
+use std::fmt::Write;
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP vswitchd_{name} {help}");
+        let _ = writeln!(self.0, "# TYPE vswitchd_{name} {kind}");
+    }
+    fn val(&mut self, name: &str, labels: &str, v: u64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "vswitchd_{name} {v}");
+        } else {
+            let _ = writeln!(self.0, "vswitchd_{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The metrics in Prometheus text format.
+pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
+    let mut o = Out(String::with_capacity(8192));
+    let mut ports: Vec<(String, PortCounters)> = sw
+        .ports()
+        .map(|(_, s)| (format!("port=\"{}\"", esc(&s.info.name)), s.counters))
+        .collect();
+    ports.push(("port=\"gateway\"".into(), *sw.gateway_counters()));
+    if let Some(u) = sw.uplink() {
+        ports.push((format!("port=\"uplink:{}\"", esc(&u.ifname)), u.counters));
+    }
+    let per_port: [(&str, &str, fn(&PortCounters) -> u64); 4] = [
+        (
+            "port_rx_packets_total",
+            "Frames received from a port.",
+            |c| c.rx_packets,
+        ),
+        ("port_rx_bytes_total", "Bytes received from a port.", |c| {
+            c.rx_bytes
+        }),
+        ("port_tx_packets_total", "Frames sent to a port.", |c| {
+            c.tx_packets
+        }),
+        ("port_tx_bytes_total", "Bytes sent to a port.", |c| {
+            c.tx_bytes
+        }),
+    ];
+    for (name, help, get) in per_port {
+        o.head(name, "counter", help);
+        for (l, c) in &ports {
+            o.val(name, l, get(c));
+        }
+    }
+    o.head(
+        "port_drops_total",
+        "counter",
+        "Frames dropped at a port, by reason.",
+    );
+    for (l, c) in &ports {
+        for r in DropReason::ALL {
+            o.val(
+                "port_drops_total",
+                &format!("{l},reason=\"{}\"", r.name()),
+                c.drops[r as usize],
+            );
+        }
+    }
+
+    let f = sw.fdb();
+    let st = f.stats();
+    o.head("fdb_entries", "gauge", "Entries in the MAC table.");
+    o.val("fdb_entries", "", f.len() as u64);
+    o.head(
+        "fdb_max_entries",
+        "gauge",
+        "Size limit of the MAC table (--fdb-max).",
+    );
+    o.val("fdb_max_entries", "", f.max_entries() as u64);
+    for (name, help, v) in [
+        ("fdb_learned_total", "MACs learned.", st.learned),
+        ("fdb_expired_total", "Entries aged out.", st.expired),
+        (
+            "fdb_evicted_total",
+            "Entries evicted from a full table.",
+            st.evicted,
+        ),
+        (
+            "fdb_moved_total",
+            "MACs that moved to another port.",
+            st.moved,
+        ),
+        (
+            "fdb_refused_total",
+            "Learning refused (table full of static entries).",
+            st.refused,
+        ),
+    ] {
+        o.head(name, "counter", help);
+        o.val(name, "", v);
+    }
+
+    let g = sw.gateway();
+    let gs = g.stats();
+    o.head(
+        "gateway_routed_total",
+        "counter",
+        "Packets routed by the gateway, by direction.",
+    );
+    o.val("gateway_routed_total", "direction=\"out\"", gs.routed_out);
+    o.val("gateway_routed_total", "direction=\"in\"", gs.routed_in);
+    o.val("gateway_routed_total", "direction=\"lan\"", gs.routed_lan);
+    o.head(
+        "gateway_icmp_errors_sent_total",
+        "counter",
+        "ICMP errors the gateway sent.",
+    );
+    o.val("gateway_icmp_errors_sent_total", "", gs.icmp_errors_sent);
+    o.head(
+        "gateway_drops_total",
+        "counter",
+        "Packets the gateway dropped, by reason.",
+    );
+    for i in 0..GwDrop::COUNT {
+        o.val(
+            "gateway_drops_total",
+            &format!("reason=\"{}\"", GwDrop::name_of(i)),
+            gs.drops[i],
+        );
+    }
+    o.head(
+        "uplink_has_address",
+        "gauge",
+        "1 when the uplink has an address.",
+    );
+    o.val("uplink_has_address", "", g.wan_addr().is_some() as u64);
+
+    if let Some(n) = g.nat() {
+        let ns = n.stats();
+        o.head("nat_flows", "gauge", "NAT flows in the table.");
+        o.val("nat_flows", "", n.len() as u64);
+        o.head(
+            "nat_max_flows",
+            "gauge",
+            "Size limit of the NAT table (--nat-max).",
+        );
+        o.val("nat_max_flows", "", n.config().max_flows as u64);
+        for (name, help, v) in [
+            ("nat_flows_created_total", "NAT flows created.", ns.created),
+            (
+                "nat_flows_expired_total",
+                "NAT flows timed out.",
+                ns.expired,
+            ),
+            (
+                "nat_refused_full_total",
+                "New flows refused because the table was full.",
+                ns.refused_full,
+            ),
+            (
+                "nat_translated_out_total",
+                "Packets translated outbound.",
+                ns.translated_out,
+            ),
+            (
+                "nat_translated_in_total",
+                "Packets translated inbound.",
+                ns.translated_in,
+            ),
+            (
+                "nat_icmp_errors_translated_total",
+                "ICMP errors translated.",
+                ns.icmp_errors_translated,
+            ),
+        ] {
+            o.head(name, "counter", help);
+            o.val(name, "", v);
+        }
+    }
+    o.head(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the instance started.",
+    );
+    o.val(
+        "uptime_seconds",
+        "",
+        inst.started.elapsed().map_or(0, |d| d.as_secs()),
+    );
+    o.0
+}
+
+/// A whole HTTP/1.0 response carrying [`render`].
+pub fn http_response<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> Vec<u8> {
+    let body = render(sw, inst);
+    let mut r = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body.as_bytes());
+    r
+}
