@@ -18,7 +18,7 @@ use crate::control::api::{RUN_DIR, socket_path};
 use crate::control::netlink::Netlink;
 use crate::control::netns::{Netns, NetnsError};
 use crate::control::server::Server;
-use crate::datapath::{self, Clock, Instance, PortInfo, Switch, UplinkSlot};
+use crate::datapath::{self, Clock, Instance, LoopParts, PortInfo, Switch, UplinkSlot};
 use crate::gateway::{Gateway, GatewayConfig, WanConfig};
 use crate::port::raw::{RawError, RawPort};
 use crate::port::tap::{Tap, TapError};
@@ -410,13 +410,15 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         let busy = std::time::Duration::from_micros(cfg.busy_poll_us);
         datapath::run(
             &mut sw,
-            &mut control,
-            metrics.as_mut(),
-            &mut manager,
-            &signals,
-            &instance,
-            &clock,
-            busy,
+            LoopParts {
+                control: &mut control,
+                metrics: metrics.as_mut(),
+                port_ctl: &mut manager,
+                signals: &signals,
+                instance: &instance,
+                clock: &clock,
+                busy_poll: busy,
+            },
         )
         .map_err(DaemonError::Datapath)
     })();

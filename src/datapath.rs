@@ -620,16 +620,31 @@ fn register_new_ports<P: Port + AsFd, U: Port>(
 }
 
 /// Runs the event loop until SIGINT or SIGTERM arrives on `signals`.
+/// Everything the event loop serves besides the switch.
+pub struct LoopParts<'a, P> {
+    pub control: &'a mut Server,
+    pub metrics: Option<&'a mut Server>,
+    pub port_ctl: &'a mut dyn PortControl<P>,
+    pub signals: &'a SignalFd,
+    pub instance: &'a Instance,
+    pub clock: &'a Clock,
+    /// Busy-poll window after traffic (`--busy-poll`).
+    pub busy_poll: std::time::Duration,
+}
+
 pub fn run<P: Port + AsFd, U: Port + AsFd>(
     sw: &mut Switch<P, U>,
-    control: &mut Server,
-    mut metrics: Option<&mut Server>,
-    port_ctl: &mut dyn PortControl<P>,
-    signals: &SignalFd,
-    instance: &Instance,
-    clock: &Clock,
-    busy_poll: std::time::Duration,
+    parts: LoopParts<'_, P>,
 ) -> io::Result<()> {
+    let LoopParts {
+        control,
+        mut metrics,
+        port_ctl,
+        signals,
+        instance,
+        clock,
+        busy_poll,
+    } = parts;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(signals, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
     epoll.add(

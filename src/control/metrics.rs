@@ -42,7 +42,8 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
     if let Some(u) = sw.uplink() {
         ports.push((format!("port=\"uplink:{}\"", esc(&u.ifname)), u.counters));
     }
-    let per_port: [(&str, &str, fn(&PortCounters) -> u64); 4] = [
+    type Series = (&'static str, &'static str, fn(&PortCounters) -> u64);
+    let per_port: [Series; 4] = [
         (
             "port_rx_packets_total",
             "Frames received from a port.",
