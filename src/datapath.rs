@@ -13,8 +13,9 @@
 //! next MAC entry is due to expire. No allocation per frame: the buffer is
 //! allocated once, flooding writes the same buffer to each port.
 
+use crate::capture::{Captures, Point};
 use crate::control::api::PortControl;
-use crate::control::server::Server;
+use crate::control::server::{Outcome, Server};
 use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::Port;
 use crate::switch::{Decision, DropReason, Fdb, Learned, Millis, PortId, decide};
@@ -115,6 +116,8 @@ pub struct Switch<P, U = P> {
     uplink: Option<UplinkSlot<U>>,
     /// Ports added since the event loop last registered their fds.
     new_ports: Vec<PortId>,
+    /// Live capture sessions (`vswitchctl capture`).
+    captures: Captures,
     /// Reused for finishing checksums and segmenting super-frames.
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
@@ -140,6 +143,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             outbox: Outbox::default(),
             uplink,
             new_ports: Vec::new(),
+            captures: Captures::default(),
             scratch: Vec::with_capacity(FRAME_BUF),
             scratch2: Vec::with_capacity(FRAME_BUF),
             evict_log: LogLimit::default(),
@@ -274,6 +278,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             evict_log,
             scratch,
             scratch2,
+            captures,
             ..
         } = self;
         let whole = &buf[..VNET_HDR_LEN + len];
@@ -283,6 +288,15 @@ impl<P: Port, U: Port> Switch<P, U> {
         let limit = (!hdr.is_gso()).then_some(*mtu);
         let verdict = decide(fdb, frame, in_port, limit, now);
         log_learning(ports, fdb, evict_log, verdict.learned, frame, in_port, now);
+        if !captures.is_empty() {
+            record(
+                captures,
+                ports,
+                frame,
+                Point::Port(in_port),
+                verdict.decision,
+            );
+        }
         let mut to_gateway = false;
         match verdict.decision {
             Decision::Drop(reason) => {
@@ -335,6 +349,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             gw_counters,
             scratch,
             scratch2,
+            captures,
             ..
         } = self;
         for i in 0..outbox.len() {
@@ -346,7 +361,11 @@ impl<P: Port, U: Port> Switch<P, U> {
                     gw_counters.rx_packets += 1;
                     gw_counters.rx_bytes += frame.len() as u64;
                     let limit = (!hdr.is_gso()).then_some(*mtu);
-                    match decide(fdb, frame, GW_PORT, limit, now).decision {
+                    let decision = decide(fdb, frame, GW_PORT, limit, now).decision;
+                    if !captures.is_empty() {
+                        record(captures, ports, frame, Point::Port(GW_PORT), decision);
+                    }
+                    match decision {
                         Decision::Unicast(out) => {
                             if let Some(Some(slot)) = ports.get_mut(out as usize) {
                                 transmit(slot, &hdr, whole, scratch, scratch2);
@@ -357,6 +376,9 @@ impl<P: Port, U: Port> Switch<P, U> {
                     }
                 }
                 Egress::Wan => {
+                    if !captures.is_empty() {
+                        captures.record(frame, || std::iter::once(Point::Uplink));
+                    }
                     if let Some(u) = uplink.as_mut() {
                         send_counted(&mut u.port, &mut u.counters, &hdr, whole, scratch, scratch2);
                     }
@@ -398,6 +420,10 @@ impl<P: Port, U: Port> Switch<P, U> {
             if frame.len() < crate::wire::ETH_HEADER_LEN {
                 u.counters.drops[DropReason::Runt as usize] += 1;
                 continue;
+            }
+            if !self.captures.is_empty() {
+                self.captures
+                    .record(frame, || std::iter::once(Point::Uplink));
             }
             if !hdr.is_plain() && gateway.route_offloaded_wan(&hdr, frame, now, outbox) {
                 self.flush_outbox(now);
@@ -446,6 +472,41 @@ impl<P: Port, U: Port> Switch<P, U> {
     pub fn uplink(&self) -> Option<&UplinkSlot<U>> {
         self.uplink.as_ref()
     }
+    pub fn captures(&self) -> &Captures {
+        &self.captures
+    }
+    pub fn captures_mut(&mut self) -> &mut Captures {
+        &mut self.captures
+    }
+}
+
+/// Records `frame` in the capture sessions that watch where it crossed:
+/// its ingress point and wherever the decision sends it.
+fn record<P>(
+    captures: &mut Captures,
+    ports: &[Option<PortSlot<P>>],
+    frame: &[u8],
+    ingress: Point,
+    decision: Decision,
+) {
+    let in_id = match ingress {
+        Point::Port(id) => id,
+        Point::Uplink => PortId::MAX,
+    };
+    captures.record(frame, || {
+        let egress: Box<dyn Iterator<Item = Point>> = match decision {
+            Decision::Unicast(out) => Box::new(std::iter::once(Point::Port(out))),
+            Decision::Flood(_) => Box::new(
+                ports
+                    .iter()
+                    .enumerate()
+                    .filter(move |(i, s)| *i as PortId != in_id && (*i == 0 || s.is_some()))
+                    .map(|(i, _)| Point::Port(i as PortId)),
+            ),
+            Decision::Drop(_) => Box::new(std::iter::empty()),
+        };
+        std::iter::once(ingress).chain(egress)
+    });
 }
 
 fn log_learning<P>(
@@ -734,14 +795,14 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
                 }
                 t if control.owns(t) => {
                     control.service(&epoll, t, |req| {
-                        crate::control::api::handle_bytes(req, sw, instance, port_ctl, now)
+                        crate::control::api::handle_bytes(req, t, sw, instance, port_ctl, now)
                     });
                     register_new_ports(sw, &epoll)?;
                 }
                 t if t >= TOKEN_METRICS_BASE => {
                     if let Some(m) = metrics.as_deref_mut() {
                         m.service(&epoll, t, |_| {
-                            crate::control::metrics::http_response(sw, instance)
+                            Outcome::Reply(crate::control::metrics::http_response(sw, instance))
                         });
                     }
                 }
@@ -758,6 +819,35 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
                     }
                 }
             }
+        }
+        if !sw.captures().is_empty() {
+            pump_captures(sw, control, &epoll);
+        }
+    }
+}
+
+/// Writes what the capture sessions recorded to their readers; ends the
+/// sessions whose reader left or whose count is reached.
+fn pump_captures<P: Port, U: Port>(sw: &mut Switch<P, U>, control: &mut Server, epoll: &Epoll) {
+    for token in sw.captures().tokens() {
+        let Some(s) = sw.captures_mut().get_mut(token) else {
+            continue;
+        };
+        let open = control.pump(epoll, token, &mut s.pending);
+        let done = s.finished() && s.pending.is_empty();
+        if open && !done {
+            continue;
+        }
+        if open {
+            control.finish(epoll, token);
+        }
+        if let Some(s) = sw.captures_mut().end(token) {
+            tracing::info!(
+                recorded = s.recorded,
+                dropped = s.dropped,
+                "capture ended ({})",
+                if done { "count reached" } else { "reader left" }
+            );
         }
     }
 }

@@ -47,6 +47,25 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PortCmd,
     },
+    /// Stream the frames crossing the chosen points as pcap (tcpdump -r -,
+    /// tshark, Wireshark). No --port/--uplink/--gateway: every port.
+    Capture {
+        /// A port to capture on (repeat for several).
+        #[arg(long = "port", value_name = "NS")]
+        ports: Vec<String>,
+        /// The uplink, as frames are on the wire there (after translation).
+        #[arg(long)]
+        uplink: bool,
+        /// The gateway port (the LAN side of the router).
+        #[arg(long)]
+        gateway: bool,
+        /// Stop after COUNT frames.
+        #[arg(short = 'c', value_name = "COUNT")]
+        count: Option<u64>,
+        /// Write to FILE, or `-` for standard output (not a terminal).
+        #[arg(short = 'w', value_name = "FILE|-", default_value = "-")]
+        write: String,
+    },
     /// The gateway's routing table.
     Routes,
     /// The gateway's neighbour (ARP) caches, LAN and uplink.
@@ -231,6 +250,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         Cmd::Port {
             cmd: PortCmd::Del { port },
         } => println!("port {port} removed"),
+        Cmd::Capture { .. } => {}
         Cmd::Routes => {
             let routes: Vec<vswitchd::gateway::RouteView> = parse(result)?;
             for r in &routes {
@@ -324,8 +344,81 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Streams a capture to a file or standard output until the daemon ends it
+/// (count reached) or the output goes away.
+fn capture(name: &str, req: &Request, write: &str) -> Result<(), String> {
+    use std::io::IsTerminal;
+    if write == "-" && std::io::stdout().is_terminal() {
+        return Err(
+            "refusing to write pcap to a terminal: use -w FILE, or pipe into tcpdump -r -".into(),
+        );
+    }
+    let path = socket_path(name);
+    let mut s = UnixStream::connect(&path).map_err(|e| {
+        format!(
+            "no vswitchd instance named {name} is running ({}: {e})",
+            path.display()
+        )
+    })?;
+    let mut line = serde_json::to_vec(req).expect("request serializes");
+    line.push(b'\n');
+    s.write_all(&line)
+        .map_err(|e| format!("cannot send to {}: {e}", path.display()))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let n = s.read(&mut buf).map_err(|e| format!("no reply: {e}"))?;
+    if n > 0 && buf[0] == b'{' {
+        let mut all = buf[..n].to_vec();
+        let _ = s.read_to_end(&mut all);
+        let reply: Reply = serde_json::from_slice(&all).map_err(|e| format!("bad reply: {e}"))?;
+        return Err(reply.error.unwrap_or_else(|| "capture refused".into()));
+    }
+    let mut out: Box<dyn Write> = if write == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(write).map_err(|e| format!("cannot create {write}: {e}"))?)
+    };
+    let mut chunk = &buf[..n];
+    loop {
+        if chunk.is_empty() {
+            break;
+        }
+        match out.write_all(chunk).and_then(|_| out.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(format!("cannot write {write}: {e}")),
+        }
+        let n = s
+            .read(&mut buf)
+            .map_err(|e| format!("capture stream: {e}"))?;
+        chunk = &buf[..n];
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Capture {
+        ports,
+        uplink,
+        gateway,
+        count,
+        write,
+    } = &cli.cmd
+    {
+        let req = Request::Capture {
+            ports: ports.clone(),
+            uplink: *uplink,
+            gateway: *gateway,
+            count: *count,
+        };
+        return match capture(&cli.name, &req, write) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vswitchctl: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let req = match &cli.cmd {
         Cmd::Status => Request::Status,
         Cmd::Ports => Request::Ports,
@@ -341,6 +434,7 @@ fn main() -> ExitCode {
         Cmd::Nat { cmd: NatCmd::Show } => Request::NatShow,
         Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
         Cmd::Routes => Request::Routes,
+        Cmd::Capture { .. } => unreachable!("handled above"),
         Cmd::Port {
             cmd: PortCmd::Add { spec },
         } => Request::PortAdd { spec: spec.clone() },

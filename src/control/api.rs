@@ -5,7 +5,9 @@
 //! answers with one JSON [`Reply`] and closes the connection. `vswitchctl
 //! --json` prints the reply's `result` as it came.
 
+use crate::capture::Point;
 use crate::config::{check_port_addr, parse_port_spec};
+use crate::control::server::Outcome;
 use crate::datapath::{GW_PORT, Instance, PortCounters, PortInfo, Switch};
 use crate::gateway::nat::{FlowView, NatStats};
 use crate::gateway::neigh::NeighView;
@@ -52,6 +54,17 @@ pub enum Request {
     },
     PortDel {
         port: String,
+    },
+    /// Stream pcap of the frames crossing these points (no ports and no
+    /// flags: every port and the gateway), stopping after `count` frames.
+    Capture {
+        #[serde(default)]
+        ports: Vec<String>,
+        #[serde(default)]
+        uplink: bool,
+        #[serde(default)]
+        gateway: bool,
+        count: Option<u64>,
     },
 }
 
@@ -108,6 +121,9 @@ pub struct StatusReply {
     pub ports: usize,
     /// Where Prometheus metrics are served, if anywhere.
     pub metrics: Option<String>,
+    /// Live capture sessions and the frames they dropped (slow readers).
+    pub captures: usize,
+    pub capture_dropped: u64,
     pub fdb: FdbSummary,
     pub gateway_port: GatewayReport,
 }
@@ -336,21 +352,64 @@ pub fn port_del<P: Port, U: Port>(
     Ok(())
 }
 
-/// One request line in, one reply line out (the control socket's protocol).
+/// One request line in, one reply line out (the control socket's protocol);
+/// a capture request turns connection `token` into a pcap stream instead.
 pub fn handle_bytes<P: Port, U: Port>(
     req: &[u8],
+    token: u64,
     sw: &mut Switch<P, U>,
     inst: &Instance,
     ports: &mut dyn PortControl<P>,
     now: Millis,
-) -> Vec<u8> {
+) -> Outcome {
     let reply = match serde_json::from_slice::<Request>(req) {
+        Ok(Request::Capture {
+            ports: names,
+            uplink,
+            gateway,
+            count,
+        }) => match start_capture(sw, token, &names, uplink, gateway, count) {
+            Ok(()) => return Outcome::Stream,
+            Err(e) => Reply::err(e),
+        },
         Ok(req) => handle(req, sw, inst, ports, now),
         Err(e) => Reply::err(format!("bad request: {e}")),
     };
     let mut out = serde_json::to_vec(&reply).expect("reply serializes");
     out.push(b'\n');
-    out
+    Outcome::Reply(out)
+}
+
+fn start_capture<P: Port, U: Port>(
+    sw: &mut Switch<P, U>,
+    token: u64,
+    names: &[String],
+    uplink: bool,
+    gateway: bool,
+    count: Option<u64>,
+) -> Result<(), String> {
+    let mut points = Vec::new();
+    for n in names {
+        let id = sw
+            .port_by_name(n)
+            .ok_or_else(|| format!("no port named {n}"))?;
+        points.push(Point::Port(id));
+    }
+    if gateway {
+        points.push(Point::Port(GW_PORT));
+    }
+    if uplink {
+        if sw.uplink().is_none() {
+            return Err("there is no uplink to capture on (start vswitchd with --uplink)".into());
+        }
+        points.push(Point::Uplink);
+    }
+    if count == Some(0) {
+        return Err("-c 0 would capture nothing".into());
+    }
+    tracing::info!(?points, ?count, "capture started");
+    sw.captures_mut().start(token, points, count);
+    Ok(())
 }
 
 pub fn handle<P: Port, U: Port>(
@@ -376,6 +435,8 @@ pub fn handle<P: Port, U: Port>(
             mtu: inst.mtu,
             ports: sw.ports().count(),
             metrics: inst.metrics.map(|a| a.to_string()),
+            captures: sw.captures().tokens().len(),
+            capture_dropped: sw.captures().dropped(),
             fdb: summary(sw),
             gateway_port: gateway_report(sw),
         }),
@@ -446,6 +507,7 @@ pub fn handle<P: Port, U: Port>(
             Ok(r) => Reply::ok(r),
             Err(e) => Reply::err(e),
         },
+        Request::Capture { .. } => Reply::err("capture is only available as a stream"),
         Request::PortDel { port } => match port_del(&port, sw, ports) {
             Ok(()) => {
                 tracing::info!(port = %port, "port removed");

@@ -7,7 +7,7 @@
 //! when too many are open.
 
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -69,6 +69,18 @@ struct Client {
     out: Vec<u8>,
     written: usize,
     replying: bool,
+    /// A capture stream: written by [`Server::pump`], not replied to.
+    streaming: bool,
+    /// EPOLLOUT is in the interest set.
+    want_out: bool,
+}
+
+/// What a request handler does with the connection.
+pub enum Outcome {
+    /// Send these bytes, then close.
+    Reply(Vec<u8>),
+    /// Keep the connection open as a stream fed by [`Server::pump`].
+    Stream,
 }
 
 /// A request/reply server; see the module docs.
@@ -190,6 +202,8 @@ impl Server {
                     out: Vec::new(),
                     written: 0,
                     replying: false,
+                    streaming: false,
+                    want_out: false,
                 },
             );
         }
@@ -198,11 +212,14 @@ impl Server {
     /// Services connection `token`: reads its request, calls `handler` with
     /// the request bytes once complete, and writes the bytes it returns as
     /// the socket allows.
-    pub fn service(&mut self, epoll: &Epoll, token: u64, handler: impl FnOnce(&[u8]) -> Vec<u8>) {
+    pub fn service(&mut self, epoll: &Epoll, token: u64, handler: impl FnOnce(&[u8]) -> Outcome) {
         let framing = self.framing;
         let Some(c) = self.clients.get_mut(&token) else {
             return;
         };
+        if c.streaming {
+            return; // the event loop pumps streams
+        }
         if !c.replying {
             let mut eof = false;
             let mut chunk = [0u8; 4096];
@@ -237,7 +254,16 @@ impl Server {
                 }
                 None => return, // wait for the rest
             };
-            c.out = handler(request);
+            match handler(request) {
+                Outcome::Reply(out) => c.out = out,
+                Outcome::Stream => {
+                    c.streaming = true;
+                    c.inbuf = Vec::new();
+                    let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+                    let _ = epoll.modify(&c.stream, &mut EpollEvent::new(flags, token));
+                    return;
+                }
+            }
             c.replying = true;
             let _ = epoll.modify(&c.stream, &mut EpollEvent::new(EpollFlags::EPOLLOUT, token));
         }
@@ -258,6 +284,63 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Feeds a stream connection: writes what it can of `data` (removing
+    /// what was written) and notices a reader that went away. Returns
+    /// whether the connection is still open. Never blocks.
+    pub fn pump(&mut self, epoll: &Epoll, token: u64, data: &mut VecDeque<u8>) -> bool {
+        let Some(c) = self.clients.get_mut(&token) else {
+            return false;
+        };
+        let mut chunk = [0u8; 512];
+        loop {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.close(epoll, token);
+                    return false;
+                }
+                Ok(_) => {} // a stream reader has nothing to say; ignore
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close(epoll, token);
+                    return false;
+                }
+            }
+        }
+        let mut blocked = false;
+        while !data.is_empty() {
+            let (a, _) = data.as_slices();
+            match c.stream.write(a) {
+                Ok(n) => {
+                    data.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close(epoll, token);
+                    return false;
+                }
+            }
+        }
+        if blocked != c.want_out {
+            c.want_out = blocked;
+            let mut flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+            if blocked {
+                flags |= EpollFlags::EPOLLOUT;
+            }
+            let _ = epoll.modify(&c.stream, &mut EpollEvent::new(flags, token));
+        }
+        true
+    }
+
+    /// Closes connection `token` (a finished stream).
+    pub fn finish(&mut self, epoll: &Epoll, token: u64) {
+        self.close(epoll, token);
     }
 
     fn close(&mut self, epoll: &Epoll, token: u64) {
