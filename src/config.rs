@@ -12,6 +12,7 @@ use crate::wire::MacAddr;
 pub use crate::wire::ipv4::Ipv4Net;
 use clap::Parser;
 use std::net::Ipv4Addr;
+use toml::Spanned;
 
 /// vswitchd: a userspace L2 switch for network namespaces.
 ///
@@ -31,8 +32,13 @@ pub struct Cli {
     /// (created, `ip netns` compatible, if missing; used as it is if it
     /// exists). Without ADDR the n-th port (1-based) gets host 10+n of the
     /// subnet (ns01 -> .11, ns02 -> .12). May be given several times.
-    #[arg(long, value_name = "NS[=ADDR],...", required = true)]
+    #[arg(long, value_name = "NS[=ADDR],...")]
     pub ports: Vec<String>,
+
+    /// Read settings from a TOML file (see examples/vswitchd.toml); options
+    /// given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 
     /// Instance name; the control socket is /run/vswitchd/NAME.sock.
     #[arg(long, default_value = "vsw0")]
@@ -149,6 +155,247 @@ pub struct UplinkSpec {
     pub addr: WanAddr,
     pub gw: Option<Ipv4Addr>,
     pub mac: Option<MacAddr>,
+}
+
+/// A `--config` file. Keys are the long options' names with `_` for `-`;
+/// ports, uplink and NAT settings are tables.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    name: Option<Spanned<String>>,
+    ifname: Option<Spanned<String>>,
+    subnet: Option<Spanned<String>>,
+    gateway: Option<Spanned<String>>,
+    aging: Option<Spanned<u64>>,
+    fdb_max: Option<Spanned<usize>>,
+    mtu: Option<Spanned<u32>>,
+    keep_netns: Option<Spanned<bool>>,
+    busy_poll: Option<Spanned<u64>>,
+    offload: Option<Spanned<bool>>,
+    metrics: Option<Spanned<String>>,
+    log_level: Option<Spanned<String>>,
+    #[serde(default)]
+    port: Vec<Spanned<FilePort>>,
+    uplink: Option<FileUplink>,
+    nat: Option<FileNat>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePort {
+    netns: String,
+    addr: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUplink {
+    ifname: Spanned<String>,
+    addr: Option<Spanned<String>>,
+    gw: Option<Spanned<String>>,
+    mac: Option<Spanned<String>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNat {
+    enabled: Option<Spanned<bool>>,
+    max: Option<Spanned<usize>>,
+    ports: Option<Spanned<String>>,
+    tcp_timeout: Option<Spanned<u64>>,
+    tcp_transitory: Option<Spanned<u64>>,
+    udp_timeout: Option<Spanned<u64>>,
+    icmp_timeout: Option<Spanned<u64>>,
+}
+
+/// Where the values a config file gave came from, to point errors at the
+/// file, line and key.
+#[derive(Default, Debug)]
+pub struct Origins {
+    /// (text the validation error names, e.g. "--subnet" or "port ns01",
+    ///  what to say instead, "FILE:LINE: subnet")
+    entries: Vec<(String, String, String)>,
+}
+
+impl Origins {
+    /// Rewrites a validation error about a value from the file so it names
+    /// the file, line and key.
+    pub fn locate(&self, err: String) -> String {
+        // The last entry first: of two ports with one name, the second is
+        // the duplicate.
+        for (needle, loc, key) in self.entries.iter().rev() {
+            // A whole word: "--uplink" must not match "--uplink-addr".
+            let whole = err.match_indices(needle.as_str()).any(|(i, _)| {
+                err[i + needle.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'))
+            });
+            if whole {
+                let msg = err.replacen(needle.as_str(), key, 1);
+                return format!("{loc}: {}", msg.trim_start_matches("--ports: "));
+            }
+        }
+        err
+    }
+}
+
+struct FileCtx<'a> {
+    m: &'a clap::ArgMatches,
+    path: String,
+    text: &'a str,
+    origins: Origins,
+}
+
+impl FileCtx<'_> {
+    fn line(&self, span: std::ops::Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+    fn at(&self, span: std::ops::Range<usize>) -> String {
+        format!("{}:{}", self.path, self.line(span))
+    }
+    /// The file's value for option `id` unless the command line gave one.
+    fn take<T: Clone>(&mut self, id: &str, key: &str, v: &Option<Spanned<T>>) -> Option<T> {
+        let v = v.as_ref()?;
+        if self.m.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            return None;
+        }
+        let loc = self.at(v.span());
+        self.origins
+            .entries
+            .push((format!("--{}", id.replace('_', "-")), loc, key.to_string()));
+        Some(v.get_ref().clone())
+    }
+}
+
+impl Cli {
+    /// Parses the command line and, with `--config`, fills every option the
+    /// command line did not give from the file. Errors name the file, line
+    /// and key.
+    pub fn parse_with_file(m: &clap::ArgMatches) -> Result<(Cli, Origins), String> {
+        use clap::FromArgMatches;
+        let mut cli = Cli::from_arg_matches(m).map_err(|e| e.to_string())?;
+        let Some(path) = cli.config.clone() else {
+            return Ok((cli, Origins::default()));
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read config file {shown}: {e}"))?;
+        let file: FileConfig = toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(1);
+            format!("{shown}:{line}: {}", e.message().trim())
+        })?;
+        let mut cx = FileCtx {
+            m,
+            path: shown,
+            text: &text,
+            origins: Origins::default(),
+        };
+        if let Some(v) = cx.take("name", "name", &file.name) {
+            cli.name = v;
+        }
+        if let Some(v) = cx.take("ifname", "ifname", &file.ifname) {
+            cli.ifname = v;
+        }
+        if let Some(v) = cx.take("subnet", "subnet", &file.subnet) {
+            cli.subnet = v;
+        }
+        if let Some(v) = cx.take("gateway", "gateway", &file.gateway) {
+            cli.gateway = v;
+        }
+        if let Some(v) = cx.take("aging", "aging", &file.aging) {
+            cli.aging = v;
+        }
+        if let Some(v) = cx.take("fdb_max", "fdb_max", &file.fdb_max) {
+            cli.fdb_max = v;
+        }
+        if let Some(v) = cx.take("mtu", "mtu", &file.mtu) {
+            cli.mtu = v;
+        }
+        if let Some(v) = cx.take("keep_netns", "keep_netns", &file.keep_netns) {
+            cli.keep_netns |= v;
+        }
+        if let Some(v) = cx.take("busy_poll", "busy_poll", &file.busy_poll) {
+            cli.busy_poll = v;
+        }
+        if let Some(v) = cx.take("no_offload", "offload", &file.offload) {
+            cli.no_offload |= !v;
+        }
+        if let Some(v) = cx.take("metrics", "metrics", &file.metrics) {
+            cli.metrics = Some(v);
+        }
+        if let Some(v) = cx.take("log_level", "log_level", &file.log_level) {
+            cli.log_level = v;
+        }
+        if cli.ports.is_empty() {
+            for p in &file.port {
+                let loc = cx.at(p.span());
+                let FilePort { netns, addr } = p.get_ref();
+                cx.origins.entries.push((
+                    format!("port {netns}"),
+                    loc.clone(),
+                    format!("port {netns}"),
+                ));
+                cx.origins.entries.push((
+                    format!("namespace {netns}"),
+                    loc,
+                    format!("namespace {netns}"),
+                ));
+                cli.ports.push(match addr {
+                    Some(a) => format!("{netns}={a}"),
+                    None => netns.clone(),
+                });
+            }
+        }
+        if let Some(u) = &file.uplink {
+            if let Some(v) = cx.take("uplink", "uplink.ifname", &Some(u.ifname.clone())) {
+                cli.uplink = Some(v);
+            }
+            if let Some(v) = cx.take("uplink_addr", "uplink.addr", &u.addr) {
+                cli.uplink_addr = Some(v);
+            }
+            if let Some(v) = cx.take("uplink_gw", "uplink.gw", &u.gw) {
+                cli.uplink_gw = Some(v);
+            }
+            if let Some(v) = cx.take("uplink_mac", "uplink.mac", &u.mac) {
+                cli.uplink_mac = Some(v);
+            }
+        }
+        if let Some(n) = &file.nat {
+            if let Some(v) = cx.take("no_nat", "nat.enabled", &n.enabled) {
+                cli.no_nat |= !v;
+            }
+            if let Some(v) = cx.take("nat_max", "nat.max", &n.max) {
+                cli.nat_max = v;
+            }
+            if let Some(v) = cx.take("nat_ports", "nat.ports", &n.ports) {
+                cli.nat_ports = v;
+            }
+            if let Some(v) = cx.take("nat_tcp_timeout", "nat.tcp_timeout", &n.tcp_timeout) {
+                cli.nat_tcp_timeout = v;
+            }
+            if let Some(v) = cx.take(
+                "nat_tcp_transitory",
+                "nat.tcp_transitory",
+                &n.tcp_transitory,
+            ) {
+                cli.nat_tcp_transitory = v;
+            }
+            if let Some(v) = cx.take("nat_udp_timeout", "nat.udp_timeout", &n.udp_timeout) {
+                cli.nat_udp_timeout = v;
+            }
+            if let Some(v) = cx.take("nat_icmp_timeout", "nat.icmp_timeout", &n.icmp_timeout) {
+                cli.nat_icmp_timeout = v;
+            }
+        }
+        Ok((cli, cx.origins))
+    }
 }
 
 /// One port of the configuration.
@@ -503,7 +750,10 @@ impl Cli {
         // An explicit address later in the list may collide with an earlier
         // default one; the loop above catches that in either order.
         if ports.is_empty() {
-            return Err("--ports: at least one namespace is needed".into());
+            return Err(
+                "no ports: give --ports NS[,NS...] (or [[port]] entries in the --config file)"
+                    .into(),
+            );
         }
         if ports.len() > u16::MAX as usize - 1 {
             return Err("--ports: too many ports".into());
@@ -759,6 +1009,109 @@ mod tests {
             let err = cfg(args).unwrap_err();
             assert!(err.contains(want), "{args:?}: '{err}' lacks '{want}'");
         }
+    }
+
+    fn from_file(toml: &str, args: &[&str]) -> Result<Config, String> {
+        use clap::CommandFactory;
+        let dir = std::env::temp_dir().join(format!("vswitchd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("t{}.toml", toml.len()));
+        std::fs::write(&path, toml).unwrap();
+        let mut v = vec![
+            "vswitchd".to_string(),
+            "--config".into(),
+            path.display().to_string(),
+        ];
+        v.extend(args.iter().map(|s| s.to_string()));
+        let m = Cli::command().try_get_matches_from(v).unwrap();
+        let r = Cli::parse_with_file(&m)
+            .and_then(|(cli, o)| cli.into_config().map_err(|e| o.locate(e)));
+        let _ = std::fs::remove_file(&path);
+        r.map_err(|e| e.replace(&path.display().to_string(), "FILE"))
+    }
+
+    #[test]
+    fn config_file_says_what_the_command_line_says() {
+        let c = from_file(
+            r#"
+name = "lab"
+subnet = "10.7.0.0/24"
+gateway = "10.7.0.1"
+aging = 60
+fdb_max = 100
+
+[[port]]
+netns = "a"
+
+[[port]]
+netns = "b"
+addr = "10.7.0.50"
+
+[uplink]
+ifname = "up0"
+addr = "10.99.0.2/24"
+gw = "10.99.0.1"
+
+[nat]
+max = 1000
+udp_timeout = 300
+"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.name, "lab");
+        assert_eq!(c.aging_secs, 60);
+        assert_eq!(c.ports[0].addr, Ipv4Addr::new(10, 7, 0, 11));
+        assert_eq!(c.ports[1].addr, Ipv4Addr::new(10, 7, 0, 50));
+        assert_eq!(c.uplink.as_ref().unwrap().ifname, "up0");
+        let nat = c.nat.unwrap();
+        assert_eq!(nat.max_flows, 1000);
+        assert_eq!(nat.timeouts.udp, 300_000);
+    }
+
+    #[test]
+    fn command_line_overrides_the_file() {
+        let c = from_file(
+            "name = \"lab\"\naging = 60\n[[port]]\nnetns = \"a\"\n",
+            &["--aging", "90", "--ports", "x,y"],
+        )
+        .unwrap();
+        assert_eq!(c.name, "lab");
+        assert_eq!(c.aging_secs, 90);
+        let names: Vec<&str> = c.ports.iter().map(|p| p.netns.as_str()).collect();
+        assert_eq!(names, ["x", "y"]);
+    }
+
+    #[test]
+    fn bad_config_files_name_file_line_and_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "aging = 60\nsubnet = \"10.0.0.1/24\"\n",
+                "FILE:2: subnet '10.0.0.1/24' has host bits",
+            ),
+            (
+                "[[port]]\nnetns = \"a\"\n\n[[port]]\nnetns = \"b\"\naddr = \"1.2.3.4\"\n",
+                "FILE:4: port b",
+            ),
+            (
+                "[[port]]\nnetns = \"a\"\n[[port]]\nnetns = \"a\"\n",
+                "FILE:3: namespace a is listed twice",
+            ),
+            ("aging = \"soon\"\n", "FILE:1:"),
+            ("[[port]]\nnetns = \"a\"\nbogus = 1\n", "FILE:3:"),
+            (
+                "[[port]]\nnetns = \"a\"\n[uplink]\nifname = \"up0\"\naddr = \"10.9.9.9\"\n",
+                "FILE:5: uplink.addr",
+            ),
+            ("mtu = 5\n[[port]]\nnetns = \"a\"\n", "FILE:1: mtu 5"),
+            ("name = [\n", "FILE:"),
+        ];
+        for (toml, want) in cases {
+            let err = from_file(toml, &[]).unwrap_err();
+            assert!(err.contains(want), "{toml:?}: '{err}' lacks '{want}'");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        assert!(from_file("", &[]).unwrap_err().contains("no ports"));
     }
 
     #[test]

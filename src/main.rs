@@ -1,13 +1,20 @@
 //! `vswitchd`: parse the command line, validate it, run the instance.
 //! Wiring only; see the library crate for everything else.
 
-use clap::Parser;
+use clap::CommandFactory;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 use vswitchd::config::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let (cli, origins) = match Cli::parse_with_file(&matches) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("vswitchd: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cli.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -16,7 +23,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let cfg = match cli.into_config() {
+    let cfg = match cli.into_config().map_err(|e| origins.locate(e)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vswitchd: error: {e}");

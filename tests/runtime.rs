@@ -192,3 +192,61 @@ fn metrics_address_in_use_is_refused_before_anything_is_created() {
     );
     assert!(!netns_exists(&ns.0[0]));
 }
+
+#[test]
+fn config_file_starts_the_same_topology_and_bad_files_are_refused() {
+    if !root_or_skip("config_file_starts_the_same_topology_and_bad_files_are_refused") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let dir = TempDir::new();
+    let file = dir.0.join("vsw.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "subnet = \"10.77.0.0/24\"\ngateway = \"10.77.0.1\"\naging = 120\n\n\
+             [[port]]\nnetns = \"{}\"\n\n[[port]]\nnetns = \"{}\"\naddr = \"10.77.0.99\"\n",
+            ns.0[0], ns.0[1]
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&["--config", &file.to_string_lossy()]);
+    let ports = d.ctl_json(&["ports"]);
+    let addrs: Vec<&str> = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["addr"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs, ["10.77.0.11", "10.77.0.99"]);
+    assert_eq!(d.ctl_json(&["status"])["fdb"]["aging_secs"], 120);
+    assert!(ping(&ns.0[0], "10.77.0.99"));
+    assert!(
+        ping(&ns.0[1], "10.77.0.1"),
+        "gateway from the file does not answer"
+    );
+    drop(d);
+
+    // A bad file: refused with file:line, nothing created.
+    let fresh = Namespaces::fresh(1);
+    let bad = dir.0.join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "[[port]]\nnetns = \"{}\"\n\n[uplink]\nifname = \"up0\"\naddr = \"nonsense\"\n",
+            fresh.0[0]
+        ),
+    )
+    .unwrap();
+    let out = run(
+        VSWITCHD,
+        &["--name", &unique("r"), "--config", &bad.to_string_lossy()],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:6: uplink.addr", bad.display())),
+        "{err}"
+    );
+    assert!(!netns_exists(&fresh.0[0]));
+}
