@@ -250,3 +250,99 @@ fn config_file_starts_the_same_topology_and_bad_files_are_refused() {
     );
     assert!(!netns_exists(&fresh.0[0]));
 }
+
+fn trace(d: &Daemon, port: &str, frame: &[&str]) -> Vec<String> {
+    let mut args = vec!["trace", "--port", port];
+    args.extend_from_slice(frame);
+    let v = d.ctl_json(&args);
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn trace_explains_unicast_flood_and_a_routed_nat_frame() {
+    if !root_or_skip("trace_explains_unicast_flood_and_a_routed_nat_frame") {
+        return;
+    }
+    let ns = Namespaces::fresh(3);
+    let wan = WanHost::new();
+    let d = Daemon::start(&[
+        "--ports",
+        &ns.csv(),
+        "--uplink",
+        &wan.uplink,
+        "--uplink-addr",
+        "10.99.0.2/24",
+        "--uplink-gw",
+        WAN_HOST,
+    ]);
+    assert!(ping(&ns.0[0], "192.168.88.12"));
+    assert!(ping(&ns.0[0], WAN_HOST));
+    let fdb_before = d.fdb().1["size"].clone();
+    let nat_before = d.ctl_json(&["nat", "show"])["flows"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    let t = trace(
+        &d,
+        &ns.0[0],
+        &["ip", "dst=192.168.88.12", "udp", "dport=53"],
+    );
+    assert!(
+        t.iter()
+            .any(|s| s.contains(&format!("learned on port {}: unicast", ns.0[1]))),
+        "{t:?}"
+    );
+    assert_eq!(t.last().unwrap(), &format!("egress: port {}", ns.0[1]));
+
+    let t = trace(
+        &d,
+        &ns.0[0],
+        &["eth", "dst=02:00:00:00:99:99", "ip", "dst=192.168.88.77"],
+    );
+    assert!(
+        t.iter().any(|s| s.contains("flood, unknown unicast")),
+        "{t:?}"
+    );
+    assert!(
+        t.last().unwrap().contains(&ns.0[1]) && t.last().unwrap().contains(&ns.0[2]),
+        "{t:?}"
+    );
+
+    let t = trace(
+        &d,
+        &ns.0[0],
+        &["ip", "dst=10.99.0.1", "udp", "sport=40000,dport=53"],
+    );
+    let text = t.join("\n");
+    for want in [
+        "to the gateway port",
+        "route to 10.99.0.1: connected, dev uplink",
+        "TTL 64 -> 63",
+        "new flow udp 192.168.88.11:40000 -> 10.99.0.1:53 would be created, translated to 10.99.0.2:40000",
+        "next hop 10.99.0.1 is at",
+        "egress: uplink",
+    ] {
+        assert!(text.contains(want), "missing '{want}' in:\n{text}");
+    }
+    let t = trace(&d, &ns.0[1], &["ip", "dst=10.99.0.1,ttl=1", "udp"]);
+    assert!(t.last().unwrap().contains("Time Exceeded"), "{t:?}");
+
+    // Nothing was learned, created or sent by tracing.
+    assert_eq!(d.fdb().1["size"], fdb_before);
+    assert_eq!(
+        d.ctl_json(&["nat", "show"])["flows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        nat_before
+    );
+    let out = d.ctl(&["trace", "--port", &ns.0[0], "nonsense"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("frame description"));
+}

@@ -66,6 +66,15 @@ enum Cmd {
         #[arg(short = 'w', value_name = "FILE|-", default_value = "-")]
         write: String,
     },
+    /// What the switch would do with a frame received on a port, step by
+    /// step, without sending it. FRAME: `eth src=..,dst=.. ip src=..,dst=..,ttl=..
+    /// udp sport=..,dport=..` (or tcp flags=SA.., icmp id=..), or `hex BYTES`.
+    Trace {
+        #[arg(long, value_name = "NS")]
+        port: String,
+        #[arg(required = true, num_args = 1.., value_name = "FRAME")]
+        frame: Vec<String>,
+    },
     /// The gateway's routing table.
     Routes,
     /// The gateway's neighbour (ARP) caches, LAN and uplink.
@@ -251,6 +260,12 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             cmd: PortCmd::Del { port },
         } => println!("port {port} removed"),
         Cmd::Capture { .. } => {}
+        Cmd::Trace { .. } => {
+            let r: vswitchd::control::api::TraceReply = parse(result)?;
+            for (i, s) in r.steps.iter().enumerate() {
+                println!("{:>2}. {s}", i + 1);
+            }
+        }
         Cmd::Routes => {
             let routes: Vec<vswitchd::gateway::RouteView> = parse(result)?;
             for r in &routes {
@@ -435,6 +450,10 @@ fn main() -> ExitCode {
         Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
         Cmd::Routes => Request::Routes,
         Cmd::Capture { .. } => unreachable!("handled above"),
+        Cmd::Trace { port, frame } => Request::Trace {
+            port: port.clone(),
+            frame: frame.join(" "),
+        },
         Cmd::Port {
             cmd: PortCmd::Add { spec },
         } => Request::PortAdd { spec: spec.clone() },

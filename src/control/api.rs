@@ -55,6 +55,11 @@ pub enum Request {
     PortDel {
         port: String,
     },
+    /// What the switch would do with a frame received on `port`.
+    Trace {
+        port: String,
+        frame: String,
+    },
     /// Stream pcap of the frames crossing these points (no ports and no
     /// flags: every port and the gateway), stopping after `count` frames.
     Capture {
@@ -215,6 +220,13 @@ pub struct FdbShowReply {
     pub entries: Vec<FdbRow>,
     #[serde(flatten)]
     pub summary: FdbSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TraceReply {
+    /// The frame traced, as hex.
+    pub frame: String,
+    pub steps: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -508,6 +520,20 @@ pub fn handle<P: Port, U: Port>(
             Err(e) => Reply::err(e),
         },
         Request::Capture { .. } => Reply::err("capture is only available as a stream"),
+        Request::Trace { port, frame } => {
+            let id = match port_id(sw, &port) {
+                Ok(id) => id,
+                Err(r) => return r,
+            };
+            let info = sw.port(id).expect("found above").info.clone();
+            match crate::control::trace::build_frame(&frame, &info, sw) {
+                Ok(bytes) => Reply::ok(TraceReply {
+                    frame: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+                    steps: crate::control::trace::trace(sw, id, &bytes, inst.mtu as usize, now),
+                }),
+                Err(e) => Reply::err(format!("frame description: {e}")),
+            }
+        }
         Request::PortDel { port } => match port_del(&port, sw, ports) {
             Ok(()) => {
                 tracing::info!(port = %port, "port removed");

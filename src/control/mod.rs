@@ -7,3 +7,4 @@ pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod server;
+pub mod trace;

@@ -276,6 +276,13 @@ pub struct GwEvent {
 /// At most one "NAT table full" log line per this many milliseconds.
 const NAT_FULL_LOG_MS: Millis = 10_000;
 
+/// Why a routed packet cannot go on.
+enum Refusal {
+    Ttl,
+    FragNeeded(usize),
+    TooBig(usize),
+}
+
 /// Which side a packet arrived on or leaves by.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Side {
@@ -904,6 +911,23 @@ impl Gateway {
 
     /// TTL and egress-MTU checks before forwarding; sends the ICMP error
     /// back out of `from` and returns false when the packet cannot go on.
+    /// Whether a packet may be forwarded toward `to` (TTL left, fits the
+    /// egress MTU). Shared by forwarding and trace.
+    fn forward_check(&self, to: Side, h: &Ipv4Hdr) -> Result<(), Refusal> {
+        if h.ttl <= 1 {
+            return Err(Refusal::Ttl);
+        }
+        let mtu = self.side_mtu(to);
+        if h.total_len > mtu {
+            return Err(if h.dont_frag {
+                Refusal::FragNeeded(mtu)
+            } else {
+                Refusal::TooBig(mtu)
+            });
+        }
+        Ok(())
+    }
+
     fn check_ttl_mtu(
         &mut self,
         from: Side,
@@ -913,22 +937,150 @@ impl Gateway {
         now: Millis,
         out: &mut Outbox,
     ) -> bool {
-        if h.ttl <= 1 {
-            self.icmp_error(from, frame, ICMP_TIME_EXCEEDED, 0, 0, now, out);
-            self.drop(GwDrop::TtlExceeded);
-            return false;
-        }
-        let mtu = self.side_mtu(to);
-        if h.total_len > mtu {
-            if h.dont_frag {
+        match self.forward_check(to, h) {
+            Ok(()) => true,
+            Err(Refusal::Ttl) => {
+                self.icmp_error(from, frame, ICMP_TIME_EXCEEDED, 0, 0, now, out);
+                self.drop(GwDrop::TtlExceeded);
+                false
+            }
+            Err(Refusal::FragNeeded(mtu)) => {
                 self.icmp_error(from, frame, ICMP_DEST_UNREACH, 4, mtu as u16, now, out);
                 self.drop(GwDrop::FragNeeded);
-            } else {
-                self.drop(GwDrop::TooBig);
+                false
             }
-            return false;
+            Err(Refusal::TooBig(_)) => {
+                self.drop(GwDrop::TooBig);
+                false
+            }
         }
-        true
+    }
+
+    /// What [`Gateway::handle_lan`] would do with an IPv4 frame addressed
+    /// to the gateway, step by step, without doing it (no state changes, no
+    /// output): local delivery or the route, TTL, the NAT mapping that would
+    /// be used or created, the next hop and the egress. `egress_port` names
+    /// the switch port a LAN destination MAC is learned on.
+    pub fn trace_lan(
+        &self,
+        frame: &[u8],
+        now: Millis,
+        egress_port: impl Fn(MacAddr) -> Option<String>,
+    ) -> Vec<String> {
+        let mut t = Vec::new();
+        if frame.len() < ETH || ipv4::get16(frame, 12) != ETHERTYPE_IPV4 {
+            t.push("gateway: not IPv4; only its own stack looks at it (ARP)".into());
+            return t;
+        }
+        let Some(h) = Ipv4Hdr::parse(&frame[ETH..]) else {
+            t.push("gateway: malformed IPv4 header: dropped (malformed)".into());
+            return t;
+        };
+        if !ipv4::ip_checksum_ok(&frame[ETH..], h.ihl) {
+            t.push("gateway: wrong IPv4 header checksum: dropped (bad_ip_checksum)".into());
+            return t;
+        }
+        let dst = Ipv4Addr::from(h.dst);
+        let src = Ipv4Addr::from(h.src);
+        let wan_ip = self.wan_addr().map(|a| a.0);
+        if dst == self.cfg.lan_ip
+            || Some(dst) == wan_ip
+            || is_special(dst)
+            || dst == self.cfg.subnet.broadcast()
+        {
+            t.push(format!(
+                "gateway: {dst} is the gateway's own (or a broadcast) address: its smoltcp stack answers (ARP, ICMP echo)"
+            ));
+            return t;
+        }
+        if !self.cfg.subnet.contains(src) {
+            t.push(format!(
+                "gateway: source {src} is outside {}: dropped (martian_source)",
+                self.cfg.subnet
+            ));
+            return t;
+        }
+        let Some((side, next_hop)) = self.route(dst) else {
+            t.push(format!(
+                "gateway: no route to {dst}: would answer ICMP Destination Net Unreachable from {}; dropped (no_route)",
+                self.cfg.lan_ip
+            ));
+            return t;
+        };
+        let how = if next_hop == dst {
+            "connected".to_string()
+        } else {
+            format!("default via {next_hop}")
+        };
+        let dev = match side {
+            Side::Lan => format!("lan ({})", self.cfg.subnet),
+            Side::Wan => format!(
+                "uplink {}",
+                self.wan.as_ref().map_or("-", |w| w.cfg.ifname.as_str())
+            ),
+        };
+        t.push(format!("gateway: route to {dst}: {how}, dev {dev}"));
+        if side == Side::Wan && wan_ip.is_none() {
+            t.push("gateway: the uplink has no address yet: dropped (no_uplink)".into());
+            return t;
+        }
+        match self.forward_check(side, &h) {
+            Ok(()) => t.push(format!("gateway: TTL {} -> {}", h.ttl, h.ttl - 1)),
+            Err(Refusal::Ttl) => {
+                t.push(format!(
+                    "gateway: TTL {}: would answer ICMP Time Exceeded from {}; dropped (ttl_exceeded)",
+                    h.ttl, self.cfg.lan_ip
+                ));
+                return t;
+            }
+            Err(Refusal::FragNeeded(mtu)) => {
+                t.push(format!(
+                    "gateway: {} bytes with DF over the egress MTU {mtu}: would answer ICMP Fragmentation Needed (MTU {mtu}); dropped (frag_needed)",
+                    h.total_len
+                ));
+                return t;
+            }
+            Err(Refusal::TooBig(mtu)) => {
+                t.push(format!(
+                    "gateway: {} bytes over the egress MTU {mtu} without DF: dropped (too_big_no_df)",
+                    h.total_len
+                ));
+                return t;
+            }
+        }
+        if side == Side::Wan {
+            match self.nat.as_ref() {
+                None => t.push("gateway: no NAT (--no-nat): source left as it is".into()),
+                Some(nat) => match nat.peek_outbound(&frame[ETH..ETH + h.total_len], now) {
+                    Ok(p) => t.push(format!("gateway: NAT: {p}")),
+                    Err(e) => {
+                        t.push(format!("gateway: NAT refuses it: dropped ({})", e.name()));
+                        return t;
+                    }
+                },
+            }
+        }
+        match self.neighbour(side, next_hop) {
+            Some(mac) => t.push(format!("gateway: next hop {next_hop} is at {mac}")),
+            None => t.push(format!(
+                "gateway: next hop {next_hop} not resolved: would send an ARP request and hold the packet (up to {} per address)",
+                neigh::HOLD
+            )),
+        }
+        match side {
+            Side::Wan => t.push(format!("egress: {dev}")),
+            Side::Lan => {
+                let to = self
+                    .lan_neigh
+                    .get(next_hop)
+                    .and_then(&egress_port)
+                    .unwrap_or_else(|| "flooded (destination MAC not learned)".into());
+                t.push(format!(
+                    "egress: back into the switch from the gateway port, to {to}"
+                ));
+            }
+        }
+        t
     }
 
     /// Completes the last outbox frame (source MAC, destination MAC from the

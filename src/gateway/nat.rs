@@ -163,6 +163,58 @@ struct Flow {
     packets_in: u64,
 }
 
+/// What the NAT would do with a packet ([`Nat::peek_outbound`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peek {
+    Existing {
+        flow: String,
+        translated: String,
+        expires_in_secs: u64,
+    },
+    New {
+        flow: String,
+        translated: String,
+    },
+    /// A later fragment follows its first fragment's flow.
+    LaterFragment,
+    /// An ICMP error: its quoted header would be translated too.
+    IcmpError,
+}
+
+impl std::fmt::Display for Peek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peek::Existing {
+                flow,
+                translated,
+                expires_in_secs,
+            } => write!(
+                f,
+                "existing flow {flow}, translated to {translated} ({expires_in_secs} s left)"
+            ),
+            Peek::New { flow, translated } => {
+                write!(
+                    f,
+                    "new flow {flow} would be created, translated to {translated}"
+                )
+            }
+            Peek::LaterFragment => write!(f, "a later fragment: follows its first fragment's flow"),
+            Peek::IcmpError => write!(
+                f,
+                "an ICMP error: translated with the quoted header if it belongs to a flow"
+            ),
+        }
+    }
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        PROTO_TCP => "tcp",
+        PROTO_UDP => "udp",
+        _ => "icmp",
+    }
+}
+
 /// Table-wide counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NatStats {
@@ -795,6 +847,66 @@ impl Nat {
         b[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
         self.stats.icmp_errors_translated += 1;
         Ok(())
+    }
+
+    /// What [`Nat::outbound`] would do with packet `b`, without doing it:
+    /// the existing flow it belongs to, or the flow it would create.
+    pub fn peek_outbound(&self, b: &[u8], now: Millis) -> Result<Peek, NatDrop> {
+        let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
+        let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
+        if !h.has_l4() {
+            return Ok(Peek::LaterFragment);
+        }
+        if h.proto == PROTO_ICMP && h.total_len - h.ihl >= 8 {
+            let t = b[h.ihl];
+            if icmp_is_error(t) {
+                return Ok(Peek::IcmpError);
+            }
+            if t != ipv4::ICMP_ECHO_REQUEST {
+                return Err(NatDrop::Unsupported);
+            }
+        }
+        let l4 = Self::l4(b, &h)?;
+        let ip = |a: [u8; 4]| Ipv4Addr::from(a);
+        let flow = format!(
+            "{} {}:{} -> {}:{}",
+            proto_name(h.proto),
+            ip(h.src),
+            l4.sport,
+            ip(h.dst),
+            l4.dport
+        );
+        let key = out_key(h.proto, h.src, l4.sport, h.dst, l4.dport);
+        if let Some(&idx) = self.out_map.get(&key) {
+            let f = &self.flows[idx as usize];
+            if f.live && f.expires > now {
+                return Ok(Peek::Existing {
+                    flow,
+                    translated: format!("{}:{}", ip(ext), f.ext_port),
+                    expires_in_secs: (f.expires - now).div_ceil(1000),
+                });
+            }
+        }
+        if self.live >= self.cfg.max_flows {
+            return Err(NatDrop::TableFull);
+        }
+        let kept = !self
+            .in_map
+            .contains_key(&in_key(h.proto, h.dst, l4.dport, l4.sport));
+        Ok(Peek::New {
+            flow,
+            translated: if kept {
+                format!("{}:{} (port kept)", ip(ext), l4.sport)
+            } else {
+                format!(
+                    "{}:<a free port of {}-{}> ({} is taken for that remote end)",
+                    ip(ext),
+                    self.cfg.port_min,
+                    self.cfg.port_max,
+                    l4.sport
+                )
+            },
+        })
     }
 
     /// The live flows, for `nat show`.

@@ -112,6 +112,7 @@ pub struct EntryView {
 }
 
 /// The MAC learning table. See the module docs for the design.
+#[derive(Clone)]
 pub struct Fdb {
     map: MacMap,
     slots: Vec<Entry>,
