@@ -30,7 +30,7 @@ pub fn build_frame<P: Port, U: Port>(
     let words: Vec<&str> = desc.split_whitespace().collect();
     if words.first() == Some(&"hex") {
         let hex: String = words[1..].concat();
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return Err("hex: an odd number of digits".into());
         }
         return (0..hex.len())
