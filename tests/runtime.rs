@@ -282,11 +282,6 @@ fn trace_explains_unicast_flood_and_a_routed_nat_frame() {
     ]);
     assert!(ping(&ns.0[0], "192.168.88.12"));
     assert!(ping(&ns.0[0], WAN_HOST));
-    let fdb_before = d.fdb().1["size"].clone();
-    let nat_before = d.ctl_json(&["nat", "show"])["flows"]
-        .as_array()
-        .unwrap()
-        .len();
 
     let t = trace(
         &d,
