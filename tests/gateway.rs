@@ -490,3 +490,55 @@ fn without_offloads_everything_still_works() {
     let (got, want) = download_digest(&ns.0[0], &wan, &dir, "8m.bin");
     assert_eq!(got, want);
 }
+
+#[test]
+fn larger_lan_mtu_fragments_without_df_and_refuses_with_df() {
+    if !root_or_skip("larger_lan_mtu_fragments_without_df_and_refuses_with_df") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let d = start(&ns, &wan, &["--mtu", "9000"]);
+    let _echo = Background::start(
+        &wan.ns,
+        &["python3", "-u", &netpeer(), "udp-echo", WAN_HOST, "7009"],
+        "listening",
+    );
+    // 4000 bytes fit the namespace's MTU; the gateway fragments them for the
+    // 1500-byte uplink, and the wan host's fragmented reply comes back.
+    let out = ns_exec(
+        &ns.0[0],
+        &[
+            "python3",
+            &netpeer(),
+            "udp-probe",
+            WAN_HOST,
+            "7009",
+            "4000",
+            "nodf",
+        ],
+    );
+    assert!(
+        stdout(&out).contains("echoed 4000 True"),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = d.ctl_json(&["status"]);
+    assert!(
+        st["gateway_port"]["routed_out"].as_u64().unwrap() >= 1,
+        "{st}"
+    );
+    // With DF, path MTU discovery gets Fragmentation Needed with the MTU.
+    let out = ns_exec(
+        &ns.0[0],
+        &[
+            "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "3000", WAN_HOST,
+        ],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("From 192.168.88.1") && text.contains("mtu = 1500"),
+        "{text}"
+    );
+}

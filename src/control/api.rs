@@ -145,6 +145,7 @@ pub struct GatewayReport {
     pub to_stack: u64,
     pub icmp_errors_sent: u64,
     pub arp_requests_sent: u64,
+    pub fragmented: u64,
     /// Gateway drops by reason (non-zero only).
     pub drops: BTreeMap<String, u64>,
 }
@@ -280,6 +281,7 @@ fn gateway_report<P: Port, U: Port>(sw: &Switch<P, U>) -> GatewayReport {
         to_stack: st.to_stack,
         icmp_errors_sent: st.icmp_errors_sent,
         arp_requests_sent: st.arp_requests_sent,
+        fragmented: st.fragmented,
         drops,
     }
 }

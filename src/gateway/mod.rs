@@ -12,7 +12,8 @@
 //! * the router (this file): connected LAN subnet, the uplink's subnet and a
 //!   default route via the uplink gateway; TTL decrement with an incremental
 //!   header checksum; ICMP Time Exceeded, Destination Net Unreachable and
-//!   Fragmentation Needed from the gateway's own address;
+//!   Fragmentation Needed from the gateway's own address; packets without DF
+//!   that exceed the egress MTU are fragmented (RFC 791);
 //! * neighbour caches for both sides ([`neigh`]), holding a few packets
 //!   while an address is resolved;
 //! * masquerade toward the uplink ([`nat`]), unless `--no-nat`.
@@ -130,7 +131,8 @@ pub enum GwDrop {
     NoRoute,
     TtlExceeded,
     FragNeeded,
-    /// Larger than the egress MTU without DF (fragmentation not done).
+    /// Larger than the egress MTU without DF, but with IP options (which
+    /// the gateway does not fragment).
     TooBig,
     /// Neighbour resolution failed or its hold queue was full.
     NoNeighbour,
@@ -175,7 +177,7 @@ impl GwDrop {
             GwDrop::NoRoute => "no_route",
             GwDrop::TtlExceeded => "ttl_exceeded",
             GwDrop::FragNeeded => "frag_needed",
-            GwDrop::TooBig => "too_big_no_df",
+            GwDrop::TooBig => "too_big_options",
             GwDrop::NoNeighbour => "no_neighbour",
             GwDrop::NoUplink => "no_uplink",
             GwDrop::Nat(_) => unreachable!(),
@@ -196,6 +198,8 @@ pub struct GatewayStats {
     pub icmp_errors_sent: u64,
     pub icmp_errors_suppressed: u64,
     pub arp_requests_sent: u64,
+    /// Packets the gateway fragmented to fit an egress MTU.
+    pub fragmented: u64,
     pub drops: [u64; GwDrop::COUNT],
 }
 
@@ -662,20 +666,30 @@ impl Gateway {
         if side == Side::Wan && wan_ip.is_none() {
             return self.drop(GwDrop::NoUplink);
         }
-        if !self.check_ttl_mtu(Side::Lan, side, frame, &h, now, out) {
+        let Some(frag) = self.check_ttl_mtu(Side::Lan, side, frame, &h, now, out) else {
             return;
-        }
-        self.forward_from_lan(side, next_hop, None, &frame[..ETH + h.total_len], now, out);
+        };
+        self.forward_from_lan(
+            side,
+            next_hop,
+            None,
+            frag,
+            &frame[..ETH + h.total_len],
+            now,
+            out,
+        );
     }
 
     /// The common tail of LAN routing: copies the frame into the outbox
     /// (behind `hdr` when it carries offload work), decrements the TTL,
     /// translates toward the uplink, and sends it to the next hop.
+    #[allow(clippy::too_many_arguments)]
     fn forward_from_lan(
         &mut self,
         side: Side,
         next_hop: Ipv4Addr,
         hdr: Option<&VnetHdr>,
+        frag: Option<usize>,
         frame: &[u8],
         now: Millis,
         out: &mut Outbox,
@@ -705,7 +719,7 @@ impl Gateway {
         } else {
             self.stats.routed_lan += 1;
         }
-        self.send_resolved(side, next_hop, now, out);
+        self.send_maybe_fragmented(side, next_hop, frag, now, out);
     }
 
     /// Routes a LAN frame that still carries offload work (a partial
@@ -750,6 +764,7 @@ impl Gateway {
             side,
             next_hop,
             Some(hdr),
+            None,
             &frame[..ETH + h.total_len],
             now,
             out,
@@ -885,47 +900,54 @@ impl Gateway {
                 }
             }
             let inside = ip4(&out.last_mut()[ETH + 16..ETH + 20]);
-            if h.ttl <= 1 || h.total_len > self.side_mtu(Side::Lan) {
-                // Take the translated copy back; the error goes to the sender.
-                out.pop();
-                self.check_ttl_mtu(Side::Wan, Side::Lan, frame, &h, now, out);
-                return;
-            }
+            let frag = match self.forward_check(Side::Lan, &h) {
+                Ok(frag) => frag,
+                Err(_) => {
+                    // Take the translated copy back; the error goes to the
+                    // sender, about what it sent.
+                    out.pop();
+                    self.check_ttl_mtu(Side::Wan, Side::Lan, frame, &h, now, out);
+                    return;
+                }
+            };
             let f = out.last_mut();
             ipv4::decrement_ttl(&mut f[ETH..]);
             self.stats.routed_in += 1;
-            return self.send_resolved(Side::Lan, inside, now, out);
+            return self.send_maybe_fragmented(Side::Lan, inside, frag, now, out);
         }
         if self.nat.is_none() && self.cfg.subnet.contains(dst) {
             // --no-nat: the outside routes the subnet to us.
-            if !self.check_ttl_mtu(Side::Wan, Side::Lan, frame, &h, now, out) {
+            let Some(frag) = self.check_ttl_mtu(Side::Wan, Side::Lan, frame, &h, now, out) else {
                 return;
-            }
+            };
             out.push(Egress::Lan, &frame[..ETH + h.total_len]);
             ipv4::decrement_ttl(&mut out.last_mut()[ETH..]);
             self.stats.routed_in += 1;
-            return self.send_resolved(Side::Lan, dst, now, out);
+            return self.send_maybe_fragmented(Side::Lan, dst, frag, now, out);
         }
         self.drop(GwDrop::NotForUs)
     }
 
     /// TTL and egress-MTU checks before forwarding; sends the ICMP error
     /// back out of `from` and returns false when the packet cannot go on.
-    /// Whether a packet may be forwarded toward `to` (TTL left, fits the
-    /// egress MTU). Shared by forwarding and trace.
-    fn forward_check(&self, to: Side, h: &Ipv4Hdr) -> Result<(), Refusal> {
+    /// Whether a packet may be forwarded toward `to`: TTL left, and either
+    /// fits the egress MTU (`Ok(None)`) or may be fragmented to it
+    /// (`Ok(Some(mtu))`). Shared by forwarding and trace.
+    fn forward_check(&self, to: Side, h: &Ipv4Hdr) -> Result<Option<usize>, Refusal> {
         if h.ttl <= 1 {
             return Err(Refusal::Ttl);
         }
         let mtu = self.side_mtu(to);
-        if h.total_len > mtu {
-            return Err(if h.dont_frag {
-                Refusal::FragNeeded(mtu)
-            } else {
-                Refusal::TooBig(mtu)
-            });
+        if h.total_len <= mtu {
+            return Ok(None);
         }
-        Ok(())
+        if h.dont_frag {
+            Err(Refusal::FragNeeded(mtu))
+        } else if h.ihl != 20 {
+            Err(Refusal::TooBig(mtu))
+        } else {
+            Ok(Some(mtu))
+        }
     }
 
     fn check_ttl_mtu(
@@ -936,23 +958,47 @@ impl Gateway {
         h: &Ipv4Hdr,
         now: Millis,
         out: &mut Outbox,
-    ) -> bool {
+    ) -> Option<Option<usize>> {
         match self.forward_check(to, h) {
-            Ok(()) => true,
+            Ok(frag) => Some(frag),
             Err(Refusal::Ttl) => {
                 self.icmp_error(from, frame, ICMP_TIME_EXCEEDED, 0, 0, now, out);
                 self.drop(GwDrop::TtlExceeded);
-                false
+                None
             }
             Err(Refusal::FragNeeded(mtu)) => {
                 self.icmp_error(from, frame, ICMP_DEST_UNREACH, 4, mtu as u16, now, out);
                 self.drop(GwDrop::FragNeeded);
-                false
+                None
             }
             Err(Refusal::TooBig(_)) => {
                 self.drop(GwDrop::TooBig);
-                false
+                None
             }
+        }
+    }
+
+    /// Sends the last outbox frame to `next_hop`, cut into fragments first
+    /// when `frag` gives an MTU it exceeds.
+    fn send_maybe_fragmented(
+        &mut self,
+        side: Side,
+        next_hop: Ipv4Addr,
+        frag: Option<usize>,
+        now: Millis,
+        out: &mut Outbox,
+    ) {
+        let Some(mtu) = frag else {
+            return self.send_resolved(side, next_hop, now, out);
+        };
+        let whole = out.last().to_vec();
+        out.pop();
+        let mut pieces = Vec::new();
+        ipv4::fragment_frame(&whole, mtu, |f| pieces.push(f.to_vec()));
+        self.stats.fragmented += 1;
+        for p in pieces {
+            out.push(side.into(), &p);
+            self.send_resolved(side, next_hop, now, out);
         }
     }
 
@@ -1025,7 +1071,13 @@ impl Gateway {
             return t;
         }
         match self.forward_check(side, &h) {
-            Ok(()) => t.push(format!("gateway: TTL {} -> {}", h.ttl, h.ttl - 1)),
+            Ok(None) => t.push(format!("gateway: TTL {} -> {}", h.ttl, h.ttl - 1)),
+            Ok(Some(mtu)) => t.push(format!(
+                "gateway: TTL {} -> {}; {} bytes over the egress MTU {mtu} without DF: would be fragmented",
+                h.ttl,
+                h.ttl - 1,
+                h.total_len
+            )),
             Err(Refusal::Ttl) => {
                 t.push(format!(
                     "gateway: TTL {}: would answer ICMP Time Exceeded from {}; dropped (ttl_exceeded)",
@@ -1042,7 +1094,7 @@ impl Gateway {
             }
             Err(Refusal::TooBig(mtu)) => {
                 t.push(format!(
-                    "gateway: {} bytes over the egress MTU {mtu} without DF: dropped (too_big_no_df)",
+                    "gateway: {} bytes over the egress MTU {mtu}, with IP options: not fragmented here; dropped (too_big_options)",
                     h.total_len
                 ));
                 return t;

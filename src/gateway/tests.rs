@@ -248,12 +248,44 @@ fn no_route_and_fragmentation_needed() {
     let o = &f[0].1[ETH..];
     assert_eq!((o[20], o[21]), (ICMP_DEST_UNREACH, 4));
     assert_eq!(ipv4::get16(o, 26), 1500, "next-hop MTU");
-    // Without DF it is dropped and counted (fragmentation is not done).
+    // Without DF it is translated, then fragmented to the uplink's MTU.
     out.clear();
-    let big = ip(PROTO_UDP, NS1, HOST, 64, false, &[0u8; 3980]);
+    g.handle_wan(
+        &eth(
+            WAN_MAC,
+            HOST_MAC,
+            ETHERTYPE_ARP,
+            &arp(2, HOST_MAC, HOST, WAN_MAC, UPLINK),
+        ),
+        0,
+        &mut out,
+    );
+    out.clear();
+    let mut udp = vec![0u8; 8];
+    udp[0..2].copy_from_slice(&5000u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&7u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&3980u16.to_be_bytes());
+    udp.resize(3980, 0x77);
+    let big = ip(PROTO_UDP, NS1, HOST, 64, false, &udp);
     g.handle_lan(&eth(GW_MAC, NS1_MAC, ETHERTYPE_IPV4, &big), 0, &mut out);
-    assert!(out.is_empty());
-    assert_eq!(g.stats().drops[GwDrop::TooBig.index()], 1);
+    let f = frames(&out);
+    assert_eq!(f.len(), 3, "three fragments");
+    let mut data = vec![0u8; 3980];
+    for (eg, fr) in &f {
+        assert_eq!(*eg, Egress::Wan);
+        let h = Ipv4Hdr::parse(&fr[ETH..]).unwrap();
+        assert!(h.total_len <= 1500);
+        assert_eq!(
+            &fr[ETH + 12..ETH + 16],
+            &UPLINK,
+            "translated before fragmenting"
+        );
+        assert!(ip_checksum_ok(&fr[ETH..], 20));
+        data[h.frag_offset..h.frag_offset + h.total_len - 20]
+            .copy_from_slice(&fr[ETH + 20..ETH + h.total_len]);
+    }
+    assert_eq!(&data[8..], &udp[8..], "payload intact");
+    assert_eq!(g.stats().fragmented, 1);
 }
 
 #[test]

@@ -282,3 +282,75 @@ impl FromStr for Ipv4Net {
         Ok(net)
     }
 }
+
+/// Splits the IPv4 packet in an Ethernet `frame` into fragments of at most
+/// `mtu` bytes of IP (RFC 791) and hands each fragment frame to `emit`.
+/// Returns false (emitting nothing) for a packet that may not or cannot be
+/// fragmented here: DF set, IP options present, or an MTU below 28.
+pub fn fragment_frame(frame: &[u8], mtu: usize, mut emit: impl FnMut(&[u8])) -> bool {
+    const ETH: usize = 14;
+    let Some(h) = frame.get(ETH..).and_then(Ipv4Hdr::parse) else {
+        return false;
+    };
+    let chunk = (mtu.saturating_sub(20) / 8) * 8;
+    if h.dont_frag || h.ihl != 20 || chunk == 0 {
+        return false;
+    }
+    let payload = &frame[ETH + 20..ETH + h.total_len];
+    let mut buf = Vec::with_capacity(ETH + 20 + chunk);
+    for (i, part) in payload.chunks(chunk).enumerate() {
+        buf.clear();
+        buf.extend_from_slice(&frame[..ETH + 20]);
+        buf.extend_from_slice(part);
+        let last = (i + 1) * chunk >= payload.len();
+        let more = !last || h.more_frags;
+        let offset = (h.frag_offset + i * chunk) / 8;
+        let ff = (if more { 0x2000 } else { 0 }) | (offset as u16 & 0x1fff);
+        let ip = &mut buf[ETH..];
+        ip[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+        ip[6..8].copy_from_slice(&ff.to_be_bytes());
+        fill_ip_checksum(ip, 20);
+        emit(&buf);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragments_reassemble_to_the_original() {
+        let payload: Vec<u8> = (0..3980u32).map(|i| (i * 13) as u8).collect();
+        let mut f = vec![0u8; 14 + 20];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[14 + 2..14 + 4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+        f[14 + 4..14 + 6].copy_from_slice(&777u16.to_be_bytes());
+        f[14 + 8] = 63;
+        f[14 + 9] = PROTO_UDP;
+        f.extend_from_slice(&payload);
+        fill_ip_checksum(&mut f[14..], 20);
+        let mut got = vec![0u8; payload.len()];
+        let mut n = 0;
+        let mut seen_last = false;
+        assert!(fragment_frame(&f, 1500, |frag| {
+            let h = Ipv4Hdr::parse(&frag[14..]).unwrap();
+            assert!(h.total_len <= 1500);
+            assert!(ip_checksum_ok(&frag[14..], 20));
+            assert_eq!(h.id, 777);
+            assert_eq!(h.ttl, 63);
+            let data = &frag[14 + 20..14 + h.total_len];
+            got[h.frag_offset..h.frag_offset + data.len()].copy_from_slice(data);
+            seen_last |= !h.more_frags;
+            n += 1;
+        }));
+        assert_eq!(n, 3);
+        assert!(seen_last);
+        assert_eq!(got, payload);
+        // DF: refused.
+        f[14 + 6] = 0x40;
+        fill_ip_checksum(&mut f[14..], 20);
+        assert!(!fragment_frame(&f, 1500, |_| panic!("emitted")));
+    }
+}

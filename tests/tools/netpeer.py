@@ -5,7 +5,8 @@
   tcp-clients ADDR PORT N        N concurrent connections, each echoes 1 KiB;
                                  prints "ok N" when all N succeeded
   udp-echo ADDR PORT             UDP echo server
-  udp-probe ADDR PORT SIZE       one datagram of SIZE bytes, expects it back
+  udp-probe ADDR PORT SIZE [nodf]  one datagram of SIZE bytes, expects it
+                                 back; nodf: never set Don't Fragment
   udp-refused ADDR PORT          expects ECONNREFUSED on a connected socket
 
 Servers print "listening" once bound, so the test can wait for readiness.
@@ -91,8 +92,11 @@ def udp_echo(addr, port):
         s.sendto(d, a)
 
 
-def udp_probe(addr, port, size):
+def udp_probe(addr, port, size, nodf=False):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if nodf:
+        # IP_MTU_DISCOVER (10) = IP_PMTUDISC_DONT (0)
+        s.setsockopt(socket.IPPROTO_IP, 10, 0)
     s.settimeout(5)
     s.connect((addr, port))
     d = bytes((i * 7) & 0xFF for i in range(size))
@@ -126,7 +130,7 @@ def main():
     if cmd == "udp-echo":
         return udp_echo(args[0], int(args[1]))
     if cmd == "udp-probe":
-        return udp_probe(args[0], int(args[1]), int(args[2]))
+        return udp_probe(args[0], int(args[1]), int(args[2]), len(args) > 3 and args[3] == "nodf")
     if cmd == "udp-refused":
         return udp_refused(args[0], int(args[1]))
     print("unknown command", cmd, file=sys.stderr)
