@@ -297,42 +297,31 @@ impl Cli {
             text: &text,
             origins: Origins::default(),
         };
-        if let Some(v) = cx.take("name", "name", &file.name) {
-            cli.name = v;
+        // take!(option id, file key, file value => field): the file's value
+        // unless the command line gave the option.
+        macro_rules! take {
+            ($id:literal, $key:literal, $v:expr => $dst:expr) => {
+                if let Some(v) = cx.take($id, $key, &$v) {
+                    $dst = v.into();
+                }
+            };
         }
-        if let Some(v) = cx.take("ifname", "ifname", &file.ifname) {
-            cli.ifname = v;
-        }
-        if let Some(v) = cx.take("subnet", "subnet", &file.subnet) {
-            cli.subnet = v;
-        }
-        if let Some(v) = cx.take("gateway", "gateway", &file.gateway) {
-            cli.gateway = v;
-        }
-        if let Some(v) = cx.take("aging", "aging", &file.aging) {
-            cli.aging = v;
-        }
-        if let Some(v) = cx.take("fdb_max", "fdb_max", &file.fdb_max) {
-            cli.fdb_max = v;
-        }
-        if let Some(v) = cx.take("mtu", "mtu", &file.mtu) {
-            cli.mtu = v;
-        }
+        take!("name", "name", file.name => cli.name);
+        take!("ifname", "ifname", file.ifname => cli.ifname);
+        take!("subnet", "subnet", file.subnet => cli.subnet);
+        take!("gateway", "gateway", file.gateway => cli.gateway);
+        take!("aging", "aging", file.aging => cli.aging);
+        take!("fdb_max", "fdb_max", file.fdb_max => cli.fdb_max);
+        take!("mtu", "mtu", file.mtu => cli.mtu);
         if let Some(v) = cx.take("keep_netns", "keep_netns", &file.keep_netns) {
             cli.keep_netns |= v;
         }
-        if let Some(v) = cx.take("busy_poll", "busy_poll", &file.busy_poll) {
-            cli.busy_poll = v;
-        }
+        take!("busy_poll", "busy_poll", file.busy_poll => cli.busy_poll);
         if let Some(v) = cx.take("no_offload", "offload", &file.offload) {
             cli.no_offload |= !v;
         }
-        if let Some(v) = cx.take("metrics", "metrics", &file.metrics) {
-            cli.metrics = Some(v);
-        }
-        if let Some(v) = cx.take("log_level", "log_level", &file.log_level) {
-            cli.log_level = v;
-        }
+        take!("metrics", "metrics", file.metrics => cli.metrics);
+        take!("log_level", "log_level", file.log_level => cli.log_level);
         if cli.ports.is_empty() {
             for p in &file.port {
                 let loc = cx.at(p.span());
@@ -354,45 +343,21 @@ impl Cli {
             }
         }
         if let Some(u) = &file.uplink {
-            if let Some(v) = cx.take("uplink", "uplink.ifname", &Some(u.ifname.clone())) {
-                cli.uplink = Some(v);
-            }
-            if let Some(v) = cx.take("uplink_addr", "uplink.addr", &u.addr) {
-                cli.uplink_addr = Some(v);
-            }
-            if let Some(v) = cx.take("uplink_gw", "uplink.gw", &u.gw) {
-                cli.uplink_gw = Some(v);
-            }
-            if let Some(v) = cx.take("uplink_mac", "uplink.mac", &u.mac) {
-                cli.uplink_mac = Some(v);
-            }
+            take!("uplink", "uplink.ifname", Some(u.ifname.clone()) => cli.uplink);
+            take!("uplink_addr", "uplink.addr", u.addr => cli.uplink_addr);
+            take!("uplink_gw", "uplink.gw", u.gw => cli.uplink_gw);
+            take!("uplink_mac", "uplink.mac", u.mac => cli.uplink_mac);
         }
         if let Some(n) = &file.nat {
             if let Some(v) = cx.take("no_nat", "nat.enabled", &n.enabled) {
                 cli.no_nat |= !v;
             }
-            if let Some(v) = cx.take("nat_max", "nat.max", &n.max) {
-                cli.nat_max = v;
-            }
-            if let Some(v) = cx.take("nat_ports", "nat.ports", &n.ports) {
-                cli.nat_ports = v;
-            }
-            if let Some(v) = cx.take("nat_tcp_timeout", "nat.tcp_timeout", &n.tcp_timeout) {
-                cli.nat_tcp_timeout = v;
-            }
-            if let Some(v) = cx.take(
-                "nat_tcp_transitory",
-                "nat.tcp_transitory",
-                &n.tcp_transitory,
-            ) {
-                cli.nat_tcp_transitory = v;
-            }
-            if let Some(v) = cx.take("nat_udp_timeout", "nat.udp_timeout", &n.udp_timeout) {
-                cli.nat_udp_timeout = v;
-            }
-            if let Some(v) = cx.take("nat_icmp_timeout", "nat.icmp_timeout", &n.icmp_timeout) {
-                cli.nat_icmp_timeout = v;
-            }
+            take!("nat_max", "nat.max", n.max => cli.nat_max);
+            take!("nat_ports", "nat.ports", n.ports => cli.nat_ports);
+            take!("nat_tcp_timeout", "nat.tcp_timeout", n.tcp_timeout => cli.nat_tcp_timeout);
+            take!("nat_tcp_transitory", "nat.tcp_transitory", n.tcp_transitory => cli.nat_tcp_transitory);
+            take!("nat_udp_timeout", "nat.udp_timeout", n.udp_timeout => cli.nat_udp_timeout);
+            take!("nat_icmp_timeout", "nat.icmp_timeout", n.icmp_timeout => cli.nat_icmp_timeout);
         }
         Ok((cli, cx.origins))
     }

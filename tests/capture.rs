@@ -76,16 +76,7 @@ fn uplink_capture_shows_the_translated_source() {
     }
     let ns = Namespaces::fresh(1);
     let wan = WanHost::new();
-    let d = Daemon::start(&[
-        "--ports",
-        &ns.csv(),
-        "--uplink",
-        &wan.uplink,
-        "--uplink-addr",
-        "10.99.0.2/24",
-        "--uplink-gw",
-        WAN_HOST,
-    ]);
+    let d = start_with_uplink(&ns, &wan, &[]);
     assert!(ping(&ns.0[0], WAN_HOST));
     let dir = TempDir::new();
     let inside = dir.0.join("inside.pcap");

@@ -9,19 +9,7 @@ use common::*;
 use std::time::Duration;
 
 fn start(ns: &Namespaces, wan: &WanHost, extra: &[&str]) -> Daemon {
-    let mut args = vec![
-        "--ports".to_string(),
-        ns.csv(),
-        "--uplink".into(),
-        wan.uplink.clone(),
-        "--uplink-addr".into(),
-        format!("{UPLINK_ADDR}/24"),
-        "--uplink-gw".into(),
-        WAN_HOST.into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(&refs)
+    start_with_uplink(ns, wan, extra)
 }
 
 fn stdout(o: &std::process::Output) -> String {

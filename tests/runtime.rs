@@ -270,16 +270,7 @@ fn trace_explains_unicast_flood_and_a_routed_nat_frame() {
     }
     let ns = Namespaces::fresh(3);
     let wan = WanHost::new();
-    let d = Daemon::start(&[
-        "--ports",
-        &ns.csv(),
-        "--uplink",
-        &wan.uplink,
-        "--uplink-addr",
-        "10.99.0.2/24",
-        "--uplink-gw",
-        WAN_HOST,
-    ]);
+    let d = start_with_uplink(&ns, &wan, &[]);
     assert!(ping(&ns.0[0], "192.168.88.12"));
     assert!(ping(&ns.0[0], WAN_HOST));
 

@@ -639,13 +639,24 @@ impl Gateway {
         }
     }
 
-    fn ip_from_lan(&mut self, frame: &[u8], now: Millis, out: &mut Outbox) {
+    /// The frame's IPv4 header if it is sound and its checksum right;
+    /// otherwise the drop is counted.
+    fn checked_ipv4(&mut self, frame: &[u8]) -> Option<Ipv4Hdr> {
         let Some(h) = Ipv4Hdr::parse(&frame[ETH..]) else {
-            return self.drop(GwDrop::Malformed);
+            self.drop(GwDrop::Malformed);
+            return None;
         };
         if !ipv4::ip_checksum_ok(&frame[ETH..], h.ihl) {
-            return self.drop(GwDrop::BadChecksum);
+            self.drop(GwDrop::BadChecksum);
+            return None;
         }
+        Some(h)
+    }
+
+    fn ip_from_lan(&mut self, frame: &[u8], now: Millis, out: &mut Outbox) {
+        let Some(h) = self.checked_ipv4(frame) else {
+            return;
+        };
         let dst = Ipv4Addr::from(h.dst);
         let src = Ipv4Addr::from(h.src);
         let wan_ip = self.wan_addr().map(|a| a.0);
@@ -855,12 +866,9 @@ impl Gateway {
     }
 
     fn ip_from_wan(&mut self, frame: &[u8], now: Millis, out: &mut Outbox) {
-        let Some(h) = Ipv4Hdr::parse(&frame[ETH..]) else {
-            return self.drop(GwDrop::Malformed);
+        let Some(h) = self.checked_ipv4(frame) else {
+            return;
         };
-        if !ipv4::ip_checksum_ok(&frame[ETH..], h.ihl) {
-            return self.drop(GwDrop::BadChecksum);
-        }
         let dst = Ipv4Addr::from(h.dst);
         let wan_ip = self.wan_addr().map(|a| a.0);
         let l4 = ETH + h.ihl;

@@ -499,6 +499,24 @@ impl Drop for WanHost {
     }
 }
 
+/// Starts vswitchd with `ports` and `wan` as its uplink (the gateway at
+/// 10.99.0.2/24, default route via the wan host), plus `extra` options.
+pub fn start_with_uplink(ports: &Namespaces, wan: &WanHost, extra: &[&str]) -> Daemon {
+    let csv = ports.csv();
+    let mut args = vec![
+        "--ports",
+        csv.as_str(),
+        "--uplink",
+        wan.uplink.as_str(),
+        "--uplink-addr",
+        "10.99.0.2/24",
+        "--uplink-gw",
+        WAN_HOST,
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(&args)
+}
+
 /// A background program in a namespace, started with `ip netns exec` and
 /// ready once a line of its output contains the ready marker; killed by PID
 /// on drop.
