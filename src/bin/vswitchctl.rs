@@ -47,8 +47,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PortCmd,
     },
-    /// Stream the frames crossing the chosen points as pcap (tcpdump -r -,
-    /// tshark, Wireshark). No --port/--uplink/--gateway: every port.
+    /// Stream frames crossing chosen points as pcap.
+    ///
+    /// Readable by tcpdump -r -, tshark and Wireshark. Without --port,
+    /// --uplink or --gateway: every port and the gateway, each frame once.
+    /// A slow reader loses frames (counted in status), never slows the switch.
     Capture {
         /// A port to capture on (repeat for several).
         #[arg(long = "port", value_name = "NS")]
@@ -66,9 +69,14 @@ enum Cmd {
         #[arg(short = 'w', value_name = "FILE|-", default_value = "-")]
         write: String,
     },
-    /// What the switch would do with a frame received on a port, step by
-    /// step, without sending it. FRAME: `eth src=..,dst=.. ip src=..,dst=..,ttl=..
-    /// udp sport=..,dport=..` (or tcp flags=SA.., icmp id=..), or `hex BYTES`.
+    /// Explain, step by step, what the switch would do with a frame.
+    ///
+    /// The frame runs through the datapath's own decision code without being
+    /// sent and without changing any state. FRAME: `eth src=..,dst=..`
+    /// `ip src=..,dst=..,ttl=..,df=1` and one of `udp sport=..,dport=..,len=..`,
+    /// `tcp sport=..,dport=..,flags=SA`, `icmp type=..,id=..`; or `hex BYTES`.
+    /// Omitted fields come from the port (its MAC and address) and the
+    /// destination. Example: trace --port ns01 ip dst=10.99.0.1 udp dport=53
     Trace {
         #[arg(long, value_name = "NS")]
         port: String,
