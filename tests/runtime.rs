@@ -319,6 +319,44 @@ fn trace_explains_unicast_flood_and_a_routed_nat_frame() {
     let t = trace(&d, &ns.0[1], &["ip", "dst=10.99.0.1,ttl=1", "udp"]);
     assert!(t.last().unwrap().contains("Time Exceeded"), "{t:?}");
 
+    // From the uplink: the reply to the ping above finds its flow and goes
+    // to the first port; an unsolicited datagram does not get in.
+    let flows = d.ctl_json(&["nat", "show"]);
+    let echo = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["proto"] == "icmp")
+        .expect("the ping's flow")
+        .clone();
+    let id = echo["translated"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let v = d.ctl_json(&[
+        "trace",
+        "--uplink",
+        "ip",
+        "dst=10.99.0.2",
+        "icmp",
+        &format!("type=0,id={id}"),
+    ]);
+    let text = v["steps"].to_string();
+    assert!(text.contains("translated to 192.168.88.11:"), "{text}");
+    assert!(text.contains(&format!("to port {}", ns.0[0])), "{text}");
+    let v = d.ctl_json(&[
+        "trace",
+        "--uplink",
+        "ip",
+        "dst=10.99.0.2",
+        "udp",
+        "sport=53,dport=40001",
+    ]);
+    assert!(v["steps"].to_string().contains("nat_no_flow"), "{v}");
+
     // Nothing was learned or created by tracing: a new source MAC is only
     // "would be learned", and the traced NAT flow does not exist.
     let t = trace(

@@ -78,8 +78,17 @@ enum Cmd {
     /// Omitted fields come from the port (its MAC and address) and the
     /// destination. Example: trace --port ns01 ip dst=10.99.0.1 udp dport=53
     Trace {
-        #[arg(long, value_name = "NS")]
-        port: String,
+        /// The port the frame arrives on.
+        #[arg(
+            long,
+            value_name = "NS",
+            required_unless_present = "uplink",
+            conflicts_with = "uplink"
+        )]
+        port: Option<String>,
+        /// The frame arrives on the uplink (from a host there).
+        #[arg(long)]
+        uplink: bool,
         #[arg(required = true, num_args = 1.., value_name = "FRAME")]
         frame: Vec<String>,
     },
@@ -458,8 +467,13 @@ fn main() -> ExitCode {
         Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
         Cmd::Routes => Request::Routes,
         Cmd::Capture { .. } => unreachable!("handled above"),
-        Cmd::Trace { port, frame } => Request::Trace {
-            port: port.clone(),
+        Cmd::Trace {
+            port,
+            uplink,
+            frame,
+        } => Request::Trace {
+            port: port.clone().unwrap_or_default(),
+            uplink: *uplink,
             frame: frame.join(" "),
         },
         Cmd::Port {

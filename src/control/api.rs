@@ -55,9 +55,13 @@ pub enum Request {
     PortDel {
         port: String,
     },
-    /// What the switch would do with a frame received on `port`.
+    /// What the switch would do with a frame received on `port` (or on the
+    /// uplink, with `uplink`).
     Trace {
+        #[serde(default)]
         port: String,
+        #[serde(default)]
+        uplink: bool,
         frame: String,
     },
     /// Stream pcap of the frames crossing these points (no ports and no
@@ -522,15 +526,49 @@ pub fn handle<P: Port, U: Port>(
             Err(e) => Reply::err(e),
         },
         Request::Capture { .. } => Reply::err("capture is only available as a stream"),
-        Request::Trace { port, frame } => {
+        Request::Trace {
+            port,
+            uplink,
+            frame,
+        } => {
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            if uplink {
+                let Some(wmac) = sw.gateway().wan_mac() else {
+                    return Reply::err("there is no uplink (start vswitchd with --uplink)");
+                };
+                let (addr, prefix_len) = sw
+                    .gateway()
+                    .wan_addr()
+                    .unwrap_or((Ipv4Addr::UNSPECIFIED, 32));
+                // A remote host on the uplink: the default source.
+                let remote = PortInfo {
+                    name: "uplink".into(),
+                    ifname: String::new(),
+                    mac: "02:00:00:00:00:99".parse().expect("literal MAC"),
+                    addr: sw
+                        .gateway()
+                        .routes()
+                        .iter()
+                        .find_map(|r| r.via)
+                        .unwrap_or(addr),
+                    prefix_len,
+                };
+                return match crate::control::trace::build_frame(&frame, &remote, Some(wmac), sw) {
+                    Ok(bytes) => Reply::ok(TraceReply {
+                        frame: hex(&bytes),
+                        steps: crate::control::trace::trace_uplink(sw, &bytes, now),
+                    }),
+                    Err(e) => Reply::err(format!("frame description: {e}")),
+                };
+            }
             let id = match port_id(sw, &port) {
                 Ok(id) => id,
                 Err(r) => return r,
             };
             let info = sw.port(id).expect("found above").info.clone();
-            match crate::control::trace::build_frame(&frame, &info, sw) {
+            match crate::control::trace::build_frame(&frame, &info, None, sw) {
                 Ok(bytes) => Reply::ok(TraceReply {
-                    frame: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+                    frame: hex(&bytes),
                     steps: crate::control::trace::trace(sw, id, &bytes, inst.mtu as usize, now),
                 }),
                 Err(e) => Reply::err(format!("frame description: {e}")),

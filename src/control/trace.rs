@@ -7,6 +7,9 @@
 //! TTL/MTU, NAT and neighbour paths as forwarding through `&self` methods (so
 //! no flow is created and nothing is sent).
 //!
+//! Frames from the uplink (`--uplink`) go through the gateway's
+//! [`crate::gateway::Gateway::trace_wan`] the same way.
+//!
 //! A frame is described in words, e.g.
 //! `eth dst=02:00:00:00:00:02 ip dst=10.99.0.1,ttl=1 udp dport=53`, or given
 //! as `hex 0200...`. Omitted fields take the ingress port's MAC and address,
@@ -22,9 +25,12 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 /// Builds the frame a description asks for (see the module docs).
+/// `to_mac`, when given, is the default destination MAC (frames from the
+/// uplink go to the gateway's uplink MAC).
 pub fn build_frame<P: Port, U: Port>(
     desc: &str,
     ingress: &PortInfo,
+    to_mac: Option<MacAddr>,
     sw: &Switch<P, U>,
 ) -> Result<Vec<u8>, String> {
     let words: Vec<&str> = desc.split_whitespace().collect();
@@ -116,7 +122,7 @@ pub fn build_frame<P: Port, U: Port>(
     }
     let src = addr("src")?.unwrap_or(ingress.addr);
     let dst = addr("dst")?.ok_or("ip dst=ADDRESS is needed")?;
-    let dst_mac = match mac("eth", "dst")? {
+    let dst_mac = match mac("eth", "dst")?.or(to_mac) {
         Some(m) => m,
         None => {
             let net = Ipv4Addr::from(u32::from(ingress.addr) & prefix_mask(ingress.prefix_len));
@@ -224,6 +230,21 @@ fn summary(frame: &[u8]) -> String {
         None => format!("ethertype {ty:#06x}"),
     };
     format!("{} bytes, {src} > {dst}, {l3}", frame.len())
+}
+
+/// Traces `frame` as if received on the uplink at `now`.
+pub fn trace_uplink<P: Port, U: Port>(sw: &Switch<P, U>, frame: &[u8], now: Millis) -> Vec<String> {
+    let name = |p: PortId| -> String {
+        if p == GW_PORT {
+            return "gateway".into();
+        }
+        sw.port(p)
+            .map_or_else(|| format!("#{p}"), |s| s.info.name.clone())
+    };
+    let mut t = vec![format!("ingress: uplink: {}", summary(frame))];
+    let egress_of = |m: MacAddr| sw.fdb().lookup(m, now).map(|p| format!("port {}", name(p)));
+    t.extend(sw.gateway().trace_wan(frame, now, egress_of));
+    t
 }
 
 /// Traces `frame` as if received on port `in_port` at `now`.

@@ -1010,6 +1010,121 @@ impl Gateway {
         }
     }
 
+    /// What [`Gateway::handle_wan`] would do with a frame from the uplink,
+    /// step by step, without doing it (the uplink twin of
+    /// [`Gateway::trace_lan`]).
+    pub fn trace_wan(
+        &self,
+        frame: &[u8],
+        now: Millis,
+        egress_port: impl Fn(MacAddr) -> Option<String>,
+    ) -> Vec<String> {
+        let mut t = Vec::new();
+        let Some(wmac) = self.wan_mac() else {
+            t.push("there is no uplink".into());
+            return t;
+        };
+        if frame.len() < ETH + 20 || ipv4::get16(frame, 12) != ETHERTYPE_IPV4 {
+            t.push("uplink: not IPv4; only the gateway's uplink stack looks at it (ARP)".into());
+            return t;
+        }
+        let dst_mac = MacAddr::from_slice(&frame[0..6]);
+        if dst_mac != wmac && dst_mac != MacAddr::BROADCAST {
+            t.push(format!(
+                "uplink: for {dst_mac}, not the gateway's uplink MAC {wmac}: ignored (promiscuous capture of other hosts' traffic)"
+            ));
+            return t;
+        }
+        let Some(h) = Ipv4Hdr::parse(&frame[ETH..]) else {
+            t.push("uplink: malformed IPv4 header: dropped (malformed)".into());
+            return t;
+        };
+        if !ipv4::ip_checksum_ok(&frame[ETH..], h.ihl) {
+            t.push("uplink: wrong IPv4 header checksum: dropped (bad_ip_checksum)".into());
+            return t;
+        }
+        let (src, dst) = (Ipv4Addr::from(h.src), Ipv4Addr::from(h.dst));
+        let wan_ip = self.wan_addr().map(|a| a.0);
+        if self.cfg.subnet.contains(src) {
+            t.push(format!(
+                "uplink: source {src} is inside {}: dropped (martian_source)",
+                self.cfg.subnet
+            ));
+            return t;
+        }
+        if Some(dst) != wan_ip {
+            let routed = self.nat.is_none() && self.cfg.subnet.contains(dst);
+            t.push(if routed {
+                format!("uplink: {dst} is inside and NAT is off: routed to the LAN")
+            } else {
+                format!("uplink: {dst} is not the uplink address: dropped (not_for_us)")
+            });
+            return t;
+        }
+        let Some(nat) = self.nat.as_ref() else {
+            t.push(format!(
+                "uplink: for the uplink address {dst}, NAT off: the gateway's own stack"
+            ));
+            return t;
+        };
+        let inside = match nat.peek_inbound(&frame[ETH..ETH + h.total_len], now) {
+            Ok(p) => {
+                t.push(format!("uplink: NAT: {p}"));
+                match p {
+                    nat::Peek::Existing { ref translated, .. } => translated
+                        .split(':')
+                        .next()
+                        .and_then(|a| a.parse::<Ipv4Addr>().ok()),
+                    _ => None,
+                }
+            }
+            Err(NatDrop::NoFlow) => {
+                let echo = h.proto == PROTO_ICMP && frame[ETH + h.ihl] == ICMP_ECHO_REQUEST;
+                t.push(if echo {
+                    "uplink: an echo request for the uplink address: answered by the gateway's stack"
+                        .to_string()
+                } else {
+                    "uplink: no flow matches: dropped (nat_no_flow); nothing from outside gets in unasked"
+                        .to_string()
+                });
+                return t;
+            }
+            Err(e) => {
+                t.push(format!("uplink: NAT refuses it: dropped ({})", e.name()));
+                return t;
+            }
+        };
+        let Some(inside) = inside else {
+            return t;
+        };
+        match self.forward_check(Side::Lan, &h) {
+            Ok(None) => t.push(format!("gateway: TTL {} -> {}", h.ttl, h.ttl - 1)),
+            Ok(Some(mtu)) => t.push(format!(
+                "gateway: TTL {} -> {}; over the LAN MTU {mtu}: would be fragmented",
+                h.ttl,
+                h.ttl - 1
+            )),
+            Err(_) => {
+                t.push(format!(
+                    "gateway: TTL {} or size {}: would answer the sender with an ICMP error; dropped",
+                    h.ttl, h.total_len
+                ));
+                return t;
+            }
+        }
+        match self.lan_neigh.get(inside) {
+            Some(mac) => {
+                let to = egress_port(mac).unwrap_or_else(|| "flooded (MAC not learned)".into());
+                t.push(format!("gateway: {inside} is at {mac}"));
+                t.push(format!("egress: into the switch from the gateway port, to {to}"));
+            }
+            None => t.push(format!(
+                "gateway: {inside} not resolved: would send an ARP request on the LAN and hold the packet"
+            )),
+        }
+        t
+    }
+
     /// What [`Gateway::handle_lan`] would do with an IPv4 frame addressed
     /// to the gateway, step by step, without doing it (no state changes, no
     /// output): local delivery or the route, TTL, the NAT mapping that would

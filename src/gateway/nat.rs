@@ -909,6 +909,55 @@ impl Nat {
         })
     }
 
+    /// What [`Nat::inbound`] would do with packet `b`, without doing it: the
+    /// flow it belongs to (and where it is translated to), or `NoFlow`.
+    pub fn peek_inbound(&self, b: &[u8], now: Millis) -> Result<Peek, NatDrop> {
+        let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
+        let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
+        if h.dst != ext {
+            return Err(NatDrop::NoFlow);
+        }
+        if !h.has_l4() {
+            return Ok(Peek::LaterFragment);
+        }
+        if h.proto == PROTO_ICMP && h.total_len - h.ihl >= 8 {
+            let t = b[h.ihl];
+            if icmp_is_error(t) {
+                return Ok(Peek::IcmpError);
+            }
+            if t != ipv4::ICMP_ECHO_REPLY {
+                return Err(NatDrop::NoFlow);
+            }
+        }
+        let l4 = Self::l4(b, &h)?;
+        let (r_port, ext_port) = if h.proto == PROTO_ICMP {
+            (0, l4.sport)
+        } else {
+            (l4.sport, l4.dport)
+        };
+        let idx = *self
+            .in_map
+            .get(&in_key(h.proto, h.src, r_port, ext_port))
+            .ok_or(NatDrop::NoFlow)?;
+        let f = &self.flows[idx as usize];
+        if !f.live || f.expires <= now {
+            return Err(NatDrop::NoFlow);
+        }
+        let ip = |a: [u8; 4]| Ipv4Addr::from(a);
+        Ok(Peek::Existing {
+            flow: format!(
+                "{} {}:{} -> {}:{}",
+                proto_name(h.proto),
+                ip(h.src),
+                r_port,
+                ip(ext),
+                ext_port
+            ),
+            translated: format!("{}:{}", ip(f.inside_ip), f.inside_port),
+            expires_in_secs: (f.expires - now).div_ceil(1000),
+        })
+    }
+
     /// The live flows, for `nat show`.
     pub fn flows(&self, now: Millis) -> Vec<FlowView> {
         let ext = self.ext_ip.map(Ipv4Addr::from);
