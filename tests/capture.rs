@@ -7,14 +7,37 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn tcpdump_read(file: &std::path::Path) -> String {
-    let out = run("tcpdump", &["-nn", "-r", &file.to_string_lossy()]);
-    assert!(
-        out.status.success(),
-        "tcpdump -r: {}",
-        String::from_utf8_lossy(&out.stderr)
+/// `tcpdump -r FILE FILTER` once the file shows `want` lines matching the
+/// filter (the capture writes as frames arrive), or panics after 10 s.
+fn read_until(file: &std::path::Path, filter: &str, want: usize) -> String {
+    let mut last = String::new();
+    let ok = wait_until(Duration::from_secs(10), || {
+        let out = run("tcpdump", &["-nn", "-r", &file.to_string_lossy(), filter]);
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        last.lines().count() >= want
+    });
+    assert!(ok, "capture never showed {want} '{filter}' frames:\n{last}");
+    last
+}
+
+fn stop(mut c: std::process::Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let _ = c.wait();
+}
+
+fn capture(d: &Daemon, args: &[&str], file: &std::path::Path) -> std::process::Child {
+    let file = file.to_string_lossy().into_owned();
+    let mut v = vec!["--name", d.name.as_str(), "capture"];
+    v.extend_from_slice(args);
+    v.extend_from_slice(&["-w", &file]);
+    Command::new(VSWITCHCTL).args(&v).spawn().unwrap()
+}
+
+fn sessions(d: &Daemon) -> u64 {
+    d.ctl_json(&["status"])["captures"].as_u64().unwrap_or(0)
 }
 
 #[test]
@@ -27,28 +50,17 @@ fn capture_of_a_ping_reads_back_in_tcpdump() {
     assert!(ping(&ns.0[0], "192.168.88.12")); // learn, resolve ARP
     let dir = TempDir::new();
     let file = dir.0.join("ping.pcap");
-    let file_s = file.to_string_lossy().into_owned();
-    // Four frames on port 2: the echo requests and replies of two pings.
-    let mut cap = Command::new(VSWITCHCTL)
-        .args([
-            "--name", &d.name, "capture", "--port", &ns.0[1], "-c", "4", "-w", &file_s,
-        ])
-        .spawn()
-        .unwrap();
-    // The session exists once status counts it.
-    assert!(wait_until(Duration::from_secs(10), || {
-        d.ctl_json(&["status"])["captures"].as_u64() == Some(1)
-    }));
+    let cap = capture(&d, &["--port", &ns.0[1]], &file);
+    assert!(wait_until(Duration::from_secs(10), || sessions(&d) == 1));
     let out = ns_exec(
         &ns.0[0],
         &["ping", "-c", "2", "-i", "0.2", "-W", "2", "192.168.88.12"],
     );
     assert!(out.status.success());
-    assert!(
-        cap.wait().unwrap().success(),
-        "capture did not end after 4 frames"
-    );
-    let text = tcpdump_read(&file);
+    // The namespaces' own IPv6 chatter may be in the capture too; the
+    // ICMP view must be exactly the two pings.
+    let text = read_until(&file, "icmp", 4);
+    stop(cap);
     assert!(
         text.contains("192.168.88.11 > 192.168.88.12: ICMP echo request"),
         "{text}"
@@ -58,11 +70,34 @@ fn capture_of_a_ping_reads_back_in_tcpdump() {
         "{text}"
     );
     assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(wait_until(Duration::from_secs(10), || sessions(&d) == 0));
+
+    // -c COUNT: the daemon ends the stream after COUNT frames, whatever they are.
+    let counted = dir.0.join("counted.pcap");
+    let mut cap = capture(&d, &["--port", &ns.0[1], "-c", "3"], &counted);
+    assert!(wait_until(Duration::from_secs(10), || sessions(&d) == 1));
+    let _ = ns_exec(
+        &ns.0[0],
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.168.88.12"],
+    );
+    assert!(
+        cap.wait().unwrap().success(),
+        "capture did not end after 3 frames"
+    );
+    let out = run("tcpdump", &["-nn", "-r", &counted.to_string_lossy()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+
     // A bad port name is a clear error, not a pcap.
     let out = run(
         VSWITCHCTL,
         &[
-            "--name", &d.name, "capture", "--port", "nope", "-w", &file_s,
+            "--name",
+            &d.name,
+            "capture",
+            "--port",
+            "nope",
+            "-w",
+            &file.to_string_lossy(),
         ],
     );
     assert!(!out.status.success());
@@ -81,35 +116,18 @@ fn uplink_capture_shows_the_translated_source() {
     let dir = TempDir::new();
     let inside = dir.0.join("inside.pcap");
     let outside = dir.0.join("outside.pcap");
-    let mut caps = Vec::new();
-    for (flag, file) in [
-        (format!("--port={}", ns.0[0]), &inside),
-        ("--uplink".to_string(), &outside),
-    ] {
-        caps.push(
-            Command::new(VSWITCHCTL)
-                .args([
-                    "--name",
-                    &d.name,
-                    "capture",
-                    &flag,
-                    "-c",
-                    "2",
-                    "-w",
-                    &file.to_string_lossy(),
-                ])
-                .spawn()
-                .unwrap(),
-        );
-    }
-    assert!(wait_until(Duration::from_secs(10), || {
-        d.ctl_json(&["status"])["captures"].as_u64() == Some(2)
-    }));
+    let port_flag = format!("--port={}", ns.0[0]);
+    let caps = [
+        capture(&d, &[port_flag.as_str()], &inside),
+        capture(&d, &["--uplink"], &outside),
+    ];
+    assert!(wait_until(Duration::from_secs(10), || sessions(&d) == 2));
     assert!(ping(&ns.0[0], WAN_HOST));
-    for mut c in caps {
-        assert!(c.wait().unwrap().success());
+    let inside = read_until(&inside, "icmp", 2);
+    let outside = read_until(&outside, "icmp", 2);
+    for c in caps {
+        stop(c);
     }
-    let (inside, outside) = (tcpdump_read(&inside), tcpdump_read(&outside));
     assert!(
         inside.contains("192.168.88.11 > 10.99.0.1: ICMP echo request"),
         "{inside}"
