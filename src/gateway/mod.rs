@@ -165,6 +165,11 @@ impl GwDrop {
         }
     }
 
+    /// The reason's counter name.
+    pub fn name(self) -> &'static str {
+        Self::name_of(self.index())
+    }
+
     pub fn name_of(index: usize) -> &'static str {
         if index >= Self::BASE.len() {
             return NatDrop::ALL[index - Self::BASE.len()].name();
@@ -305,6 +310,19 @@ impl From<Side> for Egress {
 
 fn ip4(b: &[u8]) -> Ipv4Addr {
     Ipv4Addr::new(b[0], b[1], b[2], b[3])
+}
+
+/// The IPv4 header of an Ethernet frame, if sound and its checksum right;
+/// otherwise the drop reason. Shared by routing and trace.
+fn sound_ipv4(frame: &[u8]) -> Result<Ipv4Hdr, GwDrop> {
+    let h = frame
+        .get(ETH..)
+        .and_then(Ipv4Hdr::parse)
+        .ok_or(GwDrop::Malformed)?;
+    if !ipv4::ip_checksum_ok(&frame[ETH..], h.ihl) {
+        return Err(GwDrop::BadChecksum);
+    }
+    Ok(h)
 }
 
 fn same_net(a: Ipv4Addr, b: Ipv4Addr, prefix_len: u8) -> bool {
@@ -642,15 +660,7 @@ impl Gateway {
     /// The frame's IPv4 header if it is sound and its checksum right;
     /// otherwise the drop is counted.
     fn checked_ipv4(&mut self, frame: &[u8]) -> Option<Ipv4Hdr> {
-        let Some(h) = Ipv4Hdr::parse(&frame[ETH..]) else {
-            self.drop(GwDrop::Malformed);
-            return None;
-        };
-        if !ipv4::ip_checksum_ok(&frame[ETH..], h.ihl) {
-            self.drop(GwDrop::BadChecksum);
-            return None;
-        }
-        Some(h)
+        sound_ipv4(frame).map_err(|why| self.drop(why)).ok()
     }
 
     fn ip_from_lan(&mut self, frame: &[u8], now: Millis, out: &mut Outbox) {
@@ -1035,14 +1045,13 @@ impl Gateway {
             ));
             return t;
         }
-        let Some(h) = Ipv4Hdr::parse(&frame[ETH..]) else {
-            t.push("uplink: malformed IPv4 header: dropped (malformed)".into());
-            return t;
+        let h = match sound_ipv4(frame) {
+            Ok(h) => h,
+            Err(why) => {
+                t.push(format!("uplink: bad IPv4 header: dropped ({})", why.name()));
+                return t;
+            }
         };
-        if !ipv4::ip_checksum_ok(&frame[ETH..], h.ihl) {
-            t.push("uplink: wrong IPv4 header checksum: dropped (bad_ip_checksum)".into());
-            return t;
-        }
         let (src, dst) = (Ipv4Addr::from(h.src), Ipv4Addr::from(h.dst));
         let wan_ip = self.wan_addr().map(|a| a.0);
         if self.cfg.subnet.contains(src) {
@@ -1141,14 +1150,16 @@ impl Gateway {
             t.push("gateway: not IPv4; only its own stack looks at it (ARP)".into());
             return t;
         }
-        let Some(h) = Ipv4Hdr::parse(&frame[ETH..]) else {
-            t.push("gateway: malformed IPv4 header: dropped (malformed)".into());
-            return t;
+        let h = match sound_ipv4(frame) {
+            Ok(h) => h,
+            Err(why) => {
+                t.push(format!(
+                    "gateway: bad IPv4 header: dropped ({})",
+                    why.name()
+                ));
+                return t;
+            }
         };
-        if !ipv4::ip_checksum_ok(&frame[ETH..], h.ihl) {
-            t.push("gateway: wrong IPv4 header checksum: dropped (bad_ip_checksum)".into());
-            return t;
-        }
         let dst = Ipv4Addr::from(h.dst);
         let src = Ipv4Addr::from(h.src);
         let wan_ip = self.wan_addr().map(|a| a.0);
