@@ -465,6 +465,16 @@ impl Gateway {
         });
     }
 
+    /// Whether a packet from the LAN to `dst` is for the gateway's own stack
+    /// (its addresses, or a broadcast/multicast), not to be routed. Shared by
+    /// forwarding, offloaded forwarding and trace.
+    fn is_local_lan(&self, dst: Ipv4Addr) -> bool {
+        dst == self.cfg.lan_ip
+            || Some(dst) == self.wan_addr().map(|a| a.0)
+            || is_special(dst)
+            || dst == self.cfg.subnet.broadcast()
+    }
+
     /// The routing table, for `vswitchctl routes`.
     pub fn routes(&self) -> Vec<RouteView> {
         let mut v = vec![RouteView {
@@ -670,11 +680,7 @@ impl Gateway {
         let dst = Ipv4Addr::from(h.dst);
         let src = Ipv4Addr::from(h.src);
         let wan_ip = self.wan_addr().map(|a| a.0);
-        if dst == self.cfg.lan_ip
-            || Some(dst) == wan_ip
-            || is_special(dst)
-            || dst == self.cfg.subnet.broadcast()
-        {
+        if self.is_local_lan(dst) {
             return self.deliver_local(Side::Lan, frame, now, out);
         }
         if !self.cfg.subnet.contains(src) {
@@ -764,12 +770,7 @@ impl Gateway {
         };
         let dst = Ipv4Addr::from(h.dst);
         let wan_ip = self.wan_addr().map(|a| a.0);
-        if dst == self.cfg.lan_ip
-            || Some(dst) == wan_ip
-            || is_special(dst)
-            || dst == self.cfg.subnet.broadcast()
-            || !self.cfg.subnet.contains(Ipv4Addr::from(h.src))
-        {
+        if self.is_local_lan(dst) || !self.cfg.subnet.contains(Ipv4Addr::from(h.src)) {
             return false;
         }
         let Some((side, next_hop)) = self.route(dst) else {
@@ -1163,11 +1164,7 @@ impl Gateway {
         let dst = Ipv4Addr::from(h.dst);
         let src = Ipv4Addr::from(h.src);
         let wan_ip = self.wan_addr().map(|a| a.0);
-        if dst == self.cfg.lan_ip
-            || Some(dst) == wan_ip
-            || is_special(dst)
-            || dst == self.cfg.subnet.broadcast()
-        {
+        if self.is_local_lan(dst) {
             t.push(format!(
                 "gateway: {dst} is the gateway's own (or a broadcast) address: its smoltcp stack answers (ARP, ICMP echo)"
             ));
