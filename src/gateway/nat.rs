@@ -35,12 +35,15 @@
 
 use crate::hash::FastMap;
 use crate::switch::Millis;
-use crate::wire::checksum;
-use crate::wire::ipv4::{
-    self, DST, Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP, SRC, get16, icmp_is_error, set_addr,
-    set_port,
-};
+use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use std::net::Ipv4Addr;
+
+mod classify;
+mod peek;
+mod translate;
+
+pub use classify::{Class, FlowKey};
+pub use peek::Peek;
 
 /// How long a fragment-tracking entry lives.
 const FRAG_TTL_MS: Millis = 30_000;
@@ -163,58 +166,6 @@ struct Flow {
     packets_in: u64,
 }
 
-/// What the NAT would do with a packet ([`Nat::peek_outbound`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Peek {
-    Existing {
-        flow: String,
-        translated: String,
-        expires_in_secs: u64,
-    },
-    New {
-        flow: String,
-        translated: String,
-    },
-    /// A later fragment follows its first fragment's flow.
-    LaterFragment,
-    /// An ICMP error: its quoted header would be translated too.
-    IcmpError,
-}
-
-impl std::fmt::Display for Peek {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Peek::Existing {
-                flow,
-                translated,
-                expires_in_secs,
-            } => write!(
-                f,
-                "existing flow {flow}, translated to {translated} ({expires_in_secs} s left)"
-            ),
-            Peek::New { flow, translated } => {
-                write!(
-                    f,
-                    "new flow {flow} would be created, translated to {translated}"
-                )
-            }
-            Peek::LaterFragment => write!(f, "a later fragment: follows its first fragment's flow"),
-            Peek::IcmpError => write!(
-                f,
-                "an ICMP error: translated with the quoted header if it belongs to a flow"
-            ),
-        }
-    }
-}
-
-fn proto_name(p: u8) -> &'static str {
-    match p {
-        PROTO_TCP => "tcp",
-        PROTO_UDP => "udp",
-        _ => "icmp",
-    }
-}
-
 /// Table-wide counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NatStats {
@@ -261,15 +212,6 @@ fn frag_key(proto: u8, src: [u8; 4], dst: [u8; 4], id: u16) -> u128 {
         | id as u128
 }
 
-/// The L4 "ports" of a packet: (source, destination) for TCP/UDP, (id, 0)
-/// for ICMP echo.
-struct L4 {
-    sport: u16,
-    dport: u16,
-    /// TCP flags (0 for UDP and ICMP).
-    tcp_flags: u8,
-}
-
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
@@ -290,8 +232,12 @@ pub struct Nat {
     stats: NatStats,
 }
 
-enum Dir {
+/// Which way a packet crosses the NAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// From the inside toward the uplink (source translated).
     Out,
+    /// From the uplink toward the inside (destination translated back).
     In,
 }
 
@@ -345,6 +291,14 @@ impl Nat {
         self.flows.capacity() * std::mem::size_of::<Flow>()
             + (self.out_map.capacity() + self.in_map.capacity()) * bucket
             + self.free.capacity() * 4
+    }
+
+    /// Counts a packet the NAT refused (for the table-wide counters); called
+    /// once per refusal by whoever acts on it.
+    pub fn count_refusal(&mut self, e: NatDrop) {
+        if e == NatDrop::TableFull {
+            self.stats.refused_full += 1;
+        }
     }
 
     /// Removes every flow.
@@ -429,21 +383,6 @@ impl Nat {
         removed
     }
 
-    /// Looks up a live, unexpired flow; an expired one is removed on sight.
-    fn get(&mut self, map_out: bool, key: u128, now: Millis) -> Option<u32> {
-        let idx = *if map_out {
-            self.out_map.get(&key)
-        } else {
-            self.in_map.get(&key)
-        }?;
-        if self.flows[idx as usize].expires <= now {
-            self.remove(idx);
-            self.stats.expired += 1;
-            return None;
-        }
-        Some(idx)
-    }
-
     /// Keeps `want` if the inbound key it makes is free; otherwise tries up
     /// to `ALLOC_TRIES` random ports of the range (Linux bounds its search
     /// the same way), so a crowded remote endpoint costs bounded work.
@@ -487,8 +426,13 @@ impl Nat {
         remote_port: u16,
         now: Millis,
     ) -> Result<u32, NatDrop> {
+        // An expired flow under the same key (not swept yet) makes way.
+        let key = out_key(proto, inside_ip, inside_port, remote_ip, remote_port);
+        if let Some(&stale) = self.out_map.get(&key) {
+            self.remove(stale);
+            self.stats.expired += 1;
+        }
         if self.live >= self.cfg.max_flows {
-            self.stats.refused_full += 1;
             return Err(NatDrop::TableFull);
         }
         let ext_port = self
@@ -522,10 +466,7 @@ impl Nat {
                 (self.flows.len() - 1) as u32
             }
         };
-        self.out_map.insert(
-            out_key(proto, inside_ip, inside_port, remote_ip, remote_port),
-            idx,
-        );
+        self.out_map.insert(key, idx);
         self.in_map
             .insert(in_key(proto, remote_ip, remote_port, ext_port), idx);
         self.live += 1;
@@ -576,388 +517,6 @@ impl Nat {
         self.flows[idx as usize].expires = now + t;
     }
 
-    fn l4(b: &[u8], h: &Ipv4Hdr) -> Result<L4, NatDrop> {
-        let l4 = h.ihl;
-        let len = h.total_len - h.ihl;
-        match h.proto {
-            PROTO_TCP if len >= 20 => Ok(L4 {
-                sport: get16(b, l4),
-                dport: get16(b, l4 + 2),
-                tcp_flags: b[l4 + 13],
-            }),
-            PROTO_UDP if len >= 8 => Ok(L4 {
-                sport: get16(b, l4),
-                dport: get16(b, l4 + 2),
-                tcp_flags: 0,
-            }),
-            PROTO_ICMP if len >= 8 => Ok(L4 {
-                sport: get16(b, l4 + 4),
-                dport: 0,
-                tcp_flags: 0,
-            }),
-            PROTO_TCP | PROTO_UDP | PROTO_ICMP => Err(NatDrop::Malformed),
-            _ => Err(NatDrop::Unsupported),
-        }
-    }
-
-    fn frag_record(&mut self, key: u128, idx: u32, now: Millis) {
-        if self.frags.len() >= FRAG_MAX {
-            self.frags.retain(|_, (_, _, exp)| *exp > now);
-            if self.frags.len() >= FRAG_MAX {
-                return;
-            }
-        }
-        let generation = self.flows[idx as usize].generation;
-        self.frags.insert(key, (idx, generation, now + FRAG_TTL_MS));
-    }
-
-    fn frag_lookup(&self, key: u128, now: Millis) -> Option<u32> {
-        let &(idx, generation, exp) = self.frags.get(&key)?;
-        let f = self.flows.get(idx as usize)?;
-        (exp > now && f.live && f.generation == generation).then_some(idx)
-    }
-
-    /// Translates a packet going out of the uplink: the source becomes the
-    /// external address and port. `b` is exactly the IPv4 packet.
-    pub fn outbound(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
-        self.outbound_with(b, now, false)
-    }
-
-    /// [`Nat::outbound`] for a TCP/UDP packet whose L4 checksum is left for
-    /// offload (a virtio-net `NEEDS_CSUM` frame or super-frame): the
-    /// checksum field holds the pseudo-header sum, so only the address change
-    /// is folded into it; the port change is covered when the checksum is
-    /// completed (by the kernel or by segmentation).
-    pub fn outbound_partial(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
-        self.outbound_with(b, now, true)
-    }
-
-    /// [`Nat::inbound`] for a packet whose L4 checksum is left for offload.
-    pub fn inbound_partial(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
-        self.inbound_with(b, now, true)
-    }
-
-    fn outbound_with(&mut self, b: &mut [u8], now: Millis, partial: bool) -> Result<(), NatDrop> {
-        let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
-        let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
-        let b = &mut b[..h.total_len];
-        if !h.has_l4() {
-            self.frag_lookup(frag_key(h.proto, h.src, h.dst, h.id), now)
-                .ok_or(NatDrop::FragmentNoFlow)?;
-            set_addr(b, SRC.start, ext, None);
-            self.stats.translated_out += 1;
-            return Ok(());
-        }
-        if h.proto == PROTO_ICMP && h.total_len - h.ihl >= 8 {
-            let t = b[h.ihl];
-            if icmp_is_error(t) {
-                return self.icmp_error(b, &h, Dir::Out, ext, now);
-            }
-            if t != ipv4::ICMP_ECHO_REQUEST {
-                return Err(NatDrop::Unsupported);
-            }
-        }
-        let l4 = Self::l4(b, &h)?;
-        let key = out_key(h.proto, h.src, l4.sport, h.dst, l4.dport);
-        let idx = match self.get(true, key, now) {
-            Some(i) => i,
-            None => self.create(h.proto, h.src, l4.sport, h.dst, l4.dport, now)?,
-        };
-        self.touch(idx, Dir::Out, l4.tcp_flags, now);
-        let ext_port = self.flows[idx as usize].ext_port;
-        if partial && h.proto != PROTO_ICMP {
-            ipv4::set_addr_partial(b, SRC.start, ext, h.ihl, h.proto);
-            b[h.ihl..h.ihl + 2].copy_from_slice(&ext_port.to_be_bytes());
-        } else {
-            set_addr(b, SRC.start, ext, Some((h.ihl, h.proto)));
-            if ext_port != l4.sport {
-                let (at, csum) = if h.proto == PROTO_ICMP {
-                    (h.ihl + 4, h.ihl + 2)
-                } else {
-                    (
-                        h.ihl,
-                        h.ihl + ipv4::l4_checksum_offset(h.proto).unwrap_or(0),
-                    )
-                };
-                set_port(b, at, ext_port, csum, h.proto);
-            }
-        }
-        if h.more_frags {
-            self.frag_record(frag_key(h.proto, h.src, h.dst, h.id), idx, now);
-        }
-        self.stats.translated_out += 1;
-        Ok(())
-    }
-
-    /// Translates a packet that came in on the uplink for the external
-    /// address: the destination becomes the inside host and port.
-    pub fn inbound(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
-        self.inbound_with(b, now, false)
-    }
-
-    fn inbound_with(&mut self, b: &mut [u8], now: Millis, partial: bool) -> Result<(), NatDrop> {
-        let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
-        if b.len() >= 20 && b[DST] != ext {
-            return Err(NatDrop::NoFlow);
-        }
-        let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
-        let b = &mut b[..h.total_len];
-        if !h.has_l4() {
-            let idx = self
-                .frag_lookup(frag_key(h.proto, h.src, h.dst, h.id), now)
-                .ok_or(NatDrop::FragmentNoFlow)?;
-            let inside = self.flows[idx as usize].inside_ip;
-            set_addr(b, DST.start, inside, None);
-            self.stats.translated_in += 1;
-            return Ok(());
-        }
-        if h.proto == PROTO_ICMP && h.total_len - h.ihl >= 8 {
-            let t = b[h.ihl];
-            if icmp_is_error(t) {
-                return self.icmp_error(b, &h, Dir::In, ext, now);
-            }
-            if t != ipv4::ICMP_ECHO_REPLY {
-                return Err(NatDrop::NoFlow);
-            }
-        }
-        let l4 = Self::l4(b, &h)?;
-        // Inbound: source is the remote end, destination port the external one.
-        let (r_port, ext_port) = if h.proto == PROTO_ICMP {
-            (0, l4.sport)
-        } else {
-            (l4.sport, l4.dport)
-        };
-        let idx = self
-            .get(false, in_key(h.proto, h.src, r_port, ext_port), now)
-            .ok_or(NatDrop::NoFlow)?;
-        self.touch(idx, Dir::In, l4.tcp_flags, now);
-        let f = self.flows[idx as usize];
-        if partial && h.proto != PROTO_ICMP {
-            ipv4::set_addr_partial(b, DST.start, f.inside_ip, h.ihl, h.proto);
-            b[h.ihl + 2..h.ihl + 4].copy_from_slice(&f.inside_port.to_be_bytes());
-        } else {
-            set_addr(b, DST.start, f.inside_ip, Some((h.ihl, h.proto)));
-        }
-        if !partial && f.inside_port != ext_port {
-            let (at, csum) = if h.proto == PROTO_ICMP {
-                (h.ihl + 4, h.ihl + 2)
-            } else {
-                (
-                    h.ihl + 2,
-                    h.ihl + ipv4::l4_checksum_offset(h.proto).unwrap_or(0),
-                )
-            };
-            set_port(b, at, f.inside_port, csum, h.proto);
-        }
-        if h.more_frags {
-            self.frag_record(frag_key(h.proto, h.src, h.dst, h.id), idx, now);
-        }
-        self.stats.translated_in += 1;
-        Ok(())
-    }
-
-    /// Translates an ICMP error about a tracked flow. Inbound: the quoted
-    /// packet is one we sent (source = external address and port). Outbound:
-    /// the quoted packet is one the inside host received (destination = its
-    /// address and port).
-    fn icmp_error(
-        &mut self,
-        b: &mut [u8],
-        h: &Ipv4Hdr,
-        dir: Dir,
-        ext: [u8; 4],
-        _now: Millis,
-    ) -> Result<(), NatDrop> {
-        let e = h.ihl + 8;
-        if b.len() < e + 20 || b[e] >> 4 != 4 {
-            return Err(NatDrop::Malformed);
-        }
-        let eihl = ((b[e] & 0x0f) as usize) * 4;
-        let el4 = e + eihl;
-        if eihl < 20 || b.len() < el4 + 8 {
-            return Err(NatDrop::Malformed);
-        }
-        let eproto = b[e + 9];
-        let esrc: [u8; 4] = b[e + 12..e + 16].try_into().unwrap();
-        let edst: [u8; 4] = b[e + 16..e + 20].try_into().unwrap();
-        let (eport_s, eport_d) = match eproto {
-            PROTO_TCP | PROTO_UDP => (get16(b, el4), get16(b, el4 + 2)),
-            PROTO_ICMP => (get16(b, el4 + 4), 0),
-            _ => return Err(NatDrop::Unsupported),
-        };
-        let idx = match dir {
-            Dir::In => {
-                if esrc != ext {
-                    return Err(NatDrop::NoFlow);
-                }
-                let r_port = if eproto == PROTO_ICMP { 0 } else { eport_d };
-                self.in_map
-                    .get(&in_key(eproto, edst, r_port, eport_s))
-                    .copied()
-            }
-            Dir::Out => {
-                // Quoted: remote -> inside host.
-                let (in_port, r_port) = if eproto == PROTO_ICMP {
-                    (eport_s, 0)
-                } else {
-                    (eport_d, eport_s)
-                };
-                self.out_map
-                    .get(&out_key(eproto, edst, in_port, esrc, r_port))
-                    .copied()
-            }
-        }
-        .filter(|&i| self.flows[i as usize].live)
-        .ok_or(NatDrop::NoFlow)?;
-        let f = self.flows[idx as usize];
-        let quoted = &mut b[e..];
-        let qcsum = ipv4::l4_checksum_offset(eproto).map(|o| eihl + o);
-        let (addr_at, new_addr, port_at, new_port) = match dir {
-            Dir::In => (
-                SRC.start,
-                f.inside_ip,
-                if eproto == PROTO_ICMP { eihl + 4 } else { eihl },
-                f.inside_port,
-            ),
-            Dir::Out => (
-                DST.start,
-                ext,
-                if eproto == PROTO_ICMP {
-                    eihl + 4
-                } else {
-                    eihl + 2
-                },
-                f.ext_port,
-            ),
-        };
-        set_addr(quoted, addr_at, new_addr, Some((eihl, eproto)));
-        if let Some(c) = qcsum {
-            set_port(quoted, port_at, new_port, c, eproto);
-        } else {
-            quoted[port_at..port_at + 2].copy_from_slice(&new_port.to_be_bytes());
-        }
-        match dir {
-            Dir::In => set_addr(b, DST.start, f.inside_ip, None),
-            Dir::Out => set_addr(b, SRC.start, ext, None),
-        }
-        // The ICMP checksum covers the quoted packet: recompute it.
-        let l4 = h.ihl;
-        b[l4 + 2..l4 + 4].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&b[l4..h.total_len]);
-        b[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
-        self.stats.icmp_errors_translated += 1;
-        Ok(())
-    }
-
-    /// What [`Nat::outbound`] would do with packet `b`, without doing it:
-    /// the existing flow it belongs to, or the flow it would create.
-    pub fn peek_outbound(&self, b: &[u8], now: Millis) -> Result<Peek, NatDrop> {
-        let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
-        let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
-        if !h.has_l4() {
-            return Ok(Peek::LaterFragment);
-        }
-        if h.proto == PROTO_ICMP && h.total_len - h.ihl >= 8 {
-            let t = b[h.ihl];
-            if icmp_is_error(t) {
-                return Ok(Peek::IcmpError);
-            }
-            if t != ipv4::ICMP_ECHO_REQUEST {
-                return Err(NatDrop::Unsupported);
-            }
-        }
-        let l4 = Self::l4(b, &h)?;
-        let ip = |a: [u8; 4]| Ipv4Addr::from(a);
-        let flow = format!(
-            "{} {}:{} -> {}:{}",
-            proto_name(h.proto),
-            ip(h.src),
-            l4.sport,
-            ip(h.dst),
-            l4.dport
-        );
-        let key = out_key(h.proto, h.src, l4.sport, h.dst, l4.dport);
-        if let Some(&idx) = self.out_map.get(&key) {
-            let f = &self.flows[idx as usize];
-            if f.live && f.expires > now {
-                return Ok(Peek::Existing {
-                    flow,
-                    translated: format!("{}:{}", ip(ext), f.ext_port),
-                    expires_in_secs: (f.expires - now).div_ceil(1000),
-                });
-            }
-        }
-        if self.live >= self.cfg.max_flows {
-            return Err(NatDrop::TableFull);
-        }
-        let kept = !self
-            .in_map
-            .contains_key(&in_key(h.proto, h.dst, l4.dport, l4.sport));
-        Ok(Peek::New {
-            flow,
-            translated: if kept {
-                format!("{}:{} (port kept)", ip(ext), l4.sport)
-            } else {
-                format!(
-                    "{}:<a free port of {}-{}> ({} is taken for that remote end)",
-                    ip(ext),
-                    self.cfg.port_min,
-                    self.cfg.port_max,
-                    l4.sport
-                )
-            },
-        })
-    }
-
-    /// What [`Nat::inbound`] would do with packet `b`, without doing it: the
-    /// flow it belongs to (and where it is translated to), or `NoFlow`.
-    pub fn peek_inbound(&self, b: &[u8], now: Millis) -> Result<Peek, NatDrop> {
-        let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
-        let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
-        if h.dst != ext {
-            return Err(NatDrop::NoFlow);
-        }
-        if !h.has_l4() {
-            return Ok(Peek::LaterFragment);
-        }
-        if h.proto == PROTO_ICMP && h.total_len - h.ihl >= 8 {
-            let t = b[h.ihl];
-            if icmp_is_error(t) {
-                return Ok(Peek::IcmpError);
-            }
-            if t != ipv4::ICMP_ECHO_REPLY {
-                return Err(NatDrop::NoFlow);
-            }
-        }
-        let l4 = Self::l4(b, &h)?;
-        let (r_port, ext_port) = if h.proto == PROTO_ICMP {
-            (0, l4.sport)
-        } else {
-            (l4.sport, l4.dport)
-        };
-        let idx = *self
-            .in_map
-            .get(&in_key(h.proto, h.src, r_port, ext_port))
-            .ok_or(NatDrop::NoFlow)?;
-        let f = &self.flows[idx as usize];
-        if !f.live || f.expires <= now {
-            return Err(NatDrop::NoFlow);
-        }
-        let ip = |a: [u8; 4]| Ipv4Addr::from(a);
-        Ok(Peek::Existing {
-            flow: format!(
-                "{} {}:{} -> {}:{}",
-                proto_name(h.proto),
-                ip(h.src),
-                r_port,
-                ip(ext),
-                ext_port
-            ),
-            translated: format!("{}:{}", ip(f.inside_ip), f.inside_port),
-            expires_in_secs: (f.expires - now).div_ceil(1000),
-        })
-    }
-
     /// The live flows, for `nat show`.
     pub fn flows(&self, now: Millis) -> Vec<FlowView> {
         let ext = self.ext_ip.map(Ipv4Addr::from);
@@ -998,6 +557,14 @@ impl Nat {
         v
     }
 }
+
+// The tests below use `super::*` for the wire helpers they build packets
+// with.
+#[cfg(test)]
+use crate::wire::{
+    checksum,
+    ipv4::{self, Ipv4Hdr, get16},
+};
 
 #[cfg(test)]
 mod tests;

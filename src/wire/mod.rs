@@ -5,6 +5,7 @@
 //! [`smoltcp::wire::EthernetFrame`] views, `new_checked` on everything that
 //! came from a port; [`MacAddr`] is the compact key the MAC table stores.
 
+pub mod build;
 pub mod checksum;
 pub mod ipv4;
 pub mod vnet;

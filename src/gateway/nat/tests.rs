@@ -247,13 +247,16 @@ fn tcp_states_and_timeouts() {
         Err(NatDrop::NoFlow)
     );
 
-    // RST closes quickly.
-    n.outbound(&mut tcp(A, R, 33001, 80, TCP_SYN), 0).unwrap();
-    n.inbound(&mut tcp(R, EXT, 80, 33001, TCP_RST | TCP_ACK), 1)
+    // RST closes quickly (clock moving on: the flow above is expired and
+    // invisible).
+    let t0 = gone + 1;
+    n.outbound(&mut tcp(A, R, 33001, 80, TCP_SYN), t0).unwrap();
+    n.inbound(&mut tcp(R, EXT, 80, 33001, TCP_RST | TCP_ACK), t0 + 1)
         .unwrap();
-    assert_eq!(n.flows(1)[0].state, "CLOSE");
+    assert_eq!(n.flows(t0 + 1).len(), 1);
+    assert_eq!(n.flows(t0 + 1)[0].state, "CLOSE");
     assert_eq!(
-        n.inbound(&mut tcp(R, EXT, 80, 33001, TCP_ACK), 1 + t.tcp_closed),
+        n.inbound(&mut tcp(R, EXT, 80, 33001, TCP_ACK), t0 + 1 + t.tcp_closed),
         Err(NatDrop::NoFlow)
     );
 }

@@ -1,0 +1,97 @@
+//! Why the gateway drops a packet, and its counters: one reason per drop,
+//! one counter per reason, indexed the same way everywhere (status,
+//! metrics, tests).
+
+use super::nat::NatDrop;
+
+/// Why the gateway dropped a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GwDrop {
+    Malformed,
+    BadChecksum,
+    /// For a MAC or address that is not the gateway's, or a protocol it
+    /// does not route (IPv6).
+    NotForUs,
+    /// A LAN source outside the subnet, or a LAN source arriving from the
+    /// uplink.
+    Martian,
+    NoRoute,
+    TtlExceeded,
+    FragNeeded,
+    /// Larger than the egress MTU without DF, but with IP options (which
+    /// the gateway does not fragment).
+    TooBig,
+    /// Neighbour resolution failed or its hold queue was full.
+    NoNeighbour,
+    /// The uplink is not configured (no --uplink, or no address yet).
+    NoUplink,
+    Nat(NatDrop),
+}
+
+impl GwDrop {
+    pub const BASE: [GwDrop; 10] = [
+        GwDrop::Malformed,
+        GwDrop::BadChecksum,
+        GwDrop::NotForUs,
+        GwDrop::Martian,
+        GwDrop::NoRoute,
+        GwDrop::TtlExceeded,
+        GwDrop::FragNeeded,
+        GwDrop::TooBig,
+        GwDrop::NoNeighbour,
+        GwDrop::NoUplink,
+    ];
+    pub const COUNT: usize = Self::BASE.len() + NatDrop::ALL.len();
+
+    /// The reason's slot in [`GatewayStats::drops`].
+    pub fn index(self) -> usize {
+        match self {
+            GwDrop::Nat(n) => {
+                Self::BASE.len() + NatDrop::ALL.iter().position(|x| *x == n).unwrap_or(0)
+            }
+            b => Self::BASE.iter().position(|x| *x == b).unwrap_or(0),
+        }
+    }
+
+    /// The reason's counter name.
+    pub fn name(self) -> &'static str {
+        Self::name_of(self.index())
+    }
+
+    pub fn name_of(index: usize) -> &'static str {
+        if index >= Self::BASE.len() {
+            return NatDrop::ALL[index - Self::BASE.len()].name();
+        }
+        match Self::BASE[index] {
+            GwDrop::Malformed => "malformed",
+            GwDrop::BadChecksum => "bad_ip_checksum",
+            GwDrop::NotForUs => "not_for_us",
+            GwDrop::Martian => "martian_source",
+            GwDrop::NoRoute => "no_route",
+            GwDrop::TtlExceeded => "ttl_exceeded",
+            GwDrop::FragNeeded => "frag_needed",
+            GwDrop::TooBig => "too_big_options",
+            GwDrop::NoNeighbour => "no_neighbour",
+            GwDrop::NoUplink => "no_uplink",
+            GwDrop::Nat(_) => unreachable!(),
+        }
+    }
+}
+
+/// Gateway counters.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayStats {
+    /// Packets routed LAN -> uplink and uplink -> LAN.
+    pub routed_out: u64,
+    pub routed_in: u64,
+    /// Packets routed within the LAN (hairpin through the gateway).
+    pub routed_lan: u64,
+    /// Frames handed to the gateway's own stacks.
+    pub to_stack: u64,
+    pub icmp_errors_sent: u64,
+    pub icmp_errors_suppressed: u64,
+    pub arp_requests_sent: u64,
+    /// Packets the gateway fragmented to fit an egress MTU.
+    pub fragmented: u64,
+    pub drops: [u64; GwDrop::COUNT],
+}

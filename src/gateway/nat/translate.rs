@@ -1,0 +1,203 @@
+//! Acting on a [`Class`]: rewriting a packet in place and advancing its
+//! flow (created first when new). The decision itself is
+//! [`Nat::classify`]'s; nothing here looks a packet up a second time.
+
+use super::{Class, Dir, FRAG_MAX, FRAG_TTL_MS, Nat, NatDrop, frag_key};
+use crate::switch::Millis;
+use crate::wire::checksum;
+use crate::wire::ipv4::{self, DST, Ipv4Hdr, PROTO_ICMP, SRC, set_addr, set_port};
+
+impl Nat {
+    /// Translates a packet going out of the uplink: the source becomes the
+    /// external address and port. `b` is exactly the IPv4 packet.
+    pub fn outbound(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
+        self.classify_and_translate(b, Dir::Out, false, now)
+    }
+
+    /// [`Nat::outbound`] for a TCP/UDP packet whose L4 checksum is left for
+    /// offload (a virtio-net `NEEDS_CSUM` frame or super-frame): the
+    /// checksum field holds the pseudo-header sum, so only the address change
+    /// is folded into it; the port change is covered when the checksum is
+    /// completed (by the kernel or by segmentation).
+    pub fn outbound_partial(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
+        self.classify_and_translate(b, Dir::Out, true, now)
+    }
+
+    /// Translates a packet that came in on the uplink for the external
+    /// address: the destination becomes the inside host and port.
+    pub fn inbound(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
+        self.classify_and_translate(b, Dir::In, false, now)
+    }
+
+    /// [`Nat::inbound`] for a packet whose L4 checksum is left for offload.
+    pub fn inbound_partial(&mut self, b: &mut [u8], now: Millis) -> Result<(), NatDrop> {
+        self.classify_and_translate(b, Dir::In, true, now)
+    }
+
+    fn classify_and_translate(
+        &mut self,
+        b: &mut [u8],
+        dir: Dir,
+        partial: bool,
+        now: Millis,
+    ) -> Result<(), NatDrop> {
+        let r = self
+            .classify(b, dir, now)
+            .and_then(|class| self.translate(b, dir, class, partial, now));
+        if let Err(e) = r {
+            self.count_refusal(e);
+        }
+        r
+    }
+
+    /// Rewrites packet `b` as `class` (from [`Nat::classify`] of the same
+    /// packet, just before) says, creating the flow of a new one. A
+    /// refusal here (the new flow finds no port) is the caller's to count
+    /// with [`Nat::count_refusal`].
+    pub fn translate(
+        &mut self,
+        b: &mut [u8],
+        dir: Dir,
+        class: Class,
+        partial: bool,
+        now: Millis,
+    ) -> Result<(), NatDrop> {
+        let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
+        let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
+        let b = &mut b[..h.total_len];
+        let (idx, tcp_flags) = match class {
+            Class::Fragment { idx } => {
+                match dir {
+                    Dir::Out => set_addr(b, SRC.start, ext, None),
+                    Dir::In => set_addr(b, DST.start, self.flows[idx as usize].inside_ip, None),
+                }
+                self.count(dir);
+                return Ok(());
+            }
+            Class::IcmpError {
+                idx,
+                quoted,
+                quoted_ihl,
+                quoted_proto,
+            } => {
+                self.rewrite_icmp_error(b, &h, dir, ext, idx, quoted, quoted_ihl, quoted_proto);
+                return Ok(());
+            }
+            Class::Flow { idx, tcp_flags } => (idx, tcp_flags),
+            Class::New { key, tcp_flags } => {
+                let idx = self.create(
+                    key.proto,
+                    key.inside.ip().octets(),
+                    key.inside.port(),
+                    key.remote.ip().octets(),
+                    key.remote.port(),
+                    now,
+                )?;
+                (idx, tcp_flags)
+            }
+        };
+        self.touch(idx, dir, tcp_flags, now);
+        let f = self.flows[idx as usize];
+        // (address field, new address, port field, old port, new port)
+        let (addr_at, new_addr, port_at, old_port, new_port) = match dir {
+            Dir::Out => (SRC.start, ext, h.ihl, f.inside_port, f.ext_port),
+            Dir::In => (DST.start, f.inside_ip, h.ihl + 2, f.ext_port, f.inside_port),
+        };
+        if partial && h.proto != PROTO_ICMP {
+            ipv4::set_addr_partial(b, addr_at, new_addr, h.ihl, h.proto);
+            b[port_at..port_at + 2].copy_from_slice(&new_port.to_be_bytes());
+        } else {
+            set_addr(b, addr_at, new_addr, Some((h.ihl, h.proto)));
+            if new_port != old_port {
+                let (at, csum) = if h.proto == PROTO_ICMP {
+                    (h.ihl + 4, h.ihl + 2)
+                } else {
+                    let off = ipv4::l4_checksum_offset(h.proto).unwrap_or(0);
+                    (port_at, h.ihl + off)
+                };
+                set_port(b, at, new_port, csum, h.proto);
+            }
+        }
+        if h.more_frags {
+            self.frag_record(frag_key(h.proto, h.src, h.dst, h.id), idx, now);
+        }
+        self.count(dir);
+        Ok(())
+    }
+
+    fn count(&mut self, dir: Dir) {
+        match dir {
+            Dir::Out => self.stats.translated_out += 1,
+            Dir::In => self.stats.translated_in += 1,
+        }
+    }
+
+    /// Rewrites an ICMP error about flow `idx`: the outer address, the
+    /// quoted header's address and port with its checksums, and the ICMP
+    /// checksum (which covers the quoted packet).
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite_icmp_error(
+        &mut self,
+        b: &mut [u8],
+        h: &Ipv4Hdr,
+        dir: Dir,
+        ext: [u8; 4],
+        idx: u32,
+        e: usize,
+        eihl: usize,
+        eproto: u8,
+    ) {
+        let f = self.flows[idx as usize];
+        let quoted = &mut b[e..];
+        let qcsum = ipv4::l4_checksum_offset(eproto).map(|o| eihl + o);
+        let echo_id_at = eihl + 4;
+        let (addr_at, new_addr, port_at, new_port) = match dir {
+            Dir::In => (
+                SRC.start,
+                f.inside_ip,
+                if eproto == PROTO_ICMP {
+                    echo_id_at
+                } else {
+                    eihl
+                },
+                f.inside_port,
+            ),
+            Dir::Out => (
+                DST.start,
+                ext,
+                if eproto == PROTO_ICMP {
+                    echo_id_at
+                } else {
+                    eihl + 2
+                },
+                f.ext_port,
+            ),
+        };
+        set_addr(quoted, addr_at, new_addr, Some((eihl, eproto)));
+        if let Some(c) = qcsum {
+            set_port(quoted, port_at, new_port, c, eproto);
+        } else {
+            quoted[port_at..port_at + 2].copy_from_slice(&new_port.to_be_bytes());
+        }
+        match dir {
+            Dir::In => set_addr(b, DST.start, f.inside_ip, None),
+            Dir::Out => set_addr(b, SRC.start, ext, None),
+        }
+        let l4 = h.ihl;
+        b[l4 + 2..l4 + 4].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&b[l4..h.total_len]);
+        b[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+        self.stats.icmp_errors_translated += 1;
+    }
+
+    fn frag_record(&mut self, key: u128, idx: u32, now: Millis) {
+        if self.frags.len() >= FRAG_MAX {
+            self.frags.retain(|_, (_, _, exp)| *exp > now);
+            if self.frags.len() >= FRAG_MAX {
+                return;
+            }
+        }
+        let generation = self.flows[idx as usize].generation;
+        self.frags.insert(key, (idx, generation, now + FRAG_TTL_MS));
+    }
+}
