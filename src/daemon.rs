@@ -13,12 +13,14 @@
 //! failure is logged and teardown carries on.
 
 use crate::config::Config;
+use crate::control::Instance;
 use crate::control::api::PortControl;
-use crate::control::api::{RUN_DIR, socket_path};
 use crate::control::netlink::Netlink;
 use crate::control::netns::{Netns, NetnsError};
+use crate::control::proto::{RUN_DIR, socket_path};
 use crate::control::server::Server;
-use crate::datapath::{self, Clock, Instance, LoopParts, PortInfo, Switch, UplinkSlot};
+use crate::datapath::{PortInfo, Switch, UplinkSlot};
+use crate::event_loop::{self, Clock, LoopParts};
 use crate::gateway::{Gateway, GatewayConfig, WanConfig};
 use crate::port::raw::{RawError, RawPort};
 use crate::port::tap::{Tap, TapError};
@@ -331,7 +333,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     // Metrics next: a busy address is refused before any namespace exists.
     let mut metrics = match cfg.metrics {
         Some(a) => Some(
-            Server::bind_http(a, datapath::TOKEN_METRICS_BASE)
+            Server::bind_http(a, event_loop::TOKEN_METRICS_BASE)
                 .map_err(|source| DaemonError::Metrics { addr: a, source })?,
         ),
         None => None,
@@ -382,7 +384,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let sock = socket_path(&cfg.name);
     let result = (|| {
         let mut control =
-            Server::bind_unix(&sock, datapath::TOKEN_CLIENT_BASE).map_err(|source| {
+            Server::bind_unix(&sock, event_loop::TOKEN_CLIENT_BASE).map_err(|source| {
                 DaemonError::Control {
                     path: sock.clone(),
                     source,
@@ -408,7 +410,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         );
         notify_ready();
         let busy = std::time::Duration::from_micros(cfg.busy_poll_us);
-        datapath::run(
+        event_loop::run(
             &mut sw,
             LoopParts {
                 control: &mut control,

@@ -144,8 +144,7 @@ fn moves_aging_and_port_removal() {
     // Past the aging time it is unknown again: flooded.
     assert_eq!(r.send(1, &frame(mac(7), mac(1), 46), 1_020), vec![0, 2]);
     // Removing a port forgets its entries, static ones too.
-    r.sw.fdb_mut()
-        .add_static(MacAddr::from_bytes(mac(8)), r.ids[2])
+    r.sw.fdb_add_static(MacAddr::from_bytes(mac(8)), r.ids[2])
         .unwrap();
     r.send(2, &frame(BCAST, mac(9), 46), 1_100);
     r.sw.remove_port(r.ids[2]).unwrap();

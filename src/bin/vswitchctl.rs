@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Duration;
-use vswitchd::control::api::{
+use vswitchd::control::proto::{
     CountReply, FdbShowReply, FdbSummary, NatShowReply, NatSummary, NeighRow, PortReport, Reply,
     Request, StatusReply, socket_path,
 };
@@ -278,7 +278,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         } => println!("port {port} removed"),
         Cmd::Capture { .. } => {}
         Cmd::Trace { .. } => {
-            let r: vswitchd::control::api::TraceReply = parse(result)?;
+            let r: vswitchd::control::proto::TraceReply = parse(result)?;
             for (i, s) in r.steps.iter().enumerate() {
                 println!("{:>2}. {s}", i + 1);
             }

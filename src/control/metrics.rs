@@ -2,7 +2,8 @@
 //! optional `--metrics` HTTP endpoint: per-port counters and drops by
 //! reason, the MAC table, the gateway, the uplink and the NAT.
 
-use crate::datapath::{Instance, PortCounters, Switch};
+use crate::control::Instance;
+use crate::datapath::{PortCounters, Switch};
 use crate::gateway::GwDrop;
 use crate::port::Port;
 use crate::switch::DropReason;

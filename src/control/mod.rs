@@ -6,5 +6,20 @@ pub mod api;
 pub mod metrics;
 pub mod netlink;
 pub mod netns;
+pub mod proto;
 pub mod server;
 pub mod trace;
+
+use std::net::Ipv4Addr;
+
+/// Static facts about the running instance, for `vswitchctl status`.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+    pub started: std::time::SystemTime,
+    /// The metrics endpoint's bound address.
+    pub metrics: Option<std::net::SocketAddr>,
+}

@@ -1,0 +1,246 @@
+//! The event loop: the one thread that waits on every file descriptor and
+//! hands each event to its owner. It sits above both the datapath (the
+//! [`Switch`], which moves frames) and the control plane (the control
+//! socket, metrics, port management), so neither imports the other's
+//! insides; as Firecracker keeps its `event_handler` apart from the device.
+//!
+//! [`run`]: epoll over the TAP fds, the uplink, the control and metrics
+//! sockets and a signalfd; level-triggered, with a bounded number of frames
+//! per port per wake-up so one busy port cannot starve the others or the
+//! control socket. Timers (MAC aging, the gateway's stacks, DHCP, the NAT
+//! sweep, vanished namespaces) run when due, at least every second. Control
+//! requests run between batches of frames, so the engine needs no lock.
+//! The [`Clock`] is read here and passed down as a parameter.
+
+use crate::control::api::PortControl;
+use crate::control::server::{Outcome, Server};
+use crate::control::{self, Instance};
+use crate::datapath::{RX_BUDGET, Switch};
+use crate::port::Port;
+use crate::switch::{Millis, PortId};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signalfd::SignalFd;
+use std::io;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+/// Monotonic milliseconds since the datapath started.
+pub struct Clock(Instant);
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock(Instant::now())
+    }
+    pub fn now(&self) -> Millis {
+        self.at(Instant::now())
+    }
+    /// `t` in milliseconds since the clock started.
+    pub fn at(&self, t: Instant) -> Millis {
+        t.saturating_duration_since(self.0).as_millis() as Millis
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const TOKEN_SIGNAL: u64 = 0;
+const TOKEN_CONTROL: u64 = 1;
+const TOKEN_UPLINK: u64 = 2;
+const TOKEN_METRICS: u64 = 3;
+/// Metrics-connection tokens: `TOKEN_METRICS_BASE + connection id`.
+pub const TOKEN_METRICS_BASE: u64 = 2 << 32;
+/// Control-connection tokens: `TOKEN_CLIENT_BASE + client id`.
+pub const TOKEN_CLIENT_BASE: u64 = 1 << 32;
+/// Port tokens: `TOKEN_PORT_BASE + port id`.
+const TOKEN_PORT_BASE: u64 = 16;
+
+/// Adds the fds of ports added since the last call to the epoll set.
+fn register_new_ports<P: Port + AsFd, U: Port>(
+    sw: &mut Switch<P, U>,
+    epoll: &Epoll,
+) -> io::Result<()> {
+    for id in sw.take_new_ports() {
+        if let Some(slot) = sw.port(id) {
+            epoll.add(
+                slot.port.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_PORT_BASE + id as u64),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the event loop until SIGINT or SIGTERM arrives on `signals`.
+/// Everything the event loop serves besides the switch.
+pub struct LoopParts<'a, P> {
+    pub control: &'a mut Server,
+    pub metrics: Option<&'a mut Server>,
+    pub port_ctl: &'a mut dyn PortControl<P>,
+    pub signals: &'a SignalFd,
+    pub instance: &'a Instance,
+    pub clock: &'a Clock,
+    /// Busy-poll window after traffic (`--busy-poll`).
+    pub busy_poll: std::time::Duration,
+}
+
+pub fn run<P: Port + AsFd, U: Port + AsFd>(
+    sw: &mut Switch<P, U>,
+    parts: LoopParts<'_, P>,
+) -> io::Result<()> {
+    let LoopParts {
+        control,
+        mut metrics,
+        port_ctl,
+        signals,
+        instance,
+        clock,
+        busy_poll,
+    } = parts;
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    epoll.add(signals, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
+    epoll.add(
+        control.listener_fd(),
+        EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CONTROL),
+    )?;
+    if let Some(m) = metrics.as_deref() {
+        epoll.add(
+            m.listener_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_METRICS),
+        )?;
+    }
+    register_new_ports(sw, &epoll)?;
+    if let Some(u) = sw.uplink() {
+        epoll.add(
+            u.port.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_UPLINK),
+        )?;
+    }
+    let mut events = vec![EpollEvent::empty(); 64];
+    sw.announce(clock.now());
+    let mut timers_due: Millis = 0;
+    let mut spin_until: Option<Instant> = None;
+    loop {
+        // One clock read per idle iteration: the loop spins while
+        // busy-polling.
+        let t = Instant::now();
+        let now = clock.at(t);
+        if now >= timers_due {
+            // A namespace deleted underneath us takes its port down.
+            for ns in port_ctl.vanished() {
+                tracing::warn!(port = %ns, "namespace {ns} was deleted (ip netns del); removing its port");
+                if let Err(e) = control::api::port_del(&ns, sw, port_ctl) {
+                    tracing::warn!("{e}");
+                }
+            }
+            sw.fdb_expire(now);
+            let gw_next = sw.poll_gateway(now);
+            // Timers again when the next entry expires or the gateway's next
+            // timer is due, at least every second.
+            let fdb_next = sw.fdb().next_expiry().unwrap_or(u64::MAX);
+            timers_due = fdb_next.min(gw_next).min(now + 1000).max(now + 1);
+        }
+        // After traffic, poll without sleeping for a little while: the reply
+        // to what we just forwarded usually comes within microseconds, and
+        // catching it without a scheduler wake-up halves the added latency.
+        let spinning = spin_until.is_some_and(|until| t < until);
+        let timeout = if spinning {
+            EpollTimeout::ZERO
+        } else {
+            spin_until = None;
+            let ms = timers_due.saturating_sub(now).clamp(1, 1000);
+            EpollTimeout::try_from(ms as u32).unwrap_or(EpollTimeout::NONE)
+        };
+        let n = match epoll.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            continue;
+        }
+        // Events: take the time again (the wait may have slept).
+        let t = Instant::now();
+        let now = clock.at(t);
+        if !busy_poll.is_zero() {
+            spin_until = Some(t + busy_poll);
+        }
+        for ev in &events[..n] {
+            match ev.data() {
+                TOKEN_SIGNAL => {
+                    if let Ok(Some(info)) = signals.read_signal() {
+                        tracing::info!(signal = info.ssi_signo, "signal received; shutting down");
+                        return Ok(());
+                    }
+                }
+                TOKEN_CONTROL => control.accept(&epoll),
+                TOKEN_UPLINK => {
+                    if let Err(e) = sw.poll_uplink(now, RX_BUDGET) {
+                        tracing::warn!("uplink read failed: {e}");
+                    }
+                }
+                TOKEN_METRICS => {
+                    if let Some(m) = metrics.as_deref_mut() {
+                        m.accept(&epoll);
+                    }
+                }
+                t if control.owns(t) => {
+                    control.service(&epoll, t, |req| {
+                        control::api::handle_bytes(req, t, sw, instance, port_ctl, now)
+                    });
+                    register_new_ports(sw, &epoll)?;
+                }
+                t if t >= TOKEN_METRICS_BASE => {
+                    if let Some(m) = metrics.as_deref_mut() {
+                        m.service(&epoll, t, |_| {
+                            Outcome::Reply(control::metrics::http_response(sw, instance))
+                        });
+                    }
+                }
+                t => {
+                    let id = (t - TOKEN_PORT_BASE) as PortId;
+                    if let Err(e) = sw.poll_port(id, now, RX_BUDGET) {
+                        // A port whose fd fails (its namespace was destroyed,
+                        // for one) is taken down; the others carry on.
+                        let name = sw.port(id).map(|s| s.info.name.clone()).unwrap_or_default();
+                        tracing::error!(port = %name, "port read failed: {e}; removing the port");
+                        if let Some(slot) = sw.remove_port(id) {
+                            let _ = epoll.delete(slot.port.as_fd());
+                        }
+                    }
+                }
+            }
+        }
+        if !sw.captures().is_empty() {
+            pump_captures(sw, control, &epoll);
+        }
+    }
+}
+
+/// Writes what the capture sessions recorded to their readers; ends the
+/// sessions whose reader left or whose count is reached.
+fn pump_captures<P: Port, U: Port>(sw: &mut Switch<P, U>, control: &mut Server, epoll: &Epoll) {
+    for token in sw.captures().tokens() {
+        let Some(s) = sw.capture_session(token) else {
+            continue;
+        };
+        let open = control.pump(epoll, token, &mut s.pending);
+        let done = s.finished() && s.pending.is_empty();
+        if open && !done {
+            continue;
+        }
+        if open {
+            control.finish(epoll, token);
+        }
+        if let Some(s) = sw.capture_end(token) {
+            tracing::info!(
+                recorded = s.recorded,
+                dropped = s.dropped,
+                "capture ended ({})",
+                if done { "count reached" } else { "reader left" }
+            );
+        }
+    }
+}
