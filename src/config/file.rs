@@ -2,7 +2,7 @@
 //! not give from it, and remember where each value came from ([`Origins`]) so
 //! that a refusal can name the file, line and key.
 
-use super::Cli;
+use super::{Cli, ConfigError, Key};
 use toml::Spanned;
 
 /// A `--config` file. Keys are the long options' names with `_` for `-`;
@@ -60,31 +60,36 @@ struct FileNat {
 /// file, line and key.
 #[derive(Default, Debug)]
 pub struct Origins {
-    /// (text the validation error names, e.g. "--subnet" or "port ns01",
-    ///  what to say instead, "FILE:LINE: subnet")
-    entries: Vec<(String, String, String)>,
+    /// (option id, "FILE:LINE", the file's key), e.g.
+    /// ("uplink_addr", "vsw.toml:6", "uplink.addr").
+    opts: Vec<(&'static str, String, &'static str)>,
+    /// (namespace, "FILE:LINE" of its `[[port]]`), in file order.
+    ports: Vec<(String, String)>,
 }
 
 impl Origins {
-    /// Rewrites a validation error about a value from the file so it names
-    /// the file, line and key.
-    pub fn locate(&self, err: String) -> String {
-        // The last entry first: of two ports with one name, the second is
-        // the duplicate.
-        for (needle, loc, key) in self.entries.iter().rev() {
-            // A whole word: "--uplink" must not match "--uplink-addr".
-            let whole = err.match_indices(needle.as_str()).any(|(i, _)| {
-                err[i + needle.len()..]
-                    .chars()
-                    .next()
-                    .is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'))
-            });
-            if whole {
-                let msg = err.replacen(needle.as_str(), key, 1);
-                return format!("{loc}: {}", msg.trim_start_matches("--ports: "));
+    /// The error's message; if the file gave the value it is about, led by
+    /// the file and line and naming the file's key instead of the flag.
+    pub fn locate(&self, err: ConfigError) -> String {
+        match &err.key {
+            Some(Key::Opt(id)) => {
+                if let Some((_, loc, key)) = self.opts.iter().find(|(i, ..)| i == id) {
+                    // ConfigError::opt makes sure the message starts with the flag.
+                    let flag = Key::flag(id);
+                    let rest = err.msg.strip_prefix(flag.as_str()).unwrap_or(&err.msg);
+                    return format!("{loc}: {key}{rest}");
+                }
             }
+            Some(Key::Port(ns)) => {
+                // The last of two ports with one name is the duplicate.
+                if let Some((_, loc)) = self.ports.iter().rev().find(|(n, _)| n == ns) {
+                    let msg = err.msg.strip_prefix("--ports: ").unwrap_or(&err.msg);
+                    return format!("{loc}: {msg}");
+                }
+            }
+            None => {}
         }
-        err
+        err.msg
     }
 }
 
@@ -106,15 +111,18 @@ impl FileCtx<'_> {
         format!("{}:{}", self.path, self.line(span))
     }
     /// The file's value for option `id` unless the command line gave one.
-    fn take<T: Clone>(&mut self, id: &str, key: &str, v: &Option<Spanned<T>>) -> Option<T> {
+    fn take<T: Clone>(
+        &mut self,
+        id: &'static str,
+        key: &'static str,
+        v: &Option<Spanned<T>>,
+    ) -> Option<T> {
         let v = v.as_ref()?;
         if self.m.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
             return None;
         }
         let loc = self.at(v.span());
-        self.origins
-            .entries
-            .push((format!("--{}", id.replace('_', "-")), loc, key.to_string()));
+        self.origins.opts.push((id, loc, key));
         Some(v.get_ref().clone())
     }
 }
@@ -123,21 +131,21 @@ impl Cli {
     /// Parses the command line and, with `--config`, fills every option the
     /// command line did not give from the file. Errors name the file, line
     /// and key.
-    pub fn parse_with_file(m: &clap::ArgMatches) -> Result<(Cli, Origins), String> {
+    pub fn parse_with_file(m: &clap::ArgMatches) -> Result<(Cli, Origins), ConfigError> {
         use clap::FromArgMatches;
-        let mut cli = Cli::from_arg_matches(m).map_err(|e| e.to_string())?;
+        let mut cli = Cli::from_arg_matches(m).map_err(|e| ConfigError::other(e.to_string()))?;
         let Some(path) = cli.config.clone() else {
             return Ok((cli, Origins::default()));
         };
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read config file {shown}: {e}"))?;
+            .map_err(|e| ConfigError::other(format!("cannot read config file {shown}: {e}")))?;
         let file: FileConfig = toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
                 .unwrap_or(1);
-            format!("{shown}:{line}: {}", e.message().trim())
+            ConfigError::other(format!("{shown}:{line}: {}", e.message().trim()))
         })?;
         let mut cx = FileCtx {
             m,
@@ -174,16 +182,7 @@ impl Cli {
             for p in &file.port {
                 let loc = cx.at(p.span());
                 let FilePort { netns, addr } = p.get_ref();
-                cx.origins.entries.push((
-                    format!("port {netns}"),
-                    loc.clone(),
-                    format!("port {netns}"),
-                ));
-                cx.origins.entries.push((
-                    format!("namespace {netns}"),
-                    loc,
-                    format!("namespace {netns}"),
-                ));
+                cx.origins.ports.push((netns.clone(), loc));
                 cli.ports.push(match addr {
                     Some(a) => format!("{netns}={a}"),
                     None => netns.clone(),

@@ -8,7 +8,10 @@ use std::net::Ipv4Addr;
 fn cfg(args: &[&str]) -> Result<Config, String> {
     let mut v = vec!["vswitchd"];
     v.extend_from_slice(args);
-    Cli::try_parse_from(v).unwrap().into_config()
+    Cli::try_parse_from(v)
+        .unwrap()
+        .into_config()
+        .map_err(String::from)
 }
 
 #[test]
@@ -242,8 +245,9 @@ fn from_file(toml: &str, args: &[&str]) -> Result<Config, String> {
     ];
     v.extend(args.iter().map(|s| s.to_string()));
     let m = Cli::command().try_get_matches_from(v).unwrap();
-    let r =
-        Cli::parse_with_file(&m).and_then(|(cli, o)| cli.into_config().map_err(|e| o.locate(e)));
+    let r = Cli::parse_with_file(&m)
+        .map_err(String::from)
+        .and_then(|(cli, o)| cli.into_config().map_err(|e| o.locate(e)));
     let _ = std::fs::remove_file(&path);
     r.map_err(|e| e.replace(&path.display().to_string(), "FILE"))
 }
@@ -323,6 +327,17 @@ fn bad_config_files_name_file_line_and_key() {
         ),
         ("mtu = 5\n[[port]]\nnetns = \"a\"\n", "FILE:1: mtu 5"),
         ("name = [\n", "FILE:"),
+        // Located by the port's key although the message names no "port a/b".
+        (
+            "[[port]]\nnetns = \"a/b\"\n",
+            "FILE:1: namespace name 'a/b'",
+        ),
+        (
+            "subnet = \"10.0.0.0/28\"\ngateway = \"10.0.0.1\"\n[[port]]\nnetns = \"a\"\n\
+             [[port]]\nnetns = \"b\"\n[[port]]\nnetns = \"c\"\n[[port]]\nnetns = \"d\"\n\
+             [[port]]\nnetns = \"e\"\n",
+            "FILE:1: subnet 10.0.0.0/28 is too small for 5 ports: port e",
+        ),
     ];
     for (toml, want) in cases {
         let err = from_file(toml, &[]).unwrap_err();
@@ -345,4 +360,27 @@ fn subnet_small_but_sufficient() {
     ])
     .unwrap();
     assert_eq!(c.ports[0].addr, Ipv4Addr::new(10, 0, 0, 11));
+}
+
+#[test]
+fn errors_carry_the_key_of_the_setting_at_fault() {
+    let err = |args: &[&str]| {
+        let mut v = vec!["vswitchd"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap().into_config().unwrap_err()
+    };
+    let e = err(&["--ports", "a", "--mtu", "10"]);
+    assert_eq!(e.key, Some(Key::Opt("mtu")));
+    assert_eq!(e.to_string(), "--mtu 10 must be 68..65521");
+    let e = err(&["--ports", "a=192.168.88.12,b"]);
+    assert_eq!(e.key, Some(Key::Port("b".into())));
+    let e = err(&["--ports", "a", "--uplink", "up0", "--uplink-addr", "x"]);
+    assert_eq!(e.key, Some(Key::Opt("uplink_addr")));
+    assert_eq!(err(&[]).key, None);
+    // The run-time `port add` path gets the plain message, no "--ports: ".
+    let e = parse_port_spec("a/b", "10.0.0.0/24".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        String::from(e),
+        "namespace name 'a/b' contains '/' or NUL, which ip netns refuses"
+    );
 }
