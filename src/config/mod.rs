@@ -1,12 +1,12 @@
 //! Command line (and `--config` file) -> validated [`Config`].
 //!
 //! The flow, in the order `main` runs it:
-//! 1. [`cli`]: clap parses the command line into [`Cli`], one field per
+//! 1. `cli.rs`: clap parses the command line into [`Cli`], one field per
 //!    option, each with its help text and default;
-//! 2. [`file`]: with `--config FILE`, [`Cli::parse_with_file`] fills every
+//! 2. `file.rs`: with `--config FILE`, [`Cli::parse_with_file`] fills every
 //!    option the command line did not give from the TOML file and records
 //!    where each value came from ([`Origins`]);
-//! 3. [`validate`]: [`Cli::into_config`] checks every value and builds the
+//! 3. `validate.rs`: [`Cli::into_config`] checks every value and builds the
 //!    [`Config`] the daemon runs from.
 //!
 //! Everything a start can be refused for is checked here, before anything is
