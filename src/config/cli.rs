@@ -1,0 +1,139 @@
+//! The `vswitchd` command line: the clap definition of every option, with
+//! its help text and default. Reading a `--config` file is in
+//! [`super::file`], checking the values in [`super::validate`].
+
+use clap::Parser;
+
+/// vswitchd: a userspace L2 switch for network namespaces.
+///
+/// Creates (or uses) one network namespace per port, puts a TAP interface in
+/// each with an address from the subnet and a default route via the gateway,
+/// and switches Ethernet frames between them with a learning MAC table, as a
+/// Linux bridge with a veth pair per namespace would. Inspect and steer the
+/// running switch with `vswitchctl`. Must run as root.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "vswitchd",
+    version,
+    after_help = "Example: vswitchd --ports ns01,ns02\n  ns01 gets 192.168.88.11/24, ns02 192.168.88.12/24, both `default via 192.168.88.1`;\n  then: ip netns exec ns01 ping 192.168.88.12"
+)]
+pub struct Cli {
+    /// Ports, comma separated: NS[=ADDR]. NS is a network namespace name
+    /// (created, `ip netns` compatible, if missing; used as it is if it
+    /// exists). Without ADDR the n-th port (1-based) gets host 10+n of the
+    /// subnet (ns01 -> .11, ns02 -> .12). May be given several times.
+    #[arg(long, value_name = "NS[=ADDR],...")]
+    pub ports: Vec<String>,
+
+    /// Read settings from a TOML file (see examples/vswitchd.toml); options
+    /// given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Instance name; the control socket is /run/vswitchd/NAME.sock.
+    #[arg(long, default_value = "vsw0")]
+    pub name: String,
+
+    /// Name of the TAP interface created inside each namespace (at most 15 bytes).
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+
+    /// Subnet the ports' addresses come from.
+    #[arg(long, default_value = "192.168.88.0/24")]
+    pub subnet: String,
+
+    /// Gateway address: every namespace's default route points at it.
+    #[arg(long, default_value = "192.168.88.1")]
+    pub gateway: String,
+
+    /// Seconds a learned MAC stays in the table without being seen again.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub aging: u64,
+
+    /// Most entries the MAC table holds. When full, the least recently seen
+    /// entry of the port holding the most entries is evicted.
+    #[arg(long, default_value_t = 8192, value_name = "N")]
+    pub fdb_max: usize,
+
+    /// MTU of the TAP interfaces; frames up to MTU+14 bytes (+4 with a VLAN tag) pass.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: u32,
+
+    /// On exit, keep the namespaces vswitchd created (they are deleted otherwise).
+    #[arg(long)]
+    pub keep_netns: bool,
+
+    /// After handling traffic, keep polling without sleeping for this many
+    /// microseconds (0: always sleep; at most 100000). A frame that arrives
+    /// while polling is forwarded without a scheduler wake-up, which on a VM
+    /// is most of the added latency: a window longer than the gap between
+    /// packets (e.g. 10000 for 5 ms pings) brings ping RTT to the kernel's,
+    /// at the cost of CPU while traffic flows. Idle switches sleep.
+    #[arg(long, default_value_t = 200, value_name = "USECS")]
+    pub busy_poll: u64,
+
+    /// Open the TAPs without the virtio-net header and offloads: the kernel
+    /// then finishes checksums and segments to the MTU before handing frames
+    /// over (slower; for comparison and debugging).
+    #[arg(long)]
+    pub no_offload: bool,
+
+    /// Uplink: an existing Ethernet interface in vswitchd's own namespace (a
+    /// NIC, or one end of a veth pair), taken raw and promiscuous. The
+    /// gateway is a separate host there, with its own MAC and address.
+    #[arg(long, value_name = "IFACE")]
+    pub uplink: Option<String>,
+
+    /// The gateway's own address on the uplink's network (ADDRESS/PREFIX, not
+    /// the host's address), or `dhcp` to get one from a DHCP server.
+    #[arg(long, value_name = "CIDR|dhcp")]
+    pub uplink_addr: Option<String>,
+
+    /// Next hop for the default route on the uplink (DHCP's router is used
+    /// when `--uplink-addr dhcp` and this is not given).
+    #[arg(long, value_name = "IP")]
+    pub uplink_gw: Option<String>,
+
+    /// The gateway's MAC on the uplink (default: a stable, locally
+    /// administered MAC derived from the instance and interface names).
+    #[arg(long, value_name = "MAC")]
+    pub uplink_mac: Option<String>,
+
+    /// Most NAT flows; new flows beyond it are refused (existing ones stay).
+    #[arg(long, default_value_t = 65_536, value_name = "N")]
+    pub nat_max: usize,
+
+    /// Route without address translation (the outside routes the subnet back).
+    #[arg(long)]
+    pub no_nat: bool,
+
+    /// External ports for TCP/UDP when a flow's own port is taken.
+    #[arg(long, default_value = "1024-65535", value_name = "MIN-MAX")]
+    pub nat_ports: String,
+
+    /// Seconds an established TCP flow lives idle (RFC 5382: at least 7440).
+    #[arg(long, default_value_t = 7440, value_name = "SECS")]
+    pub nat_tcp_timeout: u64,
+
+    /// Seconds for TCP flows opening or closing (SYN, FIN, TIME-WAIT).
+    #[arg(long, default_value_t = 240, value_name = "SECS")]
+    pub nat_tcp_transitory: u64,
+
+    /// Seconds a UDP flow lives idle (RFC 4787: at least 120).
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub nat_udp_timeout: u64,
+
+    /// Seconds an ICMP echo flow lives idle.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub nat_icmp_timeout: u64,
+
+    /// Serve Prometheus metrics over HTTP on ADDR:PORT (a bare PORT means
+    /// 127.0.0.1:PORT). Off by default.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter;
+    /// RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}

@@ -1,0 +1,386 @@
+//! Unit tests of the command line, the config file and validation.
+
+use super::*;
+use crate::gateway::WanAddr;
+use clap::Parser;
+use std::net::Ipv4Addr;
+
+fn cfg(args: &[&str]) -> Result<Config, String> {
+    let mut v = vec!["vswitchd"];
+    v.extend_from_slice(args);
+    Cli::try_parse_from(v)
+        .unwrap()
+        .into_config()
+        .map_err(String::from)
+}
+
+#[test]
+fn defaults_follow_the_seeds() {
+    let c = cfg(&["--ports", "ns01,ns02"]).unwrap();
+    assert_eq!(c.name, "vsw0");
+    assert_eq!(c.ifname, "eth0");
+    assert_eq!(c.subnet.to_string(), "192.168.88.0/24");
+    assert_eq!(c.gateway, Ipv4Addr::new(192, 168, 88, 1));
+    assert_eq!(c.aging_secs, 300);
+    assert_eq!(c.fdb_max, 8192);
+    assert_eq!(c.mtu, 1500);
+    assert_eq!(
+        c.ports,
+        vec![
+            PortSpec {
+                netns: "ns01".into(),
+                addr: Ipv4Addr::new(192, 168, 88, 11)
+            },
+            PortSpec {
+                netns: "ns02".into(),
+                addr: Ipv4Addr::new(192, 168, 88, 12)
+            },
+        ]
+    );
+}
+
+#[test]
+fn explicit_addresses_and_repeated_flags() {
+    let c = cfg(&[
+        "--ports",
+        "a=192.168.88.50",
+        "--ports",
+        "b,c=192.168.88.60/24",
+    ])
+    .unwrap();
+    let addrs: Vec<String> = c.ports.iter().map(|p| p.addr.to_string()).collect();
+    assert_eq!(addrs, ["192.168.88.50", "192.168.88.12", "192.168.88.60"]);
+}
+
+#[test]
+fn refusals_name_the_culprit() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--ports", "a,a"], "namespace a is listed twice"),
+        (&["--ports", "a/b"], "a/b"),
+        (&["--ports", ".."], "'..'"),
+        (&["--ports", "a,,b"], "cannot be empty"),
+        (&["--ports", "a=10.0.0.5"], "port a: address 10.0.0.5"),
+        (&["--ports", "a=192.168.88.1"], "gateway"),
+        (&["--ports", "a=192.168.88.255"], "192.168.88.255"),
+        (
+            &["--ports", "a=192.168.88.12,b"],
+            "port b: address 192.168.88.12 is already taken by port a",
+        ),
+        (&["--ports", "a=192.168.88.5/16"], "prefix /16"),
+        (&["--ports", "a=300.1.1.1"], "'300.1.1.1'"),
+        (
+            &[
+                "--ports",
+                "a,b,c,d,e",
+                "--subnet",
+                "10.0.0.0/28",
+                "--gateway",
+                "10.0.0.1",
+            ],
+            "too small for 5 ports: port e",
+        ),
+        (&["--ports", "a", "--subnet", "10.0.0.0/31"], "too small"),
+        (
+            &["--ports", "a", "--subnet", "10.0.0.1/24"],
+            "did you mean 10.0.0.0/24",
+        ),
+        (
+            &["--ports", "a", "--ifname", "abcdefghijklmnop"],
+            "16 bytes",
+        ),
+        (
+            &["--ports", "a", "--ifname", "a b"],
+            "not a valid interface name",
+        ),
+        (&["--ports", "a", "--name", "../x"], "--name"),
+        (
+            &["--ports", "a", "--gateway", "10.1.1.1"],
+            "--gateway 10.1.1.1",
+        ),
+        (&["--ports", "a", "--aging", "0"], "--aging"),
+        (&["--ports", "a", "--fdb-max", "0"], "--fdb-max"),
+        (&["--ports", "a", "--mtu", "10"], "--mtu"),
+    ];
+    for (args, want) in cases {
+        let err = cfg(args).unwrap_err();
+        assert!(err.contains(want), "{args:?}: '{err}' lacks '{want}'");
+        assert!(
+            !err.contains('\n'),
+            "{args:?}: error is not one line: {err}"
+        );
+    }
+}
+
+#[test]
+fn uplink_options() {
+    let c = cfg(&[
+        "--ports",
+        "a",
+        "--uplink",
+        "veth0",
+        "--uplink-addr",
+        "10.99.0.2/24",
+        "--uplink-gw",
+        "10.99.0.1",
+    ])
+    .unwrap();
+    let u = c.uplink.unwrap();
+    assert_eq!(u.addr, WanAddr::Static(Ipv4Addr::new(10, 99, 0, 2), 24));
+    assert_eq!(u.gw, Some(Ipv4Addr::new(10, 99, 0, 1)));
+    assert_eq!(c.nat.unwrap().max_flows, 65_536);
+    let c = cfg(&[
+        "--ports",
+        "a",
+        "--uplink",
+        "veth0",
+        "--uplink-addr",
+        "dhcp",
+        "--no-nat",
+    ])
+    .unwrap();
+    assert_eq!(c.uplink.unwrap().addr, WanAddr::Dhcp);
+    assert!(c.nat.is_none());
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--ports", "a", "--uplink-addr", "dhcp"],
+            "--uplink-addr needs --uplink",
+        ),
+        (
+            &["--ports", "a", "--uplink", "veth0"],
+            "needs --uplink-addr",
+        ),
+        (
+            &[
+                "--ports",
+                "a",
+                "--uplink",
+                "veth0",
+                "--uplink-addr",
+                "10.99.0.2",
+            ],
+            "ADDRESS/PREFIX",
+        ),
+        (
+            &[
+                "--ports",
+                "a",
+                "--uplink",
+                "veth0",
+                "--uplink-addr",
+                "192.168.88.200/24",
+            ],
+            "overlaps",
+        ),
+        (
+            &[
+                "--ports",
+                "a",
+                "--uplink",
+                "veth0",
+                "--uplink-addr",
+                "10.99.0.0/24",
+            ],
+            "not a host address",
+        ),
+        (
+            &[
+                "--ports",
+                "a",
+                "--uplink",
+                "veth0",
+                "--uplink-addr",
+                "10.99.0.2/24",
+                "--uplink-gw",
+                "10.98.0.1",
+            ],
+            "--uplink-gw 10.98.0.1",
+        ),
+        (
+            &[
+                "--ports",
+                "a",
+                "--uplink",
+                "veth0",
+                "--uplink-addr",
+                "10.99.0.2/24",
+                "--uplink-mac",
+                "ff:ff:ff:ff:ff:ff",
+            ],
+            "--uplink-mac",
+        ),
+        (
+            &[
+                "--ports",
+                "a",
+                "--uplink",
+                "this-is-too-long-x",
+                "--uplink-addr",
+                "dhcp",
+            ],
+            "--uplink",
+        ),
+        (&["--ports", "a", "--nat-ports", "2000-1000"], "--nat-ports"),
+        (&["--ports", "a", "--nat-max", "0"], "--nat-max"),
+        (
+            &["--ports", "a", "--nat-udp-timeout", "0"],
+            "--nat-udp-timeout",
+        ),
+    ];
+    for (args, want) in cases {
+        let err = cfg(args).unwrap_err();
+        assert!(err.contains(want), "{args:?}: '{err}' lacks '{want}'");
+    }
+}
+
+fn from_file(toml: &str, args: &[&str]) -> Result<Config, String> {
+    use clap::CommandFactory;
+    let dir = std::env::temp_dir().join(format!("vswitchd-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("t{}.toml", toml.len()));
+    std::fs::write(&path, toml).unwrap();
+    let mut v = vec![
+        "vswitchd".to_string(),
+        "--config".into(),
+        path.display().to_string(),
+    ];
+    v.extend(args.iter().map(|s| s.to_string()));
+    let m = Cli::command().try_get_matches_from(v).unwrap();
+    let r = Cli::parse_with_file(&m)
+        .map_err(String::from)
+        .and_then(|(cli, o)| cli.into_config().map_err(|e| o.locate(e)));
+    let _ = std::fs::remove_file(&path);
+    r.map_err(|e| e.replace(&path.display().to_string(), "FILE"))
+}
+
+#[test]
+fn config_file_says_what_the_command_line_says() {
+    let c = from_file(
+        r#"
+name = "lab"
+subnet = "10.7.0.0/24"
+gateway = "10.7.0.1"
+aging = 60
+fdb_max = 100
+
+[[port]]
+netns = "a"
+
+[[port]]
+netns = "b"
+addr = "10.7.0.50"
+
+[uplink]
+ifname = "up0"
+addr = "10.99.0.2/24"
+gw = "10.99.0.1"
+
+[nat]
+max = 1000
+udp_timeout = 300
+"#,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.name, "lab");
+    assert_eq!(c.aging_secs, 60);
+    assert_eq!(c.ports[0].addr, Ipv4Addr::new(10, 7, 0, 11));
+    assert_eq!(c.ports[1].addr, Ipv4Addr::new(10, 7, 0, 50));
+    assert_eq!(c.uplink.as_ref().unwrap().ifname, "up0");
+    let nat = c.nat.unwrap();
+    assert_eq!(nat.max_flows, 1000);
+    assert_eq!(nat.timeouts.udp, 300_000);
+}
+
+#[test]
+fn command_line_overrides_the_file() {
+    let c = from_file(
+        "name = \"lab\"\naging = 60\n[[port]]\nnetns = \"a\"\n",
+        &["--aging", "90", "--ports", "x,y"],
+    )
+    .unwrap();
+    assert_eq!(c.name, "lab");
+    assert_eq!(c.aging_secs, 90);
+    let names: Vec<&str> = c.ports.iter().map(|p| p.netns.as_str()).collect();
+    assert_eq!(names, ["x", "y"]);
+}
+
+#[test]
+fn bad_config_files_name_file_line_and_key() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "aging = 60\nsubnet = \"10.0.0.1/24\"\n",
+            "FILE:2: subnet '10.0.0.1/24' has host bits",
+        ),
+        (
+            "[[port]]\nnetns = \"a\"\n\n[[port]]\nnetns = \"b\"\naddr = \"1.2.3.4\"\n",
+            "FILE:4: port b",
+        ),
+        (
+            "[[port]]\nnetns = \"a\"\n[[port]]\nnetns = \"a\"\n",
+            "FILE:3: namespace a is listed twice",
+        ),
+        ("aging = \"soon\"\n", "FILE:1:"),
+        ("[[port]]\nnetns = \"a\"\nbogus = 1\n", "FILE:3:"),
+        (
+            "[[port]]\nnetns = \"a\"\n[uplink]\nifname = \"up0\"\naddr = \"10.9.9.9\"\n",
+            "FILE:5: uplink.addr",
+        ),
+        ("mtu = 5\n[[port]]\nnetns = \"a\"\n", "FILE:1: mtu 5"),
+        ("name = [\n", "FILE:"),
+        // Located by the port's key although the message names no "port a/b".
+        (
+            "[[port]]\nnetns = \"a/b\"\n",
+            "FILE:1: namespace name 'a/b'",
+        ),
+        (
+            "subnet = \"10.0.0.0/28\"\ngateway = \"10.0.0.1\"\n[[port]]\nnetns = \"a\"\n\
+             [[port]]\nnetns = \"b\"\n[[port]]\nnetns = \"c\"\n[[port]]\nnetns = \"d\"\n\
+             [[port]]\nnetns = \"e\"\n",
+            "FILE:1: subnet 10.0.0.0/28 is too small for 5 ports: port e",
+        ),
+    ];
+    for (toml, want) in cases {
+        let err = from_file(toml, &[]).unwrap_err();
+        assert!(err.contains(want), "{toml:?}: '{err}' lacks '{want}'");
+        assert!(!err.contains('\n'), "{err}");
+    }
+    assert!(from_file("", &[]).unwrap_err().contains("no ports"));
+}
+
+#[test]
+fn subnet_small_but_sufficient() {
+    // /28 has hosts 1..14: one port gets .11, which fits.
+    let c = cfg(&[
+        "--ports",
+        "a",
+        "--subnet",
+        "10.0.0.0/28",
+        "--gateway",
+        "10.0.0.1",
+    ])
+    .unwrap();
+    assert_eq!(c.ports[0].addr, Ipv4Addr::new(10, 0, 0, 11));
+}
+
+#[test]
+fn errors_carry_the_key_of_the_setting_at_fault() {
+    let err = |args: &[&str]| {
+        let mut v = vec!["vswitchd"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap().into_config().unwrap_err()
+    };
+    let e = err(&["--ports", "a", "--mtu", "10"]);
+    assert_eq!(e.key, Some(Key::Opt("mtu")));
+    assert_eq!(e.to_string(), "--mtu 10 must be 68..65521");
+    let e = err(&["--ports", "a=192.168.88.12,b"]);
+    assert_eq!(e.key, Some(Key::Port("b".into())));
+    let e = err(&["--ports", "a", "--uplink", "up0", "--uplink-addr", "x"]);
+    assert_eq!(e.key, Some(Key::Opt("uplink_addr")));
+    assert_eq!(err(&[]).key, None);
+    // The run-time `port add` path gets the plain message, no "--ports: ".
+    let e = parse_port_spec("a/b", "10.0.0.0/24".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        String::from(e),
+        "namespace name 'a/b' contains '/' or NUL, which ip netns refuses"
+    );
+}

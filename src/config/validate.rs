@@ -1,0 +1,451 @@
+//! Validation: a parsed [`Cli`] into a [`Config`], and the checks the
+//! run-time `port add` path shares with it. Each refusal is a one-line
+//! [`ConfigError`] naming the culprit and keyed by the setting at fault.
+
+use super::{Cli, Config, ConfigError, Ipv4Net, PortSpec, UplinkSpec};
+use crate::control::netns;
+use crate::gateway::WanAddr;
+use crate::gateway::nat::{NatConfig, NatTimeouts};
+use crate::sys::IFNAMSIZ;
+use crate::wire::MacAddr;
+use std::net::Ipv4Addr;
+
+/// Checks an interface name as the kernel's `dev_valid_name` does; `id` is
+/// the option that gave it (`"ifname"` or `"uplink"`).
+pub fn check_ifname(id: &'static str, name: &str) -> Result<(), ConfigError> {
+    let flag = super::Key::flag(id);
+    if name.is_empty() {
+        return Err(ConfigError::opt(
+            id,
+            format!("{flag}: an interface name cannot be empty"),
+        ));
+    }
+    if name.len() >= IFNAMSIZ {
+        return Err(ConfigError::opt(
+            id,
+            format!(
+                "{flag} '{name}' is {} bytes; interface names are at most {} bytes",
+                name.len(),
+                IFNAMSIZ - 1
+            ),
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
+    {
+        return Err(ConfigError::opt(
+            id,
+            format!("{flag} '{name}' is not a valid interface name (no '/', ':' or spaces)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an instance name: it becomes a file name under /run/vswitchd.
+pub fn check_instance_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::opt(
+            "name",
+            format!(
+                "--name '{name}' is not a valid instance name (1-64 of A-Z a-z 0-9 . _ -, not starting with '.')"
+            ),
+        ))
+    }
+}
+
+/// `ADDR:PORT`, or a bare `PORT` on loopback.
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| {
+        ConfigError::opt(
+            "metrics",
+            format!("--metrics '{s}' is not ADDR:PORT (e.g. 127.0.0.1:9477) or a port"),
+        )
+    })
+}
+
+/// Splits `NS[=ADDR]` and checks the namespace name; the address, if any,
+/// is parsed (`192.168.88.20` or `192.168.88.20/24`) but not yet checked
+/// against the subnet's hosts.
+pub fn parse_port_spec(
+    item: &str,
+    subnet: Ipv4Net,
+) -> Result<(String, Option<Ipv4Addr>), ConfigError> {
+    parse_port_spec_as(item, subnet, "")
+}
+
+/// [`parse_port_spec`], with `name_prefix` leading a bad namespace name's
+/// message (`"--ports: "` at start; nothing for `vswitchctl port add`).
+fn parse_port_spec_as(
+    item: &str,
+    subnet: Ipv4Net,
+    name_prefix: &str,
+) -> Result<(String, Option<Ipv4Addr>), ConfigError> {
+    let (ns, addr) = match item.split_once('=') {
+        Some((ns, a)) => (ns, Some(a)),
+        None => (item, None),
+    };
+    netns::check_name(ns).map_err(|e| ConfigError::port(ns, format!("{name_prefix}{e}")))?;
+    let addr = addr.map(|a| parse_port_addr(ns, a, subnet)).transpose()?;
+    Ok((ns.to_string(), addr))
+}
+
+/// Why `addr` cannot be port `ns`'s address, if it cannot: outside the
+/// subnet's hosts, the gateway's, or taken by another port.
+pub fn check_port_addr(
+    ns: &str,
+    addr: Ipv4Addr,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    taken: &[(String, Ipv4Addr)],
+) -> Result<(), ConfigError> {
+    let err = |why: String| {
+        Err(ConfigError::port(
+            ns,
+            format!("port {ns}: address {addr} {why}"),
+        ))
+    };
+    if !subnet.is_usable_host(addr) {
+        return err(format!("is not a host address of the subnet {subnet}"));
+    }
+    if addr == gateway {
+        return err("is the gateway's address".into());
+    }
+    if let Some((other, _)) = taken.iter().find(|(_, a)| *a == addr) {
+        return err(format!("is already taken by port {other}"));
+    }
+    Ok(())
+}
+
+/// Parses `192.168.88.20` or `192.168.88.20/24` (the prefix must match the subnet).
+fn parse_port_addr(ns: &str, s: &str, subnet: Ipv4Net) -> Result<Ipv4Addr, ConfigError> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: Ipv4Addr = a
+        .parse()
+        .map_err(|_| ConfigError::port(ns, format!("port {ns}: '{s}' is not an IPv4 address")))?;
+    if let Some(l) = len
+        && l.parse::<u8>().ok() != Some(subnet.prefix_len)
+    {
+        return Err(ConfigError::port(
+            ns,
+            format!(
+                "port {ns}: prefix /{l} differs from the subnet's /{} ({subnet})",
+                subnet.prefix_len
+            ),
+        ));
+    }
+    Ok(addr)
+}
+
+/// Parses `--uplink-addr ADDRESS/PREFIX` (not `dhcp`): a host of its
+/// network, and a network apart from the ports' subnet `lan`.
+fn parse_uplink_addr(s: &str, lan: Ipv4Net) -> Result<WanAddr, ConfigError> {
+    let err = |msg: String| ConfigError::opt("uplink_addr", msg);
+    let (a, l) = s.split_once('/').ok_or_else(|| {
+        err(format!(
+            "--uplink-addr '{s}' is not ADDRESS/PREFIX (e.g. 10.99.0.2/24) or dhcp"
+        ))
+    })?;
+    let a: Ipv4Addr = a
+        .parse()
+        .map_err(|_| err(format!("--uplink-addr '{s}': '{a}' is not an IPv4 address")))?;
+    let l: u8 = l
+        .parse()
+        .ok()
+        .filter(|l| (1..=32).contains(l))
+        .ok_or_else(|| err(format!("--uplink-addr '{s}': prefix '{l}' is not 1..32")))?;
+    let net = Ipv4Net {
+        addr: Ipv4Addr::from(
+            u32::from(a)
+                & Ipv4Net {
+                    addr: a,
+                    prefix_len: l,
+                }
+                .mask(),
+        ),
+        prefix_len: l,
+    };
+    if l < 31 && !net.is_usable_host(a) {
+        return Err(err(format!(
+            "--uplink-addr {s} is not a host address of {net}"
+        )));
+    }
+    let overlap = lan.contains(net.addr) || net.contains(lan.addr);
+    if overlap {
+        return Err(err(format!(
+            "--uplink-addr {s} overlaps the ports' subnet {lan}; the uplink needs another network"
+        )));
+    }
+    Ok(WanAddr::Static(a, l))
+}
+
+impl Cli {
+    fn uplink_spec(&self, lan: Ipv4Net) -> Result<Option<UplinkSpec>, ConfigError> {
+        let Some(ifname) = self.uplink.clone() else {
+            for (set, id) in [
+                (self.uplink_addr.is_some(), "uplink_addr"),
+                (self.uplink_gw.is_some(), "uplink_gw"),
+                (self.uplink_mac.is_some(), "uplink_mac"),
+            ] {
+                if set {
+                    let flag = super::Key::flag(id);
+                    return Err(ConfigError::opt(id, format!("{flag} needs --uplink IFACE")));
+                }
+            }
+            return Ok(None);
+        };
+        check_ifname("uplink", &ifname)?;
+        let addr = match self.uplink_addr.as_deref() {
+            None => {
+                return Err(ConfigError::opt(
+                    "uplink",
+                    format!(
+                        "--uplink {ifname} needs --uplink-addr ADDRESS/PREFIX (the gateway's own address there) or --uplink-addr dhcp"
+                    ),
+                ));
+            }
+            Some("dhcp") => WanAddr::Dhcp,
+            Some(s) => parse_uplink_addr(s, lan)?,
+        };
+        let gw = match &self.uplink_gw {
+            None => None,
+            Some(g) => {
+                let err = |msg: String| ConfigError::opt("uplink_gw", msg);
+                let g: Ipv4Addr = g
+                    .parse()
+                    .map_err(|_| err(format!("--uplink-gw '{g}' is not an IPv4 address")))?;
+                if let WanAddr::Static(a, l) = addr {
+                    let mask = Ipv4Net {
+                        addr: a,
+                        prefix_len: l,
+                    }
+                    .mask();
+                    if g == a || (u32::from(g) ^ u32::from(a)) & mask != 0 {
+                        return Err(err(format!(
+                            "--uplink-gw {g} is not another host of the uplink's network {a}/{l}"
+                        )));
+                    }
+                }
+                Some(g)
+            }
+        };
+        let mac = match &self.uplink_mac {
+            None => None,
+            Some(m) => {
+                let err = |msg: String| ConfigError::opt("uplink_mac", msg);
+                let m: MacAddr = m.parse().map_err(|e| err(format!("--uplink-mac: {e}")))?;
+                if !m.is_valid_source() {
+                    return Err(err(format!("--uplink-mac {m} is not a unicast MAC")));
+                }
+                Some(m)
+            }
+        };
+        Ok(Some(UplinkSpec {
+            ifname,
+            addr,
+            gw,
+            mac,
+        }))
+    }
+
+    fn nat_config(&self) -> Result<Option<NatConfig>, ConfigError> {
+        if self.no_nat {
+            return Ok(None);
+        }
+        if self.nat_max == 0 || self.nat_max > 16_000_000 {
+            return Err(ConfigError::opt(
+                "nat_max",
+                format!("--nat-max {} must be 1..16000000", self.nat_max),
+            ));
+        }
+        let bad_range = || {
+            ConfigError::opt(
+                "nat_ports",
+                format!(
+                    "--nat-ports '{}' is not MIN-MAX within 1-65535",
+                    self.nat_ports
+                ),
+            )
+        };
+        let (lo, hi) = self.nat_ports.split_once('-').ok_or_else(bad_range)?;
+        let lo: u16 = lo.trim().parse().map_err(|_| bad_range())?;
+        let hi: u16 = hi.trim().parse().map_err(|_| bad_range())?;
+        if lo == 0 || lo > hi {
+            return Err(bad_range());
+        }
+        for (v, id) in [
+            (self.nat_tcp_timeout, "nat_tcp_timeout"),
+            (self.nat_tcp_transitory, "nat_tcp_transitory"),
+            (self.nat_udp_timeout, "nat_udp_timeout"),
+            (self.nat_icmp_timeout, "nat_icmp_timeout"),
+        ] {
+            if v == 0 || v > 10_000_000 {
+                let flag = super::Key::flag(id);
+                return Err(ConfigError::opt(
+                    id,
+                    format!("{flag} {v} must be 1..10000000 seconds"),
+                ));
+            }
+        }
+        Ok(Some(NatConfig {
+            max_flows: self.nat_max,
+            port_min: lo,
+            port_max: hi,
+            timeouts: NatTimeouts {
+                tcp_established: self.nat_tcp_timeout * 1000,
+                tcp_transitory: self.nat_tcp_transitory * 1000,
+                tcp_closed: 10_000,
+                udp: self.nat_udp_timeout * 1000,
+                icmp: self.nat_icmp_timeout * 1000,
+            },
+        }))
+    }
+
+    /// The `--ports` items, each with its address: given, or host 10+n of
+    /// the subnet for the n-th item; no name or address twice.
+    fn port_specs(&self, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<Vec<PortSpec>, ConfigError> {
+        let items: Vec<&str> = self
+            .ports
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(str::trim)
+            .collect();
+        let mut ports: Vec<PortSpec> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let (ns, addr) = parse_port_spec_as(item, subnet, "--ports: ")?;
+            if ports.iter().any(|p| p.netns == ns) {
+                return Err(ConfigError::port(
+                    &ns,
+                    format!("--ports: namespace {ns} is listed twice"),
+                ));
+            }
+            let addr = match addr {
+                Some(a) => a,
+                None => subnet.host(10 + i as u32 + 1).ok_or_else(|| {
+                    ConfigError::opt(
+                        "subnet",
+                        format!(
+                            "--subnet {subnet} is too small for {} ports: port {ns} (number {}) would get host {} (give it an address with {ns}=ADDR or use a larger subnet)",
+                            items.len(),
+                            i + 1,
+                            11 + i
+                        ),
+                    )
+                })?,
+            };
+            let taken: Vec<(String, Ipv4Addr)> =
+                ports.iter().map(|p| (p.netns.clone(), p.addr)).collect();
+            check_port_addr(&ns, addr, subnet, gateway, &taken)?;
+            ports.push(PortSpec { netns: ns, addr });
+        }
+        // An explicit address later in the list may collide with an earlier
+        // default one; the loop above catches that in either order.
+        if ports.is_empty() {
+            return Err(ConfigError::other(
+                "no ports: give --ports NS[,NS...] (or [[port]] entries in the --config file)",
+            ));
+        }
+        if ports.len() > u16::MAX as usize - 1 {
+            return Err(ConfigError::other("--ports: too many ports"));
+        }
+        Ok(ports)
+    }
+
+    /// Validates the command line into a [`Config`].
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        check_instance_name(&self.name)?;
+        check_ifname("ifname", &self.ifname)?;
+        let subnet: Ipv4Net = self
+            .subnet
+            .parse()
+            .map_err(|e| ConfigError::opt("subnet", format!("--subnet {e}")))?;
+        if subnet.prefix_len > 30 {
+            return Err(ConfigError::opt(
+                "subnet",
+                format!(
+                    "--subnet {subnet} is too small: it has no room for a gateway and a port (use /30 or larger)"
+                ),
+            ));
+        }
+        let gateway: Ipv4Addr = self.gateway.parse().map_err(|_| {
+            ConfigError::opt(
+                "gateway",
+                format!("--gateway '{}' is not an IPv4 address", self.gateway),
+            )
+        })?;
+        if !subnet.is_usable_host(gateway) {
+            return Err(ConfigError::opt(
+                "gateway",
+                format!("--gateway {gateway} is not a host address of the subnet {subnet}"),
+            ));
+        }
+        for (bad, id, msg) in [
+            (
+                self.aging == 0 || self.aging > 1_000_000,
+                "aging",
+                format!("--aging {} must be 1..1000000 seconds", self.aging),
+            ),
+            (
+                self.fdb_max == 0 || self.fdb_max > 16_000_000,
+                "fdb_max",
+                format!("--fdb-max {} must be 1..16000000", self.fdb_max),
+            ),
+            (
+                self.busy_poll > 100_000,
+                "busy_poll",
+                format!(
+                    "--busy-poll {} must be 0..100000 microseconds",
+                    self.busy_poll
+                ),
+            ),
+            (
+                !(68..=65521).contains(&self.mtu),
+                "mtu",
+                format!("--mtu {} must be 68..65521", self.mtu),
+            ),
+        ] {
+            if bad {
+                return Err(ConfigError::opt(id, msg));
+            }
+        }
+        let ports = self.port_specs(subnet, gateway)?;
+        let metrics = match &self.metrics {
+            None => None,
+            Some(m) => Some(parse_metrics_addr(m)?),
+        };
+        let uplink = self.uplink_spec(subnet)?;
+        let nat = self.nat_config()?;
+        Ok(Config {
+            uplink,
+            nat,
+            name: self.name,
+            ifname: self.ifname,
+            subnet,
+            gateway,
+            aging_secs: self.aging,
+            fdb_max: self.fdb_max,
+            mtu: self.mtu,
+            keep_netns: self.keep_netns,
+            offload: !self.no_offload,
+            busy_poll_us: self.busy_poll,
+            metrics,
+            ports,
+        })
+    }
+}
