@@ -384,3 +384,15 @@ fn errors_carry_the_key_of_the_setting_at_fault() {
         "namespace name 'a/b' contains '/' or NUL, which ip netns refuses"
     );
 }
+
+#[test]
+fn namespace_names() {
+    use super::validate::check_netns_name as check_name;
+    assert!(check_name("ns01").is_ok());
+    assert!(check_name("a.b-c_d").is_ok());
+    for bad in ["", ".", "..", "a/b", "/"] {
+        assert!(check_name(bad).is_err(), "{bad}");
+    }
+    assert!(check_name(&"x".repeat(254)).is_ok());
+    assert!(check_name(&"x".repeat(255)).is_err());
+}

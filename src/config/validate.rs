@@ -3,7 +3,6 @@
 //! [`ConfigError`] naming the culprit and keyed by the setting at fault.
 
 use super::{Cli, Config, ConfigError, Ipv4Net, PortSpec, UplinkSpec};
-use crate::control::netns;
 use crate::gateway::WanAddr;
 use crate::gateway::nat::{NatConfig, NatTimeouts};
 use crate::sys::IFNAMSIZ;
@@ -98,7 +97,7 @@ fn parse_port_spec_as(
         Some((ns, a)) => (ns, Some(a)),
         None => (item, None),
     };
-    netns::check_name(ns).map_err(|e| ConfigError::port(ns, format!("{name_prefix}{e}")))?;
+    check_netns_name(ns).map_err(|e| ConfigError::port(ns, format!("{name_prefix}{e}")))?;
     let addr = addr.map(|a| parse_port_addr(ns, a, subnet)).transpose()?;
     Ok((ns.to_string(), addr))
 }
@@ -448,4 +447,28 @@ impl Cli {
             ports,
         })
     }
+}
+
+/// Whether `name` is a namespace name `ip netns` would accept: not empty,
+/// not `.` or `..`, no `/`, shorter than `NAME_MAX`.
+pub fn check_netns_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a namespace name cannot be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("'{name}' is not a valid namespace name"));
+    }
+    if name.contains('/') || name.contains('\0') {
+        return Err(format!(
+            "namespace name '{name}' contains '/' or NUL, which ip netns refuses"
+        ));
+    }
+    if name.len() >= 255 {
+        return Err(format!(
+            "namespace name '{}...' is {} bytes; ip netns allows at most 254",
+            &name[..name.char_indices().nth(20).map_or(name.len(), |(i, _)| i)],
+            name.len()
+        ));
+    }
+    Ok(())
 }
