@@ -13,15 +13,21 @@
 //! next MAC entry is due to expire. No allocation per frame: the buffer is
 //! allocated once, flooding writes the same buffer to each port.
 
+mod ports;
+mod tx;
+
+use ports::LogLimit;
+pub use ports::{PortCounters, PortInfo, PortSlot, UplinkSlot};
+use tx::{flood, log_learning, record, send_counted, transmit};
+
 use crate::capture::{Captures, Point, Session};
 use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::Port;
 use crate::switch::fdb::FdbError;
-use crate::switch::{Decision, DropReason, Fdb, Learned, Millis, PortId, decide};
+use crate::switch::{Decision, DropReason, Fdb, Millis, PortId, decide};
 use crate::wire::MacAddr;
 use crate::wire::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use std::io;
-use std::net::Ipv4Addr;
 
 /// Frames read from one port per wake-up before moving on to the next.
 pub const RX_BUDGET: usize = 64;
@@ -29,72 +35,6 @@ pub const RX_BUDGET: usize = 64;
 /// Size of the frame buffer: a virtio-net header plus the largest
 /// super-frame a TAP can hand over (64 KB of IP plus headers), with room.
 pub const FRAME_BUF: usize = 128 * 1024;
-
-/// Static facts about a port, shown by `vswitchctl ports`.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct PortInfo {
-    /// The namespace name; also the port's name.
-    pub name: String,
-    pub ifname: String,
-    pub mac: MacAddr,
-    pub addr: Ipv4Addr,
-    pub prefix_len: u8,
-}
-
-/// Per-port counters. Drops are counted on the port where they happened:
-/// ingress for decision drops, egress for transmit drops.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PortCounters {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub drops: [u64; DropReason::COUNT],
-}
-
-impl PortCounters {
-    pub fn drop_total(&self) -> u64 {
-        self.drops.iter().sum()
-    }
-}
-
-/// A port in the switch.
-pub struct PortSlot<P> {
-    pub port: P,
-    pub info: PortInfo,
-    pub counters: PortCounters,
-}
-
-/// Rate limiter for log lines about events that can repeat per frame.
-#[derive(Default)]
-struct LogLimit {
-    last: Option<Millis>,
-    suppressed: u64,
-}
-
-impl LogLimit {
-    const INTERVAL_MS: Millis = 10_000;
-    /// Whether to log now; returns how many were suppressed since the last.
-    fn allow(&mut self, now: Millis) -> Option<u64> {
-        match self.last {
-            Some(t) if now.saturating_sub(t) < Self::INTERVAL_MS => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
-/// The uplink and its counters.
-pub struct UplinkSlot<U> {
-    pub port: U,
-    pub ifname: String,
-    pub counters: PortCounters,
-}
 
 /// The switch: ports, the gateway (port 0), the uplink, the MAC table,
 /// counters, and the frame buffers.
@@ -499,144 +439,5 @@ impl<P: Port, U: Port> Switch<P, U> {
     }
     pub fn captures(&self) -> &Captures {
         &self.captures
-    }
-}
-
-/// Records `frame` in the capture sessions that watch where it crossed:
-/// its ingress point and wherever the decision sends it.
-fn record<P>(
-    captures: &mut Captures,
-    ports: &[Option<PortSlot<P>>],
-    frame: &[u8],
-    ingress: Point,
-    decision: Decision,
-) {
-    let in_id = match ingress {
-        Point::Port(id) => id,
-        Point::Uplink => PortId::MAX,
-    };
-    captures.record(frame, || {
-        let egress: Box<dyn Iterator<Item = Point>> = match decision {
-            Decision::Unicast(out) => Box::new(std::iter::once(Point::Port(out))),
-            Decision::Flood(_) => Box::new(
-                ports
-                    .iter()
-                    .enumerate()
-                    .filter(move |(i, s)| *i as PortId != in_id && (*i == 0 || s.is_some()))
-                    .map(|(i, _)| Point::Port(i as PortId)),
-            ),
-            Decision::Drop(_) => Box::new(std::iter::empty()),
-        };
-        std::iter::once(ingress).chain(egress)
-    });
-}
-
-fn log_learning<P>(
-    ports: &[Option<PortSlot<P>>],
-    fdb: &Fdb,
-    evict_log: &mut LogLimit,
-    learned: Option<Learned>,
-    frame: &[u8],
-    in_port: PortId,
-    now: Millis,
-) {
-    let name = |p: PortId| {
-        if p == GW_PORT {
-            return "gateway";
-        }
-        ports
-            .get(p as usize)
-            .and_then(|s| s.as_ref())
-            .map_or("?", |s| s.info.name.as_str())
-    };
-    match learned {
-        Some(Learned::Moved { from }) => {
-            tracing::info!(
-                mac = %MacAddr::from_slice(&frame[6..12]),
-                "MAC moved from port {} to port {}",
-                name(from),
-                name(in_port)
-            );
-        }
-        Some(Learned::New {
-            evicted: Some((mac, port)),
-        }) => {
-            if let Some(suppressed) = evict_log.allow(now) {
-                tracing::warn!(
-                    evicted = %mac,
-                    from_port = name(port),
-                    suppressed,
-                    "MAC table full ({} entries): evicted the oldest entry of the port with the most entries",
-                    fdb.max_entries()
-                );
-            }
-        }
-        _ => {}
-    }
-}
-
-fn flood<P: Port>(
-    ports: &mut [Option<PortSlot<P>>],
-    in_port: PortId,
-    hdr: &VnetHdr,
-    whole: &[u8],
-    copy: &mut Vec<u8>,
-    seg: &mut Vec<u8>,
-) {
-    for (i, slot) in ports.iter_mut().enumerate() {
-        if i != in_port as usize
-            && let Some(slot) = slot
-        {
-            transmit(slot, hdr, whole, copy, seg);
-        }
-    }
-}
-
-#[inline]
-fn transmit<P: Port>(
-    slot: &mut PortSlot<P>,
-    hdr: &VnetHdr,
-    whole: &[u8],
-    copy: &mut Vec<u8>,
-    seg: &mut Vec<u8>,
-) {
-    send_counted(&mut slot.port, &mut slot.counters, hdr, whole, copy, seg);
-}
-
-/// Sends `whole` (virtio-net header + frame) to a port: as it is to a port
-/// that takes the header; the bare frame to one that does not, finished and
-/// segmented first if the header asks for offload work.
-#[inline]
-fn send_counted(
-    port: &mut impl Port,
-    counters: &mut PortCounters,
-    hdr: &VnetHdr,
-    whole: &[u8],
-    copy: &mut Vec<u8>,
-    seg: &mut Vec<u8>,
-) {
-    let mut count = |r: io::Result<()>, len: usize| match r {
-        Ok(()) => {
-            counters.tx_packets += 1;
-            counters.tx_bytes += len as u64;
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            counters.drops[DropReason::TxQueueFull as usize] += 1;
-        }
-        Err(_) => counters.drops[DropReason::TxError as usize] += 1,
-    };
-    let frame = &whole[VNET_HDR_LEN..];
-    if port.vnet_hdr() {
-        count(port.send(whole), frame.len());
-    } else if hdr.is_plain() {
-        count(port.send(frame), frame.len());
-    } else {
-        let done = vnet::for_each_whole(hdr, frame, copy, seg, |f| {
-            let r = port.send(f);
-            count(r, f.len());
-        });
-        if done.is_err() {
-            counters.drops[DropReason::BadOffload as usize] += 1;
-        }
     }
 }

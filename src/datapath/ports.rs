@@ -1,0 +1,73 @@
+//! The switch's port slots: what it knows about each port (name, MAC,
+//! address) and the counters it keeps for it, plus the log rate limiter
+//! for per-frame events.
+
+use crate::switch::{DropReason, Millis};
+use crate::wire::MacAddr;
+use std::net::Ipv4Addr;
+
+/// Static facts about a port, shown by `vswitchctl ports`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PortInfo {
+    /// The namespace name; also the port's name.
+    pub name: String,
+    pub ifname: String,
+    pub mac: MacAddr,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+/// Per-port counters. Drops are counted on the port where they happened:
+/// ingress for decision drops, egress for transmit drops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PortCounters {
+    pub fn drop_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// A port in the switch.
+pub struct PortSlot<P> {
+    pub port: P,
+    pub info: PortInfo,
+    pub counters: PortCounters,
+}
+
+/// Rate limiter for log lines about events that can repeat per frame.
+#[derive(Default)]
+pub(super) struct LogLimit {
+    last: Option<Millis>,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    const INTERVAL_MS: Millis = 10_000;
+    /// Whether to log now; returns how many were suppressed since the last.
+    pub(super) fn allow(&mut self, now: Millis) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_sub(t) < Self::INTERVAL_MS => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// The uplink and its counters.
+pub struct UplinkSlot<U> {
+    pub port: U,
+    pub ifname: String,
+    pub counters: PortCounters,
+}

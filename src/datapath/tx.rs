@@ -1,0 +1,151 @@
+//! Frame output helpers of the datapath: recording into captures, logging
+//! what learning did, flooding and transmitting with per-port counters.
+//! Free functions over the switch's parts so the borrow of one port and
+//! the shared buffer stay disjoint.
+
+use super::{GW_PORT, LogLimit, PortCounters, PortSlot};
+use crate::capture::{Captures, Point};
+use crate::port::Port;
+use crate::switch::{Decision, DropReason, Fdb, Learned, Millis, PortId};
+use crate::wire::MacAddr;
+use crate::wire::vnet::{self, VNET_HDR_LEN, VnetHdr};
+use std::io;
+
+/// Records `frame` in the capture sessions that watch where it crossed:
+/// its ingress point and wherever the decision sends it.
+pub(super) fn record<P>(
+    captures: &mut Captures,
+    ports: &[Option<PortSlot<P>>],
+    frame: &[u8],
+    ingress: Point,
+    decision: Decision,
+) {
+    let in_id = match ingress {
+        Point::Port(id) => id,
+        Point::Uplink => PortId::MAX,
+    };
+    captures.record(frame, || {
+        let egress: Box<dyn Iterator<Item = Point>> = match decision {
+            Decision::Unicast(out) => Box::new(std::iter::once(Point::Port(out))),
+            Decision::Flood(_) => Box::new(
+                ports
+                    .iter()
+                    .enumerate()
+                    .filter(move |(i, s)| *i as PortId != in_id && (*i == 0 || s.is_some()))
+                    .map(|(i, _)| Point::Port(i as PortId)),
+            ),
+            Decision::Drop(_) => Box::new(std::iter::empty()),
+        };
+        std::iter::once(ingress).chain(egress)
+    });
+}
+
+pub(super) fn log_learning<P>(
+    ports: &[Option<PortSlot<P>>],
+    fdb: &Fdb,
+    evict_log: &mut LogLimit,
+    learned: Option<Learned>,
+    frame: &[u8],
+    in_port: PortId,
+    now: Millis,
+) {
+    let name = |p: PortId| {
+        if p == GW_PORT {
+            return "gateway";
+        }
+        ports
+            .get(p as usize)
+            .and_then(|s| s.as_ref())
+            .map_or("?", |s| s.info.name.as_str())
+    };
+    match learned {
+        Some(Learned::Moved { from }) => {
+            tracing::info!(
+                mac = %MacAddr::from_slice(&frame[6..12]),
+                "MAC moved from port {} to port {}",
+                name(from),
+                name(in_port)
+            );
+        }
+        Some(Learned::New {
+            evicted: Some((mac, port)),
+        }) => {
+            if let Some(suppressed) = evict_log.allow(now) {
+                tracing::warn!(
+                    evicted = %mac,
+                    from_port = name(port),
+                    suppressed,
+                    "MAC table full ({} entries): evicted the oldest entry of the port with the most entries",
+                    fdb.max_entries()
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+pub(super) fn flood<P: Port>(
+    ports: &mut [Option<PortSlot<P>>],
+    in_port: PortId,
+    hdr: &VnetHdr,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
+    for (i, slot) in ports.iter_mut().enumerate() {
+        if i != in_port as usize
+            && let Some(slot) = slot
+        {
+            transmit(slot, hdr, whole, copy, seg);
+        }
+    }
+}
+
+#[inline]
+pub(super) fn transmit<P: Port>(
+    slot: &mut PortSlot<P>,
+    hdr: &VnetHdr,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
+    send_counted(&mut slot.port, &mut slot.counters, hdr, whole, copy, seg);
+}
+
+/// Sends `whole` (virtio-net header + frame) to a port: as it is to a port
+/// that takes the header; the bare frame to one that does not, finished and
+/// segmented first if the header asks for offload work.
+#[inline]
+pub(super) fn send_counted(
+    port: &mut impl Port,
+    counters: &mut PortCounters,
+    hdr: &VnetHdr,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
+    let mut count = |r: io::Result<()>, len: usize| match r {
+        Ok(()) => {
+            counters.tx_packets += 1;
+            counters.tx_bytes += len as u64;
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            counters.drops[DropReason::TxQueueFull as usize] += 1;
+        }
+        Err(_) => counters.drops[DropReason::TxError as usize] += 1,
+    };
+    let frame = &whole[VNET_HDR_LEN..];
+    if port.vnet_hdr() {
+        count(port.send(whole), frame.len());
+    } else if hdr.is_plain() {
+        count(port.send(frame), frame.len());
+    } else {
+        let done = vnet::for_each_whole(hdr, frame, copy, seg, |f| {
+            let r = port.send(f);
+            count(r, f.len());
+        });
+        if done.is_err() {
+            counters.drops[DropReason::BadOffload as usize] += 1;
+        }
+    }
+}
