@@ -319,6 +319,11 @@ fn gateway_config(cfg: &Config, uplink: Option<&RawPort>) -> GatewayConfig {
 }
 
 /// Runs an instance until SIGINT/SIGTERM. Returns after a full teardown.
+///
+/// Long on purpose (~115 lines): start-up is one sequence of steps in the
+/// order they must happen (lock, metrics address, uplink, namespaces and
+/// TAPs, control socket, readiness), each undone by RAII if a later one
+/// fails; reading it top to bottom is the point.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
     // Before any thread exists, so every thread inherits the mask.
     let signals = block_signals()?;

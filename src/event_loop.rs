@@ -73,7 +73,6 @@ fn register_new_ports<P: Port + AsFd, U: Port>(
     Ok(())
 }
 
-/// Runs the event loop until SIGINT or SIGTERM arrives on `signals`.
 /// Everything the event loop serves besides the switch.
 pub struct LoopParts<'a, P> {
     pub control: &'a mut Server,
@@ -86,38 +85,29 @@ pub struct LoopParts<'a, P> {
     pub busy_poll: std::time::Duration,
 }
 
+/// Whether the loop goes on after an event.
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// Runs the event loop until SIGINT or SIGTERM arrives on `signals`.
 pub fn run<P: Port + AsFd, U: Port + AsFd>(
     sw: &mut Switch<P, U>,
-    parts: LoopParts<'_, P>,
+    mut parts: LoopParts<'_, P>,
 ) -> io::Result<()> {
-    let LoopParts {
-        control,
-        mut metrics,
-        port_ctl,
-        signals,
-        instance,
-        clock,
-        busy_poll,
-    } = parts;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    epoll.add(signals, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
-    epoll.add(
-        control.listener_fd(),
-        EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CONTROL),
-    )?;
-    if let Some(m) = metrics.as_deref() {
-        epoll.add(
-            m.listener_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_METRICS),
-        )?;
+    let watch = |fd, token| epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token));
+    watch(parts.signals.as_fd(), TOKEN_SIGNAL)?;
+    watch(parts.control.listener_fd(), TOKEN_CONTROL)?;
+    if let Some(m) = parts.metrics.as_deref() {
+        watch(m.listener_fd(), TOKEN_METRICS)?;
     }
     register_new_ports(sw, &epoll)?;
     if let Some(u) = sw.uplink() {
-        epoll.add(
-            u.port.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_UPLINK),
-        )?;
+        watch(u.port.as_fd(), TOKEN_UPLINK)?;
     }
+    let clock = parts.clock;
     let mut events = vec![EpollEvent::empty(); 64];
     sw.announce(clock.now());
     let mut timers_due: Millis = 0;
@@ -128,19 +118,7 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
         let t = Instant::now();
         let now = clock.at(t);
         if now >= timers_due {
-            // A namespace deleted underneath us takes its port down.
-            for ns in port_ctl.vanished() {
-                tracing::warn!(port = %ns, "namespace {ns} was deleted (ip netns del); removing its port");
-                if let Err(e) = control::api::port_del(&ns, sw, port_ctl) {
-                    tracing::warn!("{e}");
-                }
-            }
-            sw.fdb_expire(now);
-            let gw_next = sw.poll_gateway(now);
-            // Timers again when the next entry expires or the gateway's next
-            // timer is due, at least every second.
-            let fdb_next = sw.fdb().next_expiry().unwrap_or(u64::MAX);
-            timers_due = fdb_next.min(gw_next).min(now + 1000).max(now + 1);
+            timers_due = run_timers(sw, parts.port_ctl, now);
         }
         // After traffic, poll without sleeping for a little while: the reply
         // to what we just forwarded usually comes within microseconds, and
@@ -164,59 +142,95 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
         // Events: take the time again (the wait may have slept).
         let t = Instant::now();
         let now = clock.at(t);
-        if !busy_poll.is_zero() {
-            spin_until = Some(t + busy_poll);
+        if !parts.busy_poll.is_zero() {
+            spin_until = Some(t + parts.busy_poll);
         }
         for ev in &events[..n] {
-            match ev.data() {
-                TOKEN_SIGNAL => {
-                    if let Ok(Some(info)) = signals.read_signal() {
-                        tracing::info!(signal = info.ssi_signo, "signal received; shutting down");
-                        return Ok(());
-                    }
-                }
-                TOKEN_CONTROL => control.accept(&epoll),
-                TOKEN_UPLINK => {
-                    if let Err(e) = sw.poll_uplink(now, RX_BUDGET) {
-                        tracing::warn!("uplink read failed: {e}");
-                    }
-                }
-                TOKEN_METRICS => {
-                    if let Some(m) = metrics.as_deref_mut() {
-                        m.accept(&epoll);
-                    }
-                }
-                t if control.owns(t) => {
-                    control.service(&epoll, t, |req| {
-                        control::api::handle_bytes(req, t, sw, instance, port_ctl, now)
-                    });
-                    register_new_ports(sw, &epoll)?;
-                }
-                t if t >= TOKEN_METRICS_BASE => {
-                    if let Some(m) = metrics.as_deref_mut() {
-                        m.service(&epoll, t, |_| {
-                            Outcome::Reply(control::metrics::http_response(sw, instance))
-                        });
-                    }
-                }
-                t => {
-                    let id = (t - TOKEN_PORT_BASE) as PortId;
-                    if let Err(e) = sw.poll_port(id, now, RX_BUDGET) {
-                        // A port whose fd fails (its namespace was destroyed,
-                        // for one) is taken down; the others carry on.
-                        let name = sw.port(id).map(|s| s.info.name.clone()).unwrap_or_default();
-                        tracing::error!(port = %name, "port read failed: {e}; removing the port");
-                        if let Some(slot) = sw.remove_port(id) {
-                            let _ = epoll.delete(slot.port.as_fd());
-                        }
-                    }
-                }
+            if let Next::Stop = dispatch(ev.data(), sw, &mut parts, &epoll, now)? {
+                return Ok(());
             }
         }
         if !sw.captures().is_empty() {
-            pump_captures(sw, control, &epoll);
+            pump_captures(sw, parts.control, &epoll);
         }
     }
+}
+
+/// The timers: vanished namespaces, MAC aging, the gateway's timers.
+/// Returns when they are due next (at least every second).
+fn run_timers<P: Port, U: Port>(
+    sw: &mut Switch<P, U>,
+    port_ctl: &mut dyn PortControl<P>,
+    now: Millis,
+) -> Millis {
+    // A namespace deleted underneath us takes its port down.
+    for ns in port_ctl.vanished() {
+        tracing::warn!(port = %ns, "namespace {ns} was deleted (ip netns del); removing its port");
+        if let Err(e) = control::api::port_del(&ns, sw, port_ctl) {
+            tracing::warn!("{e}");
+        }
+    }
+    sw.fdb_expire(now);
+    let gw_next = sw.poll_gateway(now);
+    let fdb_next = sw.fdb().next_expiry().unwrap_or(u64::MAX);
+    fdb_next.min(gw_next).min(now + 1000).max(now + 1)
+}
+
+/// Hands one epoll event to its owner.
+fn dispatch<P: Port + AsFd, U: Port + AsFd>(
+    token: u64,
+    sw: &mut Switch<P, U>,
+    parts: &mut LoopParts<'_, P>,
+    epoll: &Epoll,
+    now: Millis,
+) -> io::Result<Next> {
+    match token {
+        TOKEN_SIGNAL => {
+            if let Ok(Some(info)) = parts.signals.read_signal() {
+                tracing::info!(signal = info.ssi_signo, "signal received; shutting down");
+                return Ok(Next::Stop);
+            }
+        }
+        TOKEN_CONTROL => parts.control.accept(epoll),
+        TOKEN_UPLINK => {
+            if let Err(e) = sw.poll_uplink(now, RX_BUDGET) {
+                tracing::warn!("uplink read failed: {e}");
+            }
+        }
+        TOKEN_METRICS => {
+            if let Some(m) = parts.metrics.as_deref_mut() {
+                m.accept(epoll);
+            }
+        }
+        t if parts.control.owns(t) => {
+            let (inst, port_ctl) = (parts.instance, &mut *parts.port_ctl);
+            parts.control.service(epoll, t, |req| {
+                control::api::handle_bytes(req, t, sw, inst, port_ctl, now)
+            });
+            register_new_ports(sw, epoll)?;
+        }
+        t if t >= TOKEN_METRICS_BASE => {
+            let inst = parts.instance;
+            if let Some(m) = parts.metrics.as_deref_mut() {
+                m.service(epoll, t, |_| {
+                    Outcome::Reply(control::metrics::http_response(sw, inst))
+                });
+            }
+        }
+        t => {
+            let id = (t - TOKEN_PORT_BASE) as PortId;
+            if let Err(e) = sw.poll_port(id, now, RX_BUDGET) {
+                // A port whose fd fails (its namespace was destroyed, for
+                // one) is taken down; the others carry on.
+                let name = sw.port(id).map(|s| s.info.name.clone()).unwrap_or_default();
+                tracing::error!(port = %name, "port read failed: {e}; removing the port");
+                if let Some(slot) = sw.remove_port(id) {
+                    let _ = epoll.delete(slot.port.as_fd());
+                }
+            }
+        }
+    }
+    Ok(Next::Continue)
 }
 
 /// Writes what the capture sessions recorded to their readers; ends the

@@ -177,89 +177,8 @@ fn print_nat_summary(s: &NatSummary) {
 
 fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
     match cmd {
-        Cmd::Status => {
-            let s: StatusReply = parse(result)?;
-            println!(
-                "instance {} (pid {}), up {} s",
-                s.name, s.pid, s.uptime_secs
-            );
-            println!(
-                "subnet {}, gateway {}, mtu {}, {} port(s)",
-                s.subnet, s.gateway, s.mtu, s.ports
-            );
-            print_summary(&s.fdb);
-            let g = &s.gateway_port;
-            println!(
-                "gateway {} {}: routed out {}, in {}, within LAN {}; to its own stack {}; ICMP errors sent {}; ARP requests {}",
-                g.address,
-                g.mac,
-                g.routed_out,
-                g.routed_in,
-                g.routed_lan,
-                g.to_stack,
-                g.icmp_errors_sent,
-                g.arp_requests_sent
-            );
-            if !g.drops.is_empty() {
-                let parts: Vec<String> = g.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("    drops: {}", parts.join(" "));
-            }
-            match &g.uplink {
-                Some(u) => {
-                    println!(
-                        "uplink {} {} address {}: rx {} pkts {} bytes, tx {} pkts {} bytes",
-                        u.ifname,
-                        u.mac,
-                        u.address.as_deref().unwrap_or("(none yet)"),
-                        u.rx_packets,
-                        u.rx_bytes,
-                        u.tx_packets,
-                        u.tx_bytes
-                    );
-                    if !u.drops.is_empty() {
-                        let parts: Vec<String> =
-                            u.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                        println!("    drops: {}", parts.join(" "));
-                    }
-                }
-                None => println!("no uplink"),
-            }
-            match &g.nat {
-                Some(n) => print_nat_summary(n),
-                None => println!("NAT off"),
-            }
-        }
-        Cmd::Nat { cmd: NatCmd::Show } => {
-            let r: NatShowReply = parse(result)?;
-            println!(
-                "{:<5} {:<21} {:<21} {:<21} {:<12} {:>8} {:>8} {:>8}",
-                "PROTO",
-                "INSIDE",
-                "TRANSLATED",
-                "REMOTE",
-                "STATE",
-                "EXPIRES",
-                "PKTS_OUT",
-                "PKTS_IN"
-            );
-            for f in &r.flows {
-                println!(
-                    "{:<5} {:<21} {:<21} {:<21} {:<12} {:>7}s {:>8} {:>8}",
-                    f.proto,
-                    f.inside,
-                    f.translated,
-                    f.remote,
-                    f.state,
-                    f.expires_in_secs,
-                    f.packets_out,
-                    f.packets_in
-                );
-            }
-            match &r.summary {
-                Some(s) => print_nat_summary(s),
-                None => println!("NAT off"),
-            }
-        }
+        Cmd::Status => print_status(result)?,
+        Cmd::Nat { cmd: NatCmd::Show } => print_nat(result)?,
         Cmd::Nat { cmd: NatCmd::Flush } => {
             let r: CountReply = parse(result)?;
             println!("flushed {} NAT flows", r.removed);
@@ -312,40 +231,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
                 );
             }
         }
-        Cmd::Ports => {
-            let ports: Vec<PortReport> = parse(result)?;
-            println!(
-                "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
-                "PORT",
-                "IFACE",
-                "MAC",
-                "ADDRESS",
-                "RX_PKTS",
-                "RX_BYTES",
-                "TX_PKTS",
-                "TX_BYTES",
-                "DROPS"
-            );
-            for p in &ports {
-                println!(
-                    "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
-                    p.info.name,
-                    p.info.ifname,
-                    p.info.mac.to_string(),
-                    format!("{}/{}", p.info.addr, p.info.prefix_len),
-                    p.rx_packets,
-                    p.rx_bytes,
-                    p.tx_packets,
-                    p.tx_bytes,
-                    p.drops.values().sum::<u64>()
-                );
-                if !p.drops.is_empty() {
-                    let parts: Vec<String> =
-                        p.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    println!("    drops: {}", parts.join(" "));
-                }
-            }
-        }
+        Cmd::Ports => print_ports(result)?,
         Cmd::Fdb { cmd: FdbCmd::Show } => {
             let r: FdbShowReply = parse(result)?;
             println!("{:<16} {:<17} {:>6}", "port", "MAC", "age");
@@ -372,6 +258,115 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         Cmd::Fdb {
             cmd: FdbCmd::Del { mac },
         } => println!("entry {mac} removed"),
+    }
+    Ok(())
+}
+
+/// `status`: the instance, the MAC table, the gateway and its uplink.
+fn print_status(result: serde_json::Value) -> Result<(), String> {
+    let s: StatusReply = parse(result)?;
+    println!(
+        "instance {} (pid {}), up {} s",
+        s.name, s.pid, s.uptime_secs
+    );
+    println!(
+        "subnet {}, gateway {}, mtu {}, {} port(s)",
+        s.subnet, s.gateway, s.mtu, s.ports
+    );
+    print_summary(&s.fdb);
+    let g = &s.gateway_port;
+    println!(
+        "gateway {} {}: routed out {}, in {}, within LAN {}; to its own stack {}; ICMP errors sent {}; ARP requests {}",
+        g.address,
+        g.mac,
+        g.routed_out,
+        g.routed_in,
+        g.routed_lan,
+        g.to_stack,
+        g.icmp_errors_sent,
+        g.arp_requests_sent
+    );
+    if !g.drops.is_empty() {
+        let parts: Vec<String> = g.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("    drops: {}", parts.join(" "));
+    }
+    match &g.uplink {
+        Some(u) => {
+            println!(
+                "uplink {} {} address {}: rx {} pkts {} bytes, tx {} pkts {} bytes",
+                u.ifname,
+                u.mac,
+                u.address.as_deref().unwrap_or("(none yet)"),
+                u.rx_packets,
+                u.rx_bytes,
+                u.tx_packets,
+                u.tx_bytes
+            );
+            if !u.drops.is_empty() {
+                let parts: Vec<String> = u.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("    drops: {}", parts.join(" "));
+            }
+        }
+        None => println!("no uplink"),
+    }
+    match &g.nat {
+        Some(n) => print_nat_summary(n),
+        None => println!("NAT off"),
+    }
+    Ok(())
+}
+
+/// `nat show`: one line per flow, then the table summary.
+fn print_nat(result: serde_json::Value) -> Result<(), String> {
+    let r: NatShowReply = parse(result)?;
+    println!(
+        "{:<5} {:<21} {:<21} {:<21} {:<12} {:>8} {:>8} {:>8}",
+        "PROTO", "INSIDE", "TRANSLATED", "REMOTE", "STATE", "EXPIRES", "PKTS_OUT", "PKTS_IN"
+    );
+    for f in &r.flows {
+        println!(
+            "{:<5} {:<21} {:<21} {:<21} {:<12} {:>7}s {:>8} {:>8}",
+            f.proto,
+            f.inside,
+            f.translated,
+            f.remote,
+            f.state,
+            f.expires_in_secs,
+            f.packets_out,
+            f.packets_in
+        );
+    }
+    match &r.summary {
+        Some(s) => print_nat_summary(s),
+        None => println!("NAT off"),
+    }
+    Ok(())
+}
+
+/// `ports`: one line per port with its counters.
+fn print_ports(result: serde_json::Value) -> Result<(), String> {
+    let ports: Vec<PortReport> = parse(result)?;
+    println!(
+        "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
+        "PORT", "IFACE", "MAC", "ADDRESS", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS"
+    );
+    for p in &ports {
+        println!(
+            "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
+            p.info.name,
+            p.info.ifname,
+            p.info.mac.to_string(),
+            format!("{}/{}", p.info.addr, p.info.prefix_len),
+            p.rx_packets,
+            p.rx_bytes,
+            p.tx_packets,
+            p.tx_bytes,
+            p.drops.values().sum::<u64>()
+        );
+        if !p.drops.is_empty() {
+            let parts: Vec<String> = p.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("    drops: {}", parts.join(" "));
+        }
     }
     Ok(())
 }

@@ -33,6 +33,10 @@ fn esc(s: &str) -> String {
 }
 
 /// The metrics in Prometheus text format.
+///
+/// Long on purpose (~170 lines): one flat list of metric families in the
+/// order they are exposed, each a few lines; split up, the list a reader
+/// checks against the README would be scattered.
 pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
     let mut o = Out(String::with_capacity(8192));
     let mut ports: Vec<(String, PortCounters)> = sw

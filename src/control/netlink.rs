@@ -72,12 +72,7 @@ impl Netlink {
         msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = prefix_len;
         msg.header.index = index;
-        let mask = if prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - prefix_len as u32)
-        };
-        let brd = Ipv4Addr::from(u32::from(addr) | !mask);
+        let brd = crate::wire::ipv4::Ipv4Net::of(addr, prefix_len).broadcast();
         msg.attributes
             .push(AddressAttribute::Local(IpAddr::V4(addr)));
         msg.attributes

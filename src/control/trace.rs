@@ -11,18 +11,110 @@
 //! [`crate::gateway::Gateway::trace_wan`] the same way.
 //!
 //! A frame is described in words, e.g.
-//! `eth dst=02:00:00:00:00:02 ip dst=10.99.0.1,ttl=1 udp dport=53`, or given
-//! as `hex 0200...`. Omitted fields take the ingress port's MAC and address,
+//! `eth dst=02:00:00:00:00:02 ip dst=10.99.0.1,ttl=1 udp dport=53` or
+//! `arp op=request,tpa=192.168.88.1`, or given as `hex 0200...` (colons
+//! allowed). Frames are built by [`crate::wire::build`]. Omitted fields take the ingress port's MAC and address,
 //! the destination's MAC when the destination is another port or the
 //! gateway, TTL 64, and ports 12345 -> 53.
 
 use crate::datapath::{GW_PORT, PortInfo, Switch};
 use crate::port::Port;
 use crate::switch::{Decision, FloodReason, Learned, Millis, PortId, decide};
-use crate::wire::MacAddr;
-use crate::wire::ipv4::{self, Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv4::{self, Ipv4Hdr, Ipv4Net, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::{MacAddr, build};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+
+/// A frame description split into sections: keyword -> key=value pairs.
+struct Desc {
+    sections: HashMap<String, HashMap<String, String>>,
+    /// The L3/L4 keyword given (`arp`, `udp`, `tcp`, `icmp`), if any.
+    proto: Option<String>,
+}
+
+impl Desc {
+    fn parse(words: &[&str]) -> Result<Desc, String> {
+        let mut d = Desc {
+            sections: HashMap::new(),
+            proto: None,
+        };
+        let mut i = 0;
+        while i < words.len() {
+            let kw = words[i];
+            if !matches!(kw, "eth" | "ip" | "arp" | "udp" | "tcp" | "icmp") {
+                return Err(format!(
+                    "'{kw}': expected eth, arp, ip, udp, tcp, icmp (each with key=value,...) or hex BYTES"
+                ));
+            }
+            if matches!(kw, "arp" | "udp" | "tcp" | "icmp") {
+                if d.proto.is_some() {
+                    return Err("only one of arp, udp, tcp, icmp".into());
+                }
+                d.proto = Some(kw.to_string());
+            }
+            let mut kv = HashMap::new();
+            if let Some(next) = words.get(i + 1).filter(|w| w.contains('=')) {
+                for pair in next.split(',').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .ok_or_else(|| format!("{kw}: '{pair}' is not key=value"))?;
+                    kv.insert(k.to_string(), v.to_string());
+                }
+                i += 1;
+            }
+            d.sections.insert(kw.to_string(), kv);
+            i += 1;
+        }
+        if d.proto.as_deref() == Some("arp") && d.sections.contains_key("ip") {
+            return Err("arp and ip do not go together (ARP has its own spa= and tpa=)".into());
+        }
+        Ok(d)
+    }
+    fn get(&self, sec: &str, key: &str) -> Option<&String> {
+        self.sections.get(sec).and_then(|m| m.get(key))
+    }
+    fn num(&self, sec: &str, key: &str, default: u64, max: u64) -> Result<u64, String> {
+        match self.get(sec, key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| format!("{sec} {key}={v}: not a number up to {max}")),
+        }
+    }
+    fn mac(&self, sec: &str, key: &str) -> Result<Option<MacAddr>, String> {
+        self.get(sec, key)
+            .map(|v| {
+                v.parse::<MacAddr>()
+                    .map_err(|e| format!("{sec} {key}: {e}"))
+            })
+            .transpose()
+    }
+    fn addr(&self, sec: &str, key: &str) -> Result<Option<Ipv4Addr>, String> {
+        self.get(sec, key)
+            .map(|v| {
+                v.parse::<Ipv4Addr>()
+                    .map_err(|_| format!("{sec} {key}={v}: not an IPv4 address"))
+            })
+            .transpose()
+    }
+}
+
+/// `hex 0200...` (spaces and colons allowed between bytes).
+fn parse_hex(words: &[&str]) -> Result<Vec<u8>, String> {
+    let hex: String = words.concat().replace(':', "");
+    if !hex.len().is_multiple_of(2) {
+        return Err("hex: an odd number of digits".into());
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&hex[i..i + 2], 16)
+                .map_err(|_| format!("hex: '{}' is not a byte", &hex[i..i + 2]))
+        })
+        .collect()
+}
 
 /// Builds the frame a description asks for (see the module docs).
 /// `to_mac`, when given, is the default destination MAC (frames from the
@@ -35,99 +127,32 @@ pub fn build_frame<P: Port, U: Port>(
 ) -> Result<Vec<u8>, String> {
     let words: Vec<&str> = desc.split_whitespace().collect();
     if words.first() == Some(&"hex") {
-        let hex: String = words[1..].concat();
-        if !hex.len().is_multiple_of(2) {
-            return Err("hex: an odd number of digits".into());
-        }
-        return (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                u8::from_str_radix(&hex[i..i + 2], 16)
-                    .map_err(|_| format!("hex: '{}' is not a byte", &hex[i..i + 2]))
-            })
-            .collect();
+        return parse_hex(&words[1..]);
     }
-    // Sections: keyword followed by an optional key=value,... token.
-    let mut sections: HashMap<&str, HashMap<String, String>> = HashMap::new();
-    let mut l4 = None;
-    let mut i = 0;
-    while i < words.len() {
-        let kw = words[i];
-        if !matches!(kw, "eth" | "ip" | "udp" | "tcp" | "icmp") {
-            return Err(format!(
-                "'{kw}': expected eth, ip, udp, tcp, icmp (each with key=value,...) or hex BYTES"
-            ));
-        }
-        if matches!(kw, "udp" | "tcp" | "icmp") {
-            if l4.is_some() {
-                return Err("only one of udp, tcp, icmp".into());
-            }
-            l4 = Some(kw);
-        }
-        let mut kv = HashMap::new();
-        if let Some(next) = words.get(i + 1).filter(|w| w.contains('=')) {
-            for pair in next.split(',').filter(|p| !p.is_empty()) {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| format!("{kw}: '{pair}' is not key=value"))?;
-                kv.insert(k.to_string(), v.to_string());
-            }
-            i += 1;
-        }
-        sections.insert(kw, kv);
-        i += 1;
+    let d = Desc::parse(&words)?;
+    let src_mac = d.mac("eth", "src")?.unwrap_or(ingress.mac);
+    let proto = d.proto.as_deref();
+    if proto == Some("arp") {
+        return arp_frame(&d, ingress, src_mac);
     }
-    let get = |sec: &str, key: &str| sections.get(sec).and_then(|m| m.get(key)).cloned();
-    let num = |sec: &str, key: &str, default: u64, max: u64| -> Result<u64, String> {
-        match get(sec, key) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n <= max)
-                .ok_or_else(|| format!("{sec} {key}={v}: not a number up to {max}")),
-        }
-    };
-    let mac = |sec: &str, key: &str| -> Result<Option<MacAddr>, String> {
-        get(sec, key)
-            .map(|v| {
-                v.parse::<MacAddr>()
-                    .map_err(|e| format!("{sec} {key}: {e}"))
-            })
-            .transpose()
-    };
-    let addr = |key: &str| -> Result<Option<Ipv4Addr>, String> {
-        get("ip", key)
-            .map(|v| {
-                v.parse::<Ipv4Addr>()
-                    .map_err(|_| format!("ip {key}={v}: not an IPv4 address"))
-            })
-            .transpose()
-    };
-    let has_ip = sections.contains_key("ip") || l4.is_some();
-    let src_mac = mac("eth", "src")?.unwrap_or(ingress.mac);
-    let mut frame = Vec::with_capacity(128);
-    if !has_ip {
-        let dst = mac("eth", "dst")?.unwrap_or(MacAddr::BROADCAST);
-        let ty = match get("eth", "type") {
+    if !d.sections.contains_key("ip") && proto.is_none() {
+        let dst = d.mac("eth", "dst")?.unwrap_or(MacAddr::BROADCAST);
+        let ty = match d.get("eth", "type") {
             None => 0x88b5,
             Some(t) => u16::from_str_radix(t.trim_start_matches("0x"), 16)
                 .map_err(|_| format!("eth type={t}: not a hex ethertype"))?,
         };
-        frame.extend_from_slice(&dst.to_bytes());
-        frame.extend_from_slice(&src_mac.to_bytes());
-        frame.extend_from_slice(&ty.to_be_bytes());
-        frame.resize(60, 0);
+        let mut frame = vec![0u8; 60];
+        build::ethernet(&mut frame, dst, src_mac, ty);
         return Ok(frame);
     }
-    let src = addr("src")?.unwrap_or(ingress.addr);
-    let dst = addr("dst")?.ok_or("ip dst=ADDRESS is needed")?;
-    let dst_mac = match mac("eth", "dst")?.or(to_mac) {
+    let src = d.addr("ip", "src")?.unwrap_or(ingress.addr);
+    let dst = d.addr("ip", "dst")?.ok_or("ip dst=ADDRESS is needed")?;
+    let dst_mac = match d.mac("eth", "dst")?.or(to_mac) {
         Some(m) => m,
         None => {
-            let net = Ipv4Addr::from(u32::from(ingress.addr) & prefix_mask(ingress.prefix_len));
-            let on_link = u32::from(dst) & prefix_mask(ingress.prefix_len) == u32::from(net);
-            if !on_link || dst == sw.gateway().lan_ip() {
+            let net = Ipv4Net::of(ingress.addr, ingress.prefix_len);
+            if !net.contains(dst) || dst == sw.gateway().lan_ip() {
                 sw.gateway().mac()
             } else {
                 sw.ports()
@@ -137,23 +162,59 @@ pub fn build_frame<P: Port, U: Port>(
             }
         }
     };
-    let proto = match l4 {
-        Some("tcp") => PROTO_TCP,
-        Some("icmp") => PROTO_ICMP,
-        _ => PROTO_UDP,
+    let (proto, l4) = l4_bytes(&d)?;
+    let ip = build::Ipv4 {
+        src,
+        dst,
+        proto,
+        ttl: d.num("ip", "ttl", 64, 255)? as u8,
+        id: 0,
+        dont_frag: d.num("ip", "df", 0, 1)? == 1,
     };
-    let sec = l4.unwrap_or("udp");
-    let payload = num(sec, "len", 18, 9000)? as usize;
-    let mut l4b = Vec::new();
-    match proto {
-        PROTO_TCP => {
-            l4b.resize(20, 0);
-            l4b[0..2].copy_from_slice(&(num(sec, "sport", 12345, 65535)? as u16).to_be_bytes());
-            l4b[2..4].copy_from_slice(&(num(sec, "dport", 80, 65535)? as u16).to_be_bytes());
-            l4b[12] = 5 << 4;
-            let flags = get(sec, "flags").unwrap_or_else(|| "S".into());
+    Ok(build::ipv4_frame(dst_mac, src_mac, ip, &l4))
+}
+
+/// `arp op=request|reply,spa=..,tpa=..,tha=..`: from the ingress port by
+/// default, a request for the gateway's address... or whatever is given.
+fn arp_frame(d: &Desc, ingress: &PortInfo, src_mac: MacAddr) -> Result<Vec<u8>, String> {
+    let op = match d.get("arp", "op").map(String::as_str) {
+        None | Some("request") | Some("1") => build::ARP_REQUEST,
+        Some("reply") | Some("2") => build::ARP_REPLY,
+        Some(o) => return Err(format!("arp op={o}: request or reply")),
+    };
+    let tpa = d.addr("arp", "tpa")?.ok_or("arp tpa=ADDRESS is needed")?;
+    let tha = d.mac("arp", "tha")?.unwrap_or(MacAddr::ZERO);
+    let arp = build::Arp {
+        op,
+        sha: src_mac,
+        spa: d.addr("arp", "spa")?.unwrap_or(ingress.addr),
+        tha,
+        tpa,
+    };
+    let dst = match d.mac("eth", "dst")? {
+        Some(m) => m,
+        None if op == build::ARP_REPLY && tha != MacAddr::ZERO => tha,
+        None => MacAddr::BROADCAST,
+    };
+    Ok(arp.frame(dst).to_vec())
+}
+
+/// The L4 header and payload a description asks for (UDP by default).
+fn l4_bytes(d: &Desc) -> Result<(u8, Vec<u8>), String> {
+    let sec = d.proto.as_deref().unwrap_or("udp");
+    let payload = d.num(sec, "len", 18, 9000)? as usize;
+    let port = |key, default| -> Result<[u8; 2], String> {
+        Ok((d.num(sec, key, default, 65535)? as u16).to_be_bytes())
+    };
+    let (proto, mut l4) = match sec {
+        "tcp" => {
+            let mut b = vec![0u8; 20];
+            b[0..2].copy_from_slice(&port("sport", 12345)?);
+            b[2..4].copy_from_slice(&port("dport", 80)?);
+            b[12] = 5 << 4;
+            let flags = d.get(sec, "flags").map_or("S", String::as_str);
             for c in flags.chars() {
-                l4b[13] |= match c.to_ascii_uppercase() {
+                b[13] |= match c.to_ascii_uppercase() {
                     'F' => 0x01,
                     'S' => 0x02,
                     'R' => 0x04,
@@ -162,52 +223,25 @@ pub fn build_frame<P: Port, U: Port>(
                     _ => return Err(format!("tcp flags={flags}: use letters of FSRPA")),
                 };
             }
+            (PROTO_TCP, b)
         }
-        PROTO_ICMP => {
-            l4b.resize(8, 0);
-            l4b[0] = num(sec, "type", 8, 255)? as u8;
-            l4b[4..6].copy_from_slice(&(num(sec, "id", 4242, 65535)? as u16).to_be_bytes());
-            l4b[6..8].copy_from_slice(&(num(sec, "seq", 1, 65535)? as u16).to_be_bytes());
+        "icmp" => {
+            let mut b = vec![0u8; 8];
+            b[0] = d.num(sec, "type", 8, 255)? as u8;
+            b[4..6].copy_from_slice(&port("id", 4242)?);
+            b[6..8].copy_from_slice(&port("seq", 1)?);
+            (PROTO_ICMP, b)
         }
         _ => {
-            l4b.resize(8, 0);
-            l4b[0..2].copy_from_slice(&(num(sec, "sport", 12345, 65535)? as u16).to_be_bytes());
-            l4b[2..4].copy_from_slice(&(num(sec, "dport", 53, 65535)? as u16).to_be_bytes());
-            l4b[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+            let mut b = vec![0u8; 8];
+            b[0..2].copy_from_slice(&port("sport", 12345)?);
+            b[2..4].copy_from_slice(&port("dport", 53)?);
+            b[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+            (PROTO_UDP, b)
         }
-    }
-    l4b.resize(l4b.len() + payload, 0x5a);
-    let total = 20 + l4b.len();
-    let mut ip = vec![0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    if num("ip", "df", 0, 1)? == 1 {
-        ip[6] = 0x40;
-    }
-    ip[8] = num("ip", "ttl", 64, 255)? as u8;
-    ip[9] = proto;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    ip.extend_from_slice(&l4b);
-    ipv4::fill_ip_checksum(&mut ip, 20);
-    let h = Ipv4Hdr::parse(&ip).expect("built header");
-    if let Some(off) = ipv4::l4_checksum_offset(proto) {
-        let c = ipv4::l4_checksum(&ip, &h);
-        ip[20 + off..22 + off].copy_from_slice(&c.to_be_bytes());
-    }
-    frame.extend_from_slice(&dst_mac.to_bytes());
-    frame.extend_from_slice(&src_mac.to_bytes());
-    frame.extend_from_slice(&0x0800u16.to_be_bytes());
-    frame.extend_from_slice(&ip);
-    Ok(frame)
-}
-
-fn prefix_mask(l: u8) -> u32 {
-    if l == 0 {
-        0
-    } else {
-        u32::MAX << (32 - l as u32)
-    }
+    };
+    l4.resize(l4.len() + payload, 0x5a);
+    Ok((proto, l4))
 }
 
 fn summary(frame: &[u8]) -> String {
@@ -219,15 +253,20 @@ fn summary(frame: &[u8]) -> String {
         MacAddr::from_slice(&frame[6..12]),
     );
     let ty = ipv4::get16(frame, 12);
-    let l3 = match Ipv4Hdr::parse(&frame[14..]).filter(|_| ty == 0x0800) {
-        Some(h) => format!(
+    let arp = build::Arp::parse(&frame[14..]).filter(|_| ty == build::ETHERTYPE_ARP);
+    let l3 = match (Ipv4Hdr::parse(&frame[14..]).filter(|_| ty == 0x0800), arp) {
+        (Some(h), _) => format!(
             "IPv4 {} > {} proto {} ttl {}",
             Ipv4Addr::from(h.src),
             Ipv4Addr::from(h.dst),
             h.proto,
             h.ttl
         ),
-        None => format!("ethertype {ty:#06x}"),
+        (_, Some(a)) if a.op == build::ARP_REQUEST => {
+            format!("ARP request who-has {} tell {} ({})", a.tpa, a.spa, a.sha)
+        }
+        (_, Some(a)) => format!("ARP reply {} is-at {} (to {})", a.spa, a.sha, a.tpa),
+        _ => format!("ethertype {ty:#06x}"),
     };
     format!("{} bytes, {src} > {dst}, {l3}", frame.len())
 }
@@ -285,7 +324,7 @@ pub fn trace<P: Port, U: Port>(
             ))
         )),
         Some(Learned::Refreshed) => t.push(format!(
-            "MAC table: source {src} already on port {}: refreshed",
+            "MAC table: source {src} already on port {}: its age would be refreshed",
             name(in_port)
         )),
         Some(Learned::Moved { from }) => t.push(format!(
@@ -336,7 +375,9 @@ pub fn trace<P: Port, U: Port>(
             t.push(format!("decision: flood, {why}"));
             let mut to = others;
             if in_port != GW_PORT {
-                to.push("gateway (its stack answers ARP/ping for its own addresses)".into());
+                // The gateway port gets its copy too: what it does with it.
+                t.extend(sw.gateway().trace_lan(frame, now, egress_of));
+                to.push("gateway".into());
             }
             t.push(format!("egress: {}", to.join(", ")));
         }

@@ -151,12 +151,7 @@ impl From<Side> for Egress {
 }
 
 fn same_net(a: Ipv4Addr, b: Ipv4Addr, prefix_len: u8) -> bool {
-    let mask = Ipv4Net {
-        addr: a,
-        prefix_len,
-    }
-    .mask();
-    (u32::from(a) ^ u32::from(b)) & mask == 0
+    Ipv4Net::of(a, prefix_len).contains(b)
 }
 
 impl Gateway {

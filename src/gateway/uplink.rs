@@ -36,15 +36,7 @@ impl Gateway {
         if let Some(w) = &self.wan
             && let Some((a, l)) = w.addr
         {
-            let mask = Ipv4Net {
-                addr: a,
-                prefix_len: l,
-            }
-            .mask();
-            let net = Ipv4Net {
-                addr: Ipv4Addr::from(u32::from(a) & mask),
-                prefix_len: l,
-            };
+            let net = Ipv4Net::of(a, l);
             v.push(RouteView {
                 destination: net.to_string(),
                 via: None,

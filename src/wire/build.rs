@@ -104,6 +104,24 @@ impl Ipv4 {
     }
 }
 
+/// A whole IPv4 frame: Ethernet to `dst_mac`, header `ip`, then `l4` (a
+/// TCP, UDP or ICMP header and payload) whose checksum is filled in.
+pub fn ipv4_frame(dst_mac: MacAddr, src_mac: MacAddr, ip: Ipv4, l4: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; ETH_HEADER_LEN + 20 + l4.len()];
+    ethernet(&mut f, dst_mac, src_mac, ETHERTYPE_IPV4);
+    let b = &mut f[ETH_HEADER_LEN..];
+    ip.write(b, l4.len());
+    b[20..].copy_from_slice(l4);
+    if let (Some(off), Some(h)) = (ipv4::l4_checksum_offset(ip.proto), ipv4::Ipv4Hdr::parse(b))
+        && l4.len() >= off + 2
+    {
+        b[20 + off..22 + off].fill(0);
+        let c = ipv4::l4_checksum(b, &h);
+        b[20 + off..22 + off].copy_from_slice(&c.to_be_bytes());
+    }
+    f
+}
+
 /// An ICMP error frame quoting `quote` (the offending packet's start):
 /// Ethernet to `dst_mac`, IPv4 `ip` (its `proto` is set to ICMP), ICMP
 /// `ty`/`code` with `mtu` in the next-hop MTU field (0 unless Fragmentation

@@ -222,6 +222,15 @@ pub struct Ipv4Net {
 }
 
 impl Ipv4Net {
+    /// The network `addr/prefix_len` belongs to (host bits cleared).
+    pub fn of(addr: Ipv4Addr, prefix_len: u8) -> Ipv4Net {
+        let mask = Ipv4Net { addr, prefix_len }.mask();
+        Ipv4Net {
+            addr: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix_len,
+        }
+    }
+    /// The netmask as a number (the one prefix-to-mask helper).
     pub fn mask(self) -> u32 {
         if self.prefix_len == 0 {
             0
