@@ -17,6 +17,7 @@ pub mod event_loop;
 pub mod gateway;
 pub mod hash;
 pub mod port;
+pub mod reason;
 pub mod switch;
 pub mod sys;
 pub mod wire;

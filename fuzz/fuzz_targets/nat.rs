@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
-use vswitchd::gateway::nat::{Nat, NatConfig};
+use vswitchd::gateway::nat::{Dir, Nat, NatConfig};
 
 fuzz_target!(|data: &[u8]| {
     let mut nat = Nat::new(
@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
     if nat.outbound(&mut b, 0).is_ok() {
         assert_eq!(b.len(), data.len());
     }
-    let _ = nat.peek_outbound(data, 1);
+    let _ = nat.peek(data, Dir::Out, 1);
+    let _ = nat.peek(data, Dir::In, 1);
     let mut b = data.to_vec();
     let _ = nat.inbound(&mut b, 1);
     let mut b = data.to_vec();

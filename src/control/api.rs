@@ -10,9 +10,9 @@ use super::trace;
 use crate::capture::Point;
 use crate::config::{check_port_addr, parse_port_spec};
 use crate::datapath::{GW_PORT, PortCounters, PortInfo, Switch};
-use crate::gateway::{GwDrop, RouteView};
+use crate::gateway::RouteView;
 use crate::port::Port;
-use crate::switch::{DropReason, FdbStats, Millis, PortId};
+use crate::switch::{FdbStats, Millis, PortId};
 use crate::wire::MacAddr;
 use crate::wire::ipv4::Ipv4Net;
 use std::collections::BTreeMap;
@@ -34,11 +34,7 @@ pub trait PortControl<P> {
 }
 
 fn drops_map(c: &PortCounters) -> BTreeMap<String, u64> {
-    DropReason::ALL
-        .iter()
-        .filter(|r| c.drops[**r as usize] > 0)
-        .map(|r| (r.name().to_string(), c.drops[*r as usize]))
-        .collect()
+    c.drops.nonzero().map(|(n, v)| (n.to_string(), v)).collect()
 }
 
 fn nat_summary<P: Port, U: Port>(sw: &Switch<P, U>) -> Option<NatSummary> {
@@ -52,9 +48,10 @@ fn nat_summary<P: Port, U: Port>(sw: &Switch<P, U>) -> Option<NatSummary> {
 fn gateway_report<P: Port, U: Port>(sw: &Switch<P, U>) -> GatewayReport {
     let g = sw.gateway();
     let st = g.stats();
-    let mut drops: BTreeMap<String, u64> = (0..GwDrop::COUNT)
-        .filter(|&i| st.drops[i] > 0)
-        .map(|i| (GwDrop::name_of(i).to_string(), st.drops[i]))
+    let mut drops: BTreeMap<String, u64> = st
+        .drops
+        .nonzero()
+        .map(|(n, v)| (n.to_string(), v))
         .collect();
     for (k, v) in drops_map(sw.gateway_counters()) {
         *drops.entry(k).or_default() += v;

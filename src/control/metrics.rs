@@ -4,9 +4,8 @@
 
 use crate::control::Instance;
 use crate::datapath::{PortCounters, Switch};
-use crate::gateway::GwDrop;
 use crate::port::Port;
-use crate::switch::DropReason;
+use crate::reason::Reason;
 use std::fmt::Write;
 
 struct Out(String);
@@ -76,11 +75,11 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
         "Frames dropped at a port, by reason.",
     );
     for (l, c) in &ports {
-        for r in DropReason::ALL {
+        for (r, n) in c.drops.iter() {
             o.val(
                 "port_drops_total",
                 &format!("{l},reason=\"{}\"", r.name()),
-                c.drops[r as usize],
+                n,
             );
         }
     }
@@ -139,11 +138,11 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
         "counter",
         "Packets the gateway dropped, by reason.",
     );
-    for i in 0..GwDrop::COUNT {
+    for (r, n) in gs.drops.iter() {
         o.val(
             "gateway_drops_total",
-            &format!("reason=\"{}\"", GwDrop::name_of(i)),
-            gs.drops[i],
+            &format!("reason=\"{}\"", r.name()),
+            n,
         );
     }
     o.head(

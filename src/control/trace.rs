@@ -19,6 +19,7 @@
 
 use crate::datapath::{GW_PORT, PortInfo, Switch};
 use crate::port::Port;
+use crate::reason::Reason;
 use crate::switch::{Decision, FloodReason, Learned, Millis, PortId, decide};
 use crate::wire::ipv4::{self, Ipv4Hdr, Ipv4Net, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::{MacAddr, build};

@@ -199,7 +199,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             };
             let len = match got {
                 Ok(len) if vnet && len < VNET_HDR_LEN => {
-                    slot.counters.drops[DropReason::Runt as usize] += 1;
+                    slot.counters.drops.add(DropReason::Runt);
                     n += 1;
                     continue;
                 }
@@ -269,7 +269,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         match verdict.decision {
             Decision::Drop(reason) => {
                 if let Some(Some(slot)) = ports.get_mut(in_port as usize) {
-                    slot.counters.drops[reason as usize] += 1;
+                    slot.counters.drops.add(reason);
                 }
             }
             Decision::Unicast(GW_PORT) => to_gateway = true,
@@ -296,7 +296,7 @@ impl<P: Port, U: Port> Switch<P, U> {
                     gateway.handle_lan(f, now, outbox)
                 });
                 if done.is_err() {
-                    gw_counters.drops[DropReason::BadOffload as usize] += 1;
+                    gw_counters.drops.add(DropReason::BadOffload);
                 }
             }
         }
@@ -340,7 +340,7 @@ impl<P: Port, U: Port> Switch<P, U> {
                             }
                         }
                         Decision::Flood(_) => flood(ports, GW_PORT, &hdr, whole, scratch, scratch2),
-                        Decision::Drop(r) => gw_counters.drops[r as usize] += 1,
+                        Decision::Drop(r) => gw_counters.drops.add(r),
                     }
                 }
                 Egress::Wan => {
@@ -381,12 +381,12 @@ impl<P: Port, U: Port> Switch<P, U> {
             u.counters.rx_packets += 1;
             u.counters.rx_bytes += len as u64;
             let Some(hdr) = VnetHdr::parse(&buf[..len]) else {
-                u.counters.drops[DropReason::Runt as usize] += 1;
+                u.counters.drops.add(DropReason::Runt);
                 continue;
             };
             let frame = &mut buf[VNET_HDR_LEN..len];
             if frame.len() < crate::wire::ETH_HEADER_LEN {
-                u.counters.drops[DropReason::Runt as usize] += 1;
+                u.counters.drops.add(DropReason::Runt);
                 continue;
             }
             if !self.captures.is_empty() {
@@ -401,7 +401,7 @@ impl<P: Port, U: Port> Switch<P, U> {
                 gateway.handle_wan(seg, now, outbox)
             });
             if done.is_err() {
-                u.counters.drops[DropReason::BadOffload as usize] += 1;
+                u.counters.drops.add(DropReason::BadOffload);
             }
             self.flush_outbox(now);
         }

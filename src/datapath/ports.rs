@@ -2,6 +2,7 @@
 //! address) and the counters it keeps for it, plus the log rate limiter
 //! for per-frame events.
 
+use crate::reason::Drops;
 use crate::switch::{DropReason, Millis};
 use crate::wire::MacAddr;
 use std::net::Ipv4Addr;
@@ -25,12 +26,12 @@ pub struct PortCounters {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
-    pub drops: [u64; DropReason::COUNT],
+    pub drops: Drops<DropReason, { DropReason::COUNT }>,
 }
 
 impl PortCounters {
     pub fn drop_total(&self) -> u64 {
-        self.drops.iter().sum()
+        self.drops.total()
     }
 }
 

@@ -130,9 +130,9 @@ pub(super) fn send_counted(
             counters.tx_bytes += len as u64;
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            counters.drops[DropReason::TxQueueFull as usize] += 1;
+            counters.drops.add(DropReason::TxQueueFull);
         }
-        Err(_) => counters.drops[DropReason::TxError as usize] += 1,
+        Err(_) => counters.drops.add(DropReason::TxError),
     };
     let frame = &whole[VNET_HDR_LEN..];
     if port.vnet_hdr() {
@@ -145,7 +145,7 @@ pub(super) fn send_counted(
             count(r, f.len());
         });
         if done.is_err() {
-            counters.drops[DropReason::BadOffload as usize] += 1;
+            counters.drops.add(DropReason::BadOffload);
         }
     }
 }

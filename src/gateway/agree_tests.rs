@@ -123,14 +123,17 @@ enum Outcome {
 }
 
 fn observed(before: &GatewayStats, after: &GatewayStats) -> Outcome {
-    let dropped = (0..GwDrop::COUNT).find(|&i| after.drops[i] > before.drops[i]);
+    let dropped = GwDrop::ALL
+        .iter()
+        .find(|&&r| after.drops.get(r) > before.drops.get(r))
+        .map(|r| r.name());
     let answered = after.icmp_errors_sent + after.icmp_errors_suppressed
         > before.icmp_errors_sent + before.icmp_errors_suppressed;
     let routed = after.routed_in + after.routed_out + after.routed_lan
         > before.routed_in + before.routed_out + before.routed_lan;
     match dropped {
-        Some(i) if answered => Outcome::Refused(GwDrop::name_of(i)),
-        Some(i) => Outcome::Dropped(GwDrop::name_of(i)),
+        Some(n) if answered => Outcome::Refused(n),
+        Some(n) => Outcome::Dropped(n),
         None if routed => Outcome::Routed,
         None if after.to_stack > before.to_stack => Outcome::Stack,
         None => Outcome::Nothing,
@@ -139,10 +142,9 @@ fn observed(before: &GatewayStats, after: &GatewayStats) -> Outcome {
 
 fn told(trace: &[String]) -> Outcome {
     let last = trace.last().expect("a trace has steps");
-    if let Some(name) = GwDrop::BASE
+    if let Some(name) = GwDrop::ALL
         .iter()
         .map(|d| d.name())
-        .chain(nat::NatDrop::ALL.iter().map(|d| d.name()))
         .find(|n| last.ends_with(&format!("dropped ({n})")))
     {
         return if last.contains("would answer ICMP") {

@@ -3,6 +3,7 @@
 //! metrics, tests).
 
 use super::nat::NatDrop;
+use crate::reason::{Drops, Reason};
 
 /// Why the gateway dropped a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +29,8 @@ pub enum GwDrop {
     Nat(NatDrop),
 }
 
-impl GwDrop {
-    pub const BASE: [GwDrop; 10] = [
+impl Reason for GwDrop {
+    const ALL: &'static [GwDrop] = &[
         GwDrop::Malformed,
         GwDrop::BadChecksum,
         GwDrop::NotForUs,
@@ -40,29 +41,17 @@ impl GwDrop {
         GwDrop::TooBig,
         GwDrop::NoNeighbour,
         GwDrop::NoUplink,
+        GwDrop::Nat(NatDrop::Malformed),
+        GwDrop::Nat(NatDrop::Unsupported),
+        GwDrop::Nat(NatDrop::NoFlow),
+        GwDrop::Nat(NatDrop::TableFull),
+        GwDrop::Nat(NatDrop::PortsExhausted),
+        GwDrop::Nat(NatDrop::FragmentNoFlow),
+        GwDrop::Nat(NatDrop::NoAddress),
     ];
-    pub const COUNT: usize = Self::BASE.len() + NatDrop::ALL.len();
 
-    /// The reason's slot in [`GatewayStats::drops`].
-    pub fn index(self) -> usize {
+    fn name(self) -> &'static str {
         match self {
-            GwDrop::Nat(n) => {
-                Self::BASE.len() + NatDrop::ALL.iter().position(|x| *x == n).unwrap_or(0)
-            }
-            b => Self::BASE.iter().position(|x| *x == b).unwrap_or(0),
-        }
-    }
-
-    /// The reason's counter name.
-    pub fn name(self) -> &'static str {
-        Self::name_of(self.index())
-    }
-
-    pub fn name_of(index: usize) -> &'static str {
-        if index >= Self::BASE.len() {
-            return NatDrop::ALL[index - Self::BASE.len()].name();
-        }
-        match Self::BASE[index] {
             GwDrop::Malformed => "malformed",
             GwDrop::BadChecksum => "bad_ip_checksum",
             GwDrop::NotForUs => "not_for_us",
@@ -73,9 +62,14 @@ impl GwDrop {
             GwDrop::TooBig => "too_big_options",
             GwDrop::NoNeighbour => "no_neighbour",
             GwDrop::NoUplink => "no_uplink",
-            GwDrop::Nat(_) => unreachable!(),
+            GwDrop::Nat(n) => n.name(),
         }
     }
+}
+
+impl GwDrop {
+    /// How many reasons there are (the size of [`GatewayStats::drops`]).
+    pub const COUNT: usize = 17;
 }
 
 /// Gateway counters.
@@ -93,5 +87,5 @@ pub struct GatewayStats {
     pub arp_requests_sent: u64,
     /// Packets the gateway fragmented to fit an egress MTU.
     pub fragmented: u64,
-    pub drops: [u64; GwDrop::COUNT],
+    pub drops: Drops<GwDrop, { GwDrop::COUNT }>,
 }

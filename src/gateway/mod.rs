@@ -265,7 +265,7 @@ impl Gateway {
     }
 
     fn drop(&mut self, why: GwDrop) {
-        self.stats.drops[why.index()] += 1;
+        self.stats.drops.add(why);
     }
 
     /// Forgets the LAN neighbour and NAT flows of an inside address.
@@ -299,6 +299,8 @@ impl Gateway {
 
 // The tests below use `super::*` for the wire helpers they build frames
 // with.
+#[cfg(test)]
+use crate::reason::Reason;
 #[cfg(test)]
 use crate::wire::{
     ipv4::{

@@ -34,6 +34,7 @@
 //!   outside reaches the inside unasked.
 
 use crate::hash::FastMap;
+pub use crate::reason::Reason;
 use crate::switch::Millis;
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use std::net::Ipv4Addr;
@@ -114,8 +115,8 @@ pub enum NatDrop {
     NoAddress,
 }
 
-impl NatDrop {
-    pub const ALL: [NatDrop; 7] = [
+impl Reason for NatDrop {
+    const ALL: &'static [NatDrop] = &[
         NatDrop::Malformed,
         NatDrop::Unsupported,
         NatDrop::NoFlow,
@@ -124,7 +125,7 @@ impl NatDrop {
         NatDrop::FragmentNoFlow,
         NatDrop::NoAddress,
     ];
-    pub const fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             NatDrop::Malformed => "nat_malformed",
             NatDrop::Unsupported => "nat_unsupported",

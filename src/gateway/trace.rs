@@ -6,6 +6,7 @@
 
 use super::classify::{Forward, IcmpError, Local, Verdict};
 use super::{Gateway, Side, neigh};
+use crate::reason::Reason;
 use crate::switch::Millis;
 use crate::wire::MacAddr;
 use std::net::Ipv4Addr;

@@ -12,6 +12,7 @@
 //!    unicast floods. Flooding never includes the ingress port.
 
 use super::fdb::{Fdb, Learned, Millis, PortId};
+pub use crate::reason::Reason;
 use crate::wire::{ETH_HEADER_LEN, ETHERTYPE_QINQ, ETHERTYPE_VLAN, MacAddr, VLAN_TAG_LEN};
 use smoltcp::wire::EthernetFrame;
 
@@ -39,7 +40,10 @@ pub enum DropReason {
 
 impl DropReason {
     pub const COUNT: usize = 7;
-    pub const ALL: [DropReason; Self::COUNT] = [
+}
+
+impl Reason for DropReason {
+    const ALL: &'static [DropReason] = &[
         DropReason::Runt,
         DropReason::TooBig,
         DropReason::BadSource,
@@ -50,7 +54,7 @@ impl DropReason {
     ];
 
     /// Stable snake_case name used in `vswitchctl` output and JSON.
-    pub const fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             DropReason::Runt => "runt",
             DropReason::TooBig => "too_big",
@@ -60,6 +64,11 @@ impl DropReason {
             DropReason::TxError => "tx_error",
             DropReason::BadOffload => "bad_offload",
         }
+    }
+
+    /// The discriminant: free on the per-frame path.
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
