@@ -297,7 +297,7 @@ impl FromStr for Ipv4Net {
 /// Returns false (emitting nothing) for a packet that may not or cannot be
 /// fragmented here: DF set, IP options present, or an MTU below 28.
 pub fn fragment_frame(frame: &[u8], mtu: usize, mut emit: impl FnMut(&[u8])) -> bool {
-    const ETH: usize = 14;
+    const ETH: usize = super::ETH_HEADER_LEN;
     let Some(h) = frame.get(ETH..).and_then(Ipv4Hdr::parse) else {
         return false;
     };

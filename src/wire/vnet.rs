@@ -152,7 +152,7 @@ pub fn segment_tcpv4(
     scratch: &mut Vec<u8>,
     mut emit: impl FnMut(&mut [u8]),
 ) -> Result<(), VnetError> {
-    const ETH: usize = 14;
+    const ETH: usize = super::ETH_HEADER_LEN;
     if frame.len() < ETH + 20 || mss == 0 {
         return Err(VnetError::Malformed);
     }
