@@ -1,16 +1,17 @@
 //! The datapath: the only place that moves frames.
 //!
-//! [`Switch`] owns the ports, the MAC table, the per-port counters and one
-//! frame buffer. [`Switch::poll_port`] reads up to a budget of frames from a
-//! port, asks the pure core ([`crate::switch::decide`]) where each goes, and
-//! writes it there. It is generic over [`Port`], so the in-memory tests and
-//! benches run exactly this code with [`crate::port::mem::MemPort`].
+//! [`Switch`] owns the ports, the MAC table, the per-port counters, the
+//! gateway and one receive ring ([`FrameRing`]). [`Switch::poll_port`]
+//! reads a batch of frames from a port ([`Port::recv_batch`], up to a
+//! budget), asks the pure core ([`crate::switch::decide`]) where each goes,
+//! and writes it there; frames for the gateway go through its
+//! classify-then-act handlers and come back in its outbox. It is generic
+//! over [`Port`], so the in-memory tests and benches run exactly this code
+//! with [`crate::port::mem::MemPort`].
 //!
-//! [`run`] is the event loop for real TAP ports: one thread, epoll over the
-//! TAP fds, the control socket and a signalfd; level-triggered, with a
-//! bounded number of frames per port per wake-up so one busy port cannot
-//! starve the others or the control socket. The loop wakes at least when the
-//! next MAC entry is due to expire. No allocation per frame: the buffer is
+//! The loop that calls it is [`crate::event_loop`]; the control plane
+//! changes the switch only through its command methods (`fdb_flush`,
+//! `nat_flush`, `capture_start`...). No allocation per frame: the ring is
 //! allocated once, flooding writes the same buffer to each port.
 
 mod ports;
@@ -22,7 +23,7 @@ use tx::{flood, log_learning, record, send_counted, transmit};
 
 use crate::capture::{Captures, Point, Session};
 use crate::gateway::{Egress, Gateway, Outbox};
-use crate::port::Port;
+use crate::port::{FrameRing, Port};
 use crate::switch::fdb::FdbError;
 use crate::switch::{Decision, DropReason, Fdb, Millis, PortId, decide};
 use crate::wire::MacAddr;
@@ -31,8 +32,9 @@ use std::io;
 
 /// Frames read from one port per wake-up before moving on to the next.
 pub const RX_BUDGET: usize = 64;
-/// Size of the frame buffer: the largest frame a TAP can hand us.
-/// Size of the frame buffer: a virtio-net header plus the largest
+/// Frames read from a port in one [`Port::recv_batch`].
+pub const RX_BATCH: usize = 8;
+/// Size of each frame buffer: a virtio-net header plus the largest
 /// super-frame a TAP can hand over (64 KB of IP plus headers), with room.
 pub const FRAME_BUF: usize = 128 * 1024;
 
@@ -43,7 +45,8 @@ pub struct Switch<P, U = P> {
     ports: Vec<Option<PortSlot<P>>>,
     fdb: Fdb,
     mtu: usize,
-    buf: Box<[u8]>,
+    /// The receive ring: one batch of frames from one port at a time.
+    rx: FrameRing,
     gateway: Gateway,
     /// Counters of the gateway port as the switch sees it.
     gw_counters: PortCounters,
@@ -72,7 +75,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             ports: vec![None],
             fdb,
             mtu,
-            buf: vec![0u8; FRAME_BUF].into_boxed_slice(),
+            rx: FrameRing::new(RX_BATCH, FRAME_BUF),
             gateway,
             gw_counters: PortCounters::default(),
             outbox: Outbox::default(),
@@ -179,55 +182,41 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.captures.end(token)
     }
 
-    /// Reads and forwards up to `budget` frames from port `id`. Returns how
-    /// many were read; `Err` only for a read error other than "no frame".
-    ///
-    /// The buffer always holds a virtio-net header at `[..VNET_HDR_LEN]` and
-    /// the frame after it: ports with a header read both, others read the
-    /// frame behind an all-zero header.
+    /// Reads and forwards up to `budget` frames from port `id`, a batch
+    /// ([`RX_BATCH`]) at a time. Returns how many were read; `Err` only for
+    /// a read error other than "no frame".
     pub fn poll_port(&mut self, id: PortId, now: Millis, budget: usize) -> io::Result<usize> {
         let mut n = 0;
         while n < budget {
             let Some(Some(slot)) = self.ports.get_mut(id as usize) else {
                 return Ok(n);
             };
-            let vnet = slot.port.vnet_hdr();
-            let got = if vnet {
-                slot.port.recv(&mut self.buf)
-            } else {
-                slot.port.recv(&mut self.buf[VNET_HDR_LEN..])
-            };
-            let len = match got {
-                Ok(len) if vnet && len < VNET_HDR_LEN => {
-                    slot.counters.drops.add(DropReason::Runt);
-                    n += 1;
-                    continue;
-                }
-                Ok(len) if vnet => len - VNET_HDR_LEN,
-                Ok(len) => {
-                    self.buf[..VNET_HDR_LEN].fill(0);
-                    len
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            n += 1;
-            self.forward(id, len, now);
+            let got = slot.port.recv_batch(&mut self.rx, budget - n)?;
+            for _ in 0..self.rx.runts() {
+                slot.counters.drops.add(DropReason::Runt);
+            }
+            n += got;
+            for i in 0..self.rx.len() {
+                self.forward(id, i, now);
+            }
+            if got < RX_BATCH.min(budget) {
+                break; // the port is empty
+            }
         }
         Ok(n)
     }
 
     /// Forwards one frame as if it had been received on `id` (tests, benches).
     pub fn inject(&mut self, id: PortId, frame: &[u8], now: Millis) {
-        let len = frame.len().min(self.buf.len() - VNET_HDR_LEN);
-        self.buf[..VNET_HDR_LEN].fill(0);
-        self.buf[VNET_HDR_LEN..VNET_HDR_LEN + len].copy_from_slice(&frame[..len]);
-        self.forward(id, len, now);
+        self.rx.clear();
+        if let Some(i) = self.rx.put(frame) {
+            self.forward(id, i, now);
+        }
     }
 
-    /// Decide, then act, for the frame in `self.buf[VNET_HDR_LEN..][..len]`.
-    fn forward(&mut self, in_port: PortId, len: usize, now: Millis) {
+    /// Decide, then act, for the frame in receive slot `rx_slot`.
+    fn forward(&mut self, in_port: PortId, rx_slot: usize, now: Millis) {
+        let len = self.rx.get(rx_slot).len() - VNET_HDR_LEN;
         {
             let Some(Some(slot)) = self.ports.get_mut(in_port as usize) else {
                 return;
@@ -239,7 +228,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             ports,
             fdb,
             mtu,
-            buf,
+            rx,
             gateway,
             gw_counters,
             outbox,
@@ -249,7 +238,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             captures,
             ..
         } = self;
-        let whole = &buf[..VNET_HDR_LEN + len];
+        let whole = rx.get(rx_slot);
         let frame = &whole[VNET_HDR_LEN..];
         let hdr = VnetHdr::parse(whole).unwrap_or_default();
         // A super-frame's size was bounded per segment by its sender.
@@ -361,7 +350,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         let mut n = 0;
         while n < budget {
             let Switch {
-                buf,
+                rx,
                 gateway,
                 outbox,
                 uplink,
@@ -371,6 +360,9 @@ impl<P: Port, U: Port> Switch<P, U> {
             let Some(u) = uplink.as_mut() else {
                 return Ok(n);
             };
+            // The uplink reads one frame at a time into the first slot (it
+            // is rewritten in place there).
+            let buf = rx.buf_mut(0);
             let len = match u.port.recv(buf) {
                 Ok(len) => len,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(n),
