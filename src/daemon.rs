@@ -22,8 +22,10 @@ use crate::control::server::Server;
 use crate::datapath::{PortInfo, Switch, UplinkSlot};
 use crate::event_loop::{self, Clock, LoopParts};
 use crate::gateway::{Gateway, GatewayConfig, WanConfig};
+use crate::port::AnyPort;
 use crate::port::raw::{RawError, RawPort};
 use crate::port::tap::{Tap, TapError};
+use crate::port::vxlan::{Vxlan, VxlanConfig, VxlanError};
 use crate::switch::Fdb;
 use crate::wire::MacAddr;
 use crate::wire::ipv4::Ipv4Net;
@@ -66,6 +68,19 @@ pub enum DaemonError {
     },
     #[error("datapath failed: {0}")]
     Datapath(io::Error),
+    #[error(transparent)]
+    Overlay(#[from] VxlanError),
+    #[error("--vtep {0}: no interface in vswitchd's namespace has this address")]
+    NoVtep(Ipv4Addr),
+    #[error(
+        "--mtu {mtu} does not fit the overlay: the underlay {ifname} has MTU {underlay}, and VXLAN adds 50 bytes (at most --mtu {max})"
+    )]
+    MtuTooBig {
+        mtu: u32,
+        ifname: String,
+        underlay: u32,
+        max: u32,
+    },
 }
 
 /// Exclusive lock on an instance name, held for the life of the process.
@@ -188,9 +203,11 @@ impl PortManager {
     }
 }
 
-impl PortControl<Tap> for PortManager {
-    fn create(&mut self, ns: &str, addr: Ipv4Addr) -> Result<(Tap, PortInfo), String> {
-        self.open_port(ns, addr).map_err(|e| e.to_string())
+impl PortControl<AnyPort> for PortManager {
+    fn create(&mut self, ns: &str, addr: Ipv4Addr) -> Result<(AnyPort, PortInfo), String> {
+        self.open_port(ns, addr)
+            .map(|(tap, info)| (AnyPort::Tap(tap), info))
+            .map_err(|e| e.to_string())
     }
 
     fn release(&mut self, ns: &str) {
@@ -318,6 +335,37 @@ fn gateway_config(cfg: &Config, uplink: Option<&RawPort>) -> GatewayConfig {
     }
 }
 
+/// The TAP MTU with the overlay: `--mtu` if given and it fits the
+/// underlay, else the underlay interface's MTU minus VXLAN's 50 bytes.
+fn overlay_mtu(cfg: &Config, o: &VxlanConfig) -> Result<u32, DaemonError> {
+    let ifname = crate::sys::interface_with_addr(o.vtep).ok_or(DaemonError::NoVtep(o.vtep))?;
+    let underlay = crate::sys::interface_mtu(&ifname).map_err(|_| DaemonError::NoVtep(o.vtep))?;
+    let max = underlay.saturating_sub(crate::wire::vxlan::OVERHEAD as u32);
+    if cfg.mtu_given && cfg.mtu > max {
+        return Err(DaemonError::MtuTooBig {
+            mtu: cfg.mtu,
+            ifname,
+            underlay,
+            max,
+        });
+    }
+    Ok(if cfg.mtu_given { cfg.mtu } else { max })
+}
+
+/// How the overlay port shows in `vswitchctl ports` and `fdb show`.
+fn overlay_port_info(o: &VxlanConfig) -> PortInfo {
+    PortInfo {
+        name: OVERLAY_PORT.to_string(),
+        ifname: format!("vni{}", o.vni),
+        mac: MacAddr::ZERO,
+        addr: o.vtep,
+        prefix_len: 32,
+    }
+}
+
+/// The overlay port's name.
+pub const OVERLAY_PORT: &str = "vxlan";
+
 /// Runs an instance until SIGINT/SIGTERM. Returns after a full teardown.
 ///
 /// Long on purpose (~115 lines): start-up is one sequence of steps in the
@@ -332,6 +380,17 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     // refused before any namespace exists.
     let uplink = match &cfg.uplink {
         Some(u) => Some(RawPort::open(&u.ifname)?),
+        None => None,
+    };
+
+    // The overlay too: its socket and the MTU it allows, before any
+    // namespace exists.
+    let mut cfg = cfg;
+    let overlay = match &cfg.overlay {
+        Some(o) => {
+            cfg.mtu = overlay_mtu(&cfg, o)?;
+            Some(Vxlan::open(o.clone(), cfg.mtu as usize)?)
+        }
         None => None,
     };
 
@@ -384,7 +443,21 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         uplink,
     );
     for (tap, info) in opened {
-        sw.add_port(tap, info);
+        sw.add_port(AnyPort::Tap(tap), info);
+    }
+    if let (Some(v), Some(o)) = (overlay, &cfg.overlay) {
+        tracing::info!(
+            vni = o.vni,
+            "overlay: VXLAN on {}:{}, peers {}",
+            o.vtep,
+            o.port,
+            o.peers
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        sw.add_port(AnyPort::Vxlan(v), overlay_port_info(o));
     }
     let sock = socket_path(&cfg.name);
     let result = (|| {

@@ -73,6 +73,57 @@ pub struct PacketMreq {
 // TUNSETOFFLOAD = _IOW('T', 208, unsigned int), the value passed directly.
 nix::ioctl_write_int!(tunsetoffload, b'T', 208);
 
+
+/// `struct ifreq` as `SIOCGIFMTU` fills it: the name and the MTU.
+#[repr(C)]
+struct IfReqMtu {
+    ifr_name: [c_char; IFNAMSIZ],
+    ifr_mtu: i32,
+    _pad: [u8; 20],
+}
+
+/// The MTU of interface `name` in the calling thread's network namespace
+/// (asked of the kernel with `SIOCGIFMTU`; `/sys/class/net` would show the
+/// namespace sysfs was mounted in, which under `nsenter --net` is another).
+pub fn interface_mtu(name: &str) -> std::io::Result<u32> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if name.len() >= IFNAMSIZ {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    }
+    let mut req = IfReqMtu {
+        ifr_name: [0; IFNAMSIZ],
+        ifr_mtu: 0,
+        _pad: [0; 20],
+    };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as c_char;
+    }
+    // SAFETY: plain socket(2); the result is checked and owned below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: SIOCGIFMTU reads the name from and writes the MTU into a
+    // live, properly sized ifreq.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(req.ifr_mtu as u32)
+}
+
+/// The name of the interface that holds `addr` in the calling thread's
+/// network namespace.
+pub fn interface_with_addr(addr: std::net::Ipv4Addr) -> Option<String> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|i| {
+        let a = i.address?;
+        let sin = a.as_sockaddr_in()?;
+        (sin.ip() == addr).then_some(i.interface_name)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

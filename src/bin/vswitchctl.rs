@@ -96,6 +96,8 @@ enum Cmd {
     Routes,
     /// The gateway's neighbour (ARP) caches, LAN and uplink.
     Neigh,
+    /// The VXLAN overlay: mode, VNI, this host's VTEP, the other hosts.
+    Overlay,
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,6 +212,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
                 println!("{}{via} dev {}{src}", r.destination, r.dev);
             }
         }
+        Cmd::Overlay => print_overlay(result)?,
         Cmd::Neigh => {
             let rows: Vec<NeighRow> = parse(result)?;
             println!(
@@ -239,7 +242,8 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
                 let age = e
                     .age
                     .map_or_else(|| "static".to_string(), |a| a.to_string());
-                println!("{:<16} {:<17} {:>6}", e.port, e.mac.to_string(), age);
+                let vtep = e.vtep.map_or_else(String::new, |v| format!("  dst {v}"));
+                println!("{:<16} {:<17} {:>6}{vtep}", e.port, e.mac.to_string(), age);
             }
             print_summary(&r.summary);
         }
@@ -258,6 +262,40 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         Cmd::Fdb {
             cmd: FdbCmd::Del { mac },
         } => println!("entry {mac} removed"),
+    }
+    Ok(())
+}
+
+/// `overlay`: the mode, VNI, own VTEP, then one line per remote host.
+fn print_overlay(result: serde_json::Value) -> Result<(), String> {
+    let o: vswitchd::port::vxlan::OverlayView = parse(result)?;
+    println!(
+        "overlay: {} mode, VNI {}, VTEP {} (UDP {})",
+        o.mode, o.vni, o.vtep, o.port
+    );
+    println!(
+        "{:<16} {:>6} {:>10} {:>10} {:>10}",
+        "HOST (VTEP)", "MACS", "RX_PKTS", "TX_PKTS", "LAST_SEEN"
+    );
+    for h in &o.hosts {
+        println!(
+            "{:<16} {:>6} {:>10} {:>10} {:>10}",
+            h.vtep.to_string(),
+            h.macs,
+            h.rx_packets,
+            h.tx_packets,
+            h.last_seen_secs
+                .map_or_else(|| "never".to_string(), |s| format!("{s}s ago"))
+        );
+    }
+    let drops: Vec<String> = o
+        .drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !drops.is_empty() {
+        println!("drops: {}", drops.join(" "));
     }
     Ok(())
 }
@@ -478,6 +516,7 @@ fn main() -> ExitCode {
             cmd: PortCmd::Del { port },
         } => Request::PortDel { port: port.clone() },
         Cmd::Neigh => Request::Neigh,
+        Cmd::Overlay => Request::Overlay,
     };
     let reply = match call(&cli.name, &req) {
         Ok(r) => r,

@@ -55,9 +55,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 8192, value_name = "N")]
     pub fdb_max: usize,
 
-    /// MTU of the TAP interfaces; frames up to MTU+14 bytes (+4 with a VLAN tag) pass.
-    #[arg(long, default_value_t = 1500)]
-    pub mtu: u32,
+    /// MTU of the TAP interfaces; frames up to MTU+14 bytes (+4 with a VLAN
+    /// tag) pass. Default 1500; with the overlay (--vtep), the underlay
+    /// interface's MTU minus the 50 bytes VXLAN adds (1450 on a 1500
+    /// underlay, 8950 on jumbo frames).
+    #[arg(long)]
+    pub mtu: Option<u32>,
 
     /// On exit, keep the namespaces vswitchd created (they are deleted otherwise).
     #[arg(long)]
@@ -126,6 +129,30 @@ pub struct Cli {
     /// Seconds an ICMP echo flow lives idle.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub nat_icmp_timeout: u64,
+
+    /// Overlay: this host's underlay address (an address of vswitchd's own
+    /// namespace). The VXLAN UDP socket binds there, and other hosts send
+    /// to it. Needs --vxlan-peer.
+    #[arg(long, value_name = "ADDR")]
+    pub vtep: Option<String>,
+
+    /// Overlay, static mode: another host's VTEP address (repeatable).
+    /// Broadcast, multicast and unknown unicast are sent to every peer
+    /// (head-end replication) and remote MACs are learned from what arrives,
+    /// as the Linux vxlan device does with `bridge fdb append
+    /// 00:00:00:00:00:00 dev vx0 dst PEER`. Datagrams from other addresses
+    /// are dropped.
+    #[arg(long = "vxlan-peer", value_name = "ADDR")]
+    pub vxlan_peer: Vec<String>,
+
+    /// Overlay: the VXLAN network identifier (1..16777215); frames of other
+    /// VNIs are dropped and counted.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub vni: u32,
+
+    /// Overlay: the UDP port VXLAN uses on every host (IANA: 4789).
+    #[arg(long, default_value_t = 4789, value_name = "PORT")]
+    pub vxlan_port: u16,
 
     /// Serve Prometheus metrics over HTTP on ADDR:PORT (a bare PORT means
     /// 127.0.0.1:PORT). Off by default.

@@ -26,6 +26,16 @@ struct FileConfig {
     port: Vec<Spanned<FilePort>>,
     uplink: Option<FileUplink>,
     nat: Option<FileNat>,
+    overlay: Option<FileOverlay>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOverlay {
+    vtep: Spanned<String>,
+    peers: Option<Spanned<Vec<String>>>,
+    vni: Option<Spanned<u32>>,
+    port: Option<Spanned<u16>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -205,6 +215,12 @@ impl Cli {
             take!("nat_tcp_transitory", "nat.tcp_transitory", n.tcp_transitory => cli.nat_tcp_transitory);
             take!("nat_udp_timeout", "nat.udp_timeout", n.udp_timeout => cli.nat_udp_timeout);
             take!("nat_icmp_timeout", "nat.icmp_timeout", n.icmp_timeout => cli.nat_icmp_timeout);
+        }
+        if let Some(o) = &file.overlay {
+            take!("vtep", "overlay.vtep", Some(o.vtep.clone()) => cli.vtep);
+            take!("vxlan_peer", "overlay.peers", o.peers => cli.vxlan_peer);
+            take!("vni", "overlay.vni", o.vni => cli.vni);
+            take!("vxlan_port", "overlay.port", o.port => cli.vxlan_port);
         }
         Ok((cli, cx.origins))
     }

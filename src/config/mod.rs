@@ -28,6 +28,7 @@ pub use validate::{check_ifname, check_instance_name, check_port_addr, parse_por
 
 use crate::gateway::WanAddr;
 use crate::gateway::nat::NatConfig;
+use crate::port::vxlan::VxlanConfig;
 use crate::wire::MacAddr;
 use std::net::Ipv4Addr;
 
@@ -127,6 +128,9 @@ pub struct Config {
     pub aging_secs: u64,
     pub fdb_max: usize,
     pub mtu: u32,
+    /// Whether `--mtu` was given (with the overlay, the default follows the
+    /// underlay).
+    pub mtu_given: bool,
     pub keep_netns: bool,
     /// TAPs with virtio-net header, checksum and TCP segmentation offload.
     pub offload: bool,
@@ -138,4 +142,6 @@ pub struct Config {
     pub uplink: Option<UplinkSpec>,
     /// `None` with `--no-nat`.
     pub nat: Option<NatConfig>,
+    /// The VXLAN overlay (`--vtep`, `--vxlan-peer`, `--vni`, `--vxlan-port`).
+    pub overlay: Option<VxlanConfig>,
 }

@@ -396,3 +396,73 @@ fn namespace_names() {
     assert!(check_name(&"x".repeat(254)).is_ok());
     assert!(check_name(&"x".repeat(255)).is_err());
 }
+
+#[test]
+fn overlay_options_are_checked() {
+    let c = cfg(&[
+        "--ports",
+        "a",
+        "--vtep",
+        "10.0.0.1",
+        "--vxlan-peer",
+        "10.0.0.2",
+        "--vxlan-peer",
+        "10.0.0.3",
+        "--vni",
+        "42",
+    ])
+    .unwrap();
+    let o = c.overlay.expect("overlay");
+    assert_eq!(o.vtep, Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(o.peers.len(), 2);
+    assert_eq!((o.vni, o.port), (42, 4789));
+    assert!(!c.mtu_given);
+    assert!(cfg(&["--ports", "a"]).unwrap().overlay.is_none());
+    let base = ["--ports", "a", "--vtep", "10.0.0.1"];
+    for (extra, want) in [
+        (&[][..], "--vtep without --vxlan-peer"),
+        (
+            &["--vxlan-peer", "10.0.0.1"][..],
+            "--vxlan-peer 10.0.0.1 is this host's own --vtep",
+        ),
+        (
+            &["--vxlan-peer", "10.0.0.2", "--vxlan-peer", "10.0.0.2"][..],
+            "--vxlan-peer 10.0.0.2 is given twice",
+        ),
+        (
+            &["--vxlan-peer", "nope"][..],
+            "--vxlan-peer nope: not an IPv4 address",
+        ),
+        (
+            &["--vxlan-peer", "10.0.0.2", "--vni", "0"][..],
+            "--vni 0 must be 1..16777215",
+        ),
+        (
+            &["--vxlan-peer", "10.0.0.2", "--vni", "16777216"][..],
+            "--vni 16777216 must be 1..16777215",
+        ),
+        (
+            &["--vxlan-peer", "10.0.0.2", "--vxlan-port", "0"][..],
+            "--vxlan-port 0",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let e = cfg(&args).unwrap_err();
+        assert!(e.starts_with(want), "{args:?}: {e}");
+    }
+    let e = cfg(&["--ports", "a", "--vxlan-peer", "10.0.0.2"]).unwrap_err();
+    assert!(e.starts_with("--vxlan-peer needs --vtep"), "{e}");
+    let e = cfg(&[
+        "--ports",
+        "a",
+        "--vtep",
+        "192.168.88.5",
+        "--vxlan-peer",
+        "10.0.0.2",
+    ])
+    .unwrap_err();
+    assert!(e.contains("inside --subnet"), "{e}");
+    let c = cfg(&["--ports", "a", "--mtu", "1400"]).unwrap();
+    assert!(c.mtu_given && c.mtu == 1400);
+}

@@ -5,8 +5,10 @@
 use super::{Cli, Config, ConfigError, Ipv4Net, PortSpec, UplinkSpec};
 use crate::gateway::WanAddr;
 use crate::gateway::nat::{NatConfig, NatTimeouts};
+use crate::port::vxlan::VxlanConfig;
 use crate::sys::IFNAMSIZ;
 use crate::wire::MacAddr;
+use crate::wire::vxlan;
 use std::net::Ipv4Addr;
 
 /// Checks an interface name as the kernel's `dev_valid_name` does; `id` is
@@ -263,6 +265,86 @@ impl Cli {
         }))
     }
 
+    /// `--vtep`, `--vxlan-peer`, `--vni`, `--vxlan-port` into the overlay's
+    /// configuration (static mode), or `None` without `--vtep`.
+    fn overlay_config(&self, subnet: Ipv4Net) -> Result<Option<VxlanConfig>, ConfigError> {
+        let Some(vtep) = &self.vtep else {
+            if !self.vxlan_peer.is_empty() {
+                return Err(ConfigError::opt(
+                    "vxlan_peer",
+                    "--vxlan-peer needs --vtep (this host's underlay address)",
+                ));
+            }
+            return Ok(None);
+        };
+        let vtep: Ipv4Addr = vtep
+            .parse()
+            .map_err(|_| ConfigError::opt("vtep", format!("--vtep {vtep}: not an IPv4 address")))?;
+        if vtep.is_unspecified() || vtep.is_multicast() || vtep.is_broadcast() {
+            return Err(ConfigError::opt(
+                "vtep",
+                format!("--vtep {vtep}: must be a unicast address of this host"),
+            ));
+        }
+        if subnet.contains(vtep) {
+            return Err(ConfigError::opt(
+                "vtep",
+                format!(
+                    "--vtep {vtep} is inside --subnet {subnet}: the underlay address must be outside the overlay's subnet"
+                ),
+            ));
+        }
+        if !(1..=vxlan::VNI_MAX).contains(&self.vni) {
+            return Err(ConfigError::opt(
+                "vni",
+                format!("--vni {} must be 1..{}", self.vni, vxlan::VNI_MAX),
+            ));
+        }
+        if self.vxlan_port == 0 {
+            return Err(ConfigError::opt(
+                "vxlan_port",
+                "--vxlan-port 0 is not a port",
+            ));
+        }
+        if self.vxlan_peer.is_empty() {
+            return Err(ConfigError::opt(
+                "vtep",
+                "--vtep without --vxlan-peer: give the other hosts' VTEP addresses (static mode)",
+            ));
+        }
+        let mut peers: Vec<Ipv4Addr> = Vec::new();
+        for p in &self.vxlan_peer {
+            let a: Ipv4Addr = p.parse().map_err(|_| {
+                ConfigError::opt(
+                    "vxlan_peer",
+                    format!("--vxlan-peer {p}: not an IPv4 address"),
+                )
+            })?;
+            let why = if a == vtep {
+                Some("is this host's own --vtep")
+            } else if peers.contains(&a) {
+                Some("is given twice")
+            } else if a.is_unspecified() || a.is_multicast() || a.is_broadcast() {
+                Some("is not a unicast address")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ConfigError::opt(
+                    "vxlan_peer",
+                    format!("--vxlan-peer {a} {why}"),
+                ));
+            }
+            peers.push(a);
+        }
+        Ok(Some(VxlanConfig {
+            vtep,
+            port: self.vxlan_port,
+            vni: self.vni,
+            peers,
+        }))
+    }
+
     fn nat_config(&self) -> Result<Option<NatConfig>, ConfigError> {
         if self.no_nat {
             return Ok(None);
@@ -394,6 +476,7 @@ impl Cli {
                 format!("--gateway {gateway} is not a host address of the subnet {subnet}"),
             ));
         }
+        let mtu = self.mtu.unwrap_or(1500);
         for (bad, id, msg) in [
             (
                 self.aging == 0 || self.aging > 1_000_000,
@@ -414,9 +497,9 @@ impl Cli {
                 ),
             ),
             (
-                !(68..=65521).contains(&self.mtu),
+                !(68..=65521).contains(&mtu),
                 "mtu",
-                format!("--mtu {} must be 68..65521", self.mtu),
+                format!("--mtu {mtu} must be 68..65521"),
             ),
         ] {
             if bad {
@@ -430,7 +513,10 @@ impl Cli {
         };
         let uplink = self.uplink_spec(subnet)?;
         let nat = self.nat_config()?;
+        let overlay = self.overlay_config(subnet)?;
         Ok(Config {
+            overlay,
+            mtu_given: self.mtu.is_some(),
             uplink,
             nat,
             name: self.name,
@@ -439,7 +525,7 @@ impl Cli {
             gateway,
             aging_secs: self.aging,
             fdb_max: self.fdb_max,
-            mtu: self.mtu,
+            mtu,
             keep_netns: self.keep_netns,
             offload: !self.no_offload,
             busy_poll_us: self.busy_poll,

@@ -156,6 +156,11 @@ pub fn port_del<P: Port, U: Port>(
     let id = sw
         .port_by_name(name)
         .ok_or_else(|| format!("no port named {name}"))?;
+    if sw.port(id).is_some_and(|s| s.port.overlay().is_some()) {
+        return Err(format!(
+            "{name} is the overlay's port; it goes with the overlay (--vtep)"
+        ));
+    }
     drop(sw.remove_port(id));
     ports.release(name);
     Ok(())
@@ -259,6 +264,13 @@ pub fn handle<P: Port, U: Port>(
                 .map(|(dev, entry)| NeighRow { dev, entry })
                 .collect::<Vec<_>>(),
         )),
+        Request::Overlay => sw
+            .ports()
+            .find_map(|(_, s)| s.port.overlay())
+            .map(Reply::ok)
+            .ok_or_else(|| {
+                "there is no overlay (start vswitchd with --vtep and --vxlan-peer)".into()
+            }),
         Request::PortAdd { spec } => port_add(&spec, sw, ports).map(Reply::ok),
         Request::PortDel { port } => port_del(&port, sw, ports).map(|()| {
             tracing::info!(port = %port, "port removed");
@@ -310,6 +322,7 @@ fn fdb_show<P: Port, U: Port>(sw: &Switch<P, U>, now: Millis) -> FdbShowReply {
             },
             mac: e.mac,
             age: e.age_ms.map(|a| a / 1000),
+            vtep: sw.port(e.port).and_then(|s| s.port.vtep_of(e.mac)),
         })
         .collect();
     FdbShowReply {

@@ -41,6 +41,8 @@ pub enum Request {
     NatFlush,
     Routes,
     Neigh,
+    /// The overlay: mode, VNI, own VTEP, the known hosts.
+    Overlay,
     /// `NS[=ADDR]`, as on the command line.
     PortAdd {
         spec: String,
@@ -196,6 +198,9 @@ pub struct FdbRow {
     pub mac: MacAddr,
     /// Seconds since last seen; `null` for static entries.
     pub age: Option<u64>,
+    /// For an entry on the overlay port: the remote host's VTEP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,9 +12,13 @@
 pub mod mem;
 pub mod raw;
 pub mod tap;
+pub mod vxlan;
 
+use crate::wire::MacAddr;
 use crate::wire::vnet::VNET_HDR_LEN;
 use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, BorrowedFd};
 
 /// A small ring of frame buffers, each frame stored behind a virtio-net
 /// header (all zero for ports that take none), so the datapath treats every
@@ -139,6 +143,63 @@ pub trait Port {
             }
         }
         Ok(read)
+    }
+    /// For an overlay port: the remote VTEP a MAC was last seen behind.
+    fn vtep_of(&self, _mac: MacAddr) -> Option<Ipv4Addr> {
+        None
+    }
+    /// For an overlay port: what `vswitchctl overlay` shows.
+    fn overlay(&self) -> Option<vxlan::OverlayView> {
+        None
+    }
+}
+
+/// The ports a running daemon has: TAPs in namespaces and, with an
+/// overlay, one VXLAN endpoint.
+pub enum AnyPort {
+    Tap(tap::Tap),
+    Vxlan(vxlan::Vxlan),
+}
+
+impl Port for AnyPort {
+    fn vnet_hdr(&self) -> bool {
+        match self {
+            AnyPort::Tap(t) => t.vnet_hdr(),
+            AnyPort::Vxlan(v) => v.vnet_hdr(),
+        }
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            AnyPort::Tap(t) => t.recv(buf),
+            AnyPort::Vxlan(v) => v.recv(buf),
+        }
+    }
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        match self {
+            AnyPort::Tap(t) => t.send(frame),
+            AnyPort::Vxlan(v) => v.send(frame),
+        }
+    }
+    fn vtep_of(&self, mac: MacAddr) -> Option<Ipv4Addr> {
+        match self {
+            AnyPort::Tap(_) => None,
+            AnyPort::Vxlan(v) => v.vtep_of(mac),
+        }
+    }
+    fn overlay(&self) -> Option<vxlan::OverlayView> {
+        match self {
+            AnyPort::Tap(_) => None,
+            AnyPort::Vxlan(v) => Some(v.view()),
+        }
+    }
+}
+
+impl AsFd for AnyPort {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            AnyPort::Tap(t) => t.as_fd(),
+            AnyPort::Vxlan(v) => v.as_fd(),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod build;
 pub mod checksum;
 pub mod ipv4;
 pub mod vnet;
+pub mod vxlan;
 
 use std::fmt;
 use std::str::FromStr;

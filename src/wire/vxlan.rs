@@ -1,0 +1,280 @@
+//! VXLAN (RFC 7348) on the wire: the 8-byte header after outer UDP, and the
+//! outer IPv4 + UDP + VXLAN headers vswitchd writes in front of a frame
+//! (the kernel adds the outer Ethernet header when it routes the packet).
+//!
+//! ```text
+//!  outer IPv4 (20) | outer UDP (8) | flags 0x08, 3 reserved | VNI (24 bits), 1 reserved | inner frame
+//! ```
+//! 50 bytes of overhead with the outer Ethernet header: a 1500-byte
+//! underlay carries 1450-byte inner frames.
+
+use super::ipv4::{self, PROTO_UDP};
+use super::{ETH_HEADER_LEN, MacAddr};
+use crate::reason::Reason;
+use std::net::Ipv4Addr;
+
+/// The IANA port (Linux's default is the same with `dstport 4789`).
+pub const DEFAULT_PORT: u16 = 4789;
+/// The VXLAN header.
+pub const HEADER_LEN: usize = 8;
+/// What vswitchd writes in front of a frame: outer IPv4, UDP and VXLAN.
+pub const ENCAP_LEN: usize = 20 + 8 + HEADER_LEN;
+/// Bytes the tunnel adds on the underlay, outer Ethernet included.
+pub const OVERHEAD: usize = ETH_HEADER_LEN + ENCAP_LEN;
+/// The largest VNI (24 bits).
+pub const VNI_MAX: u32 = (1 << 24) - 1;
+/// Outer UDP source ports come from this range (Linux's default
+/// ip_local_port_range tail), by a hash of the inner flow.
+const SPORT_MIN: u16 = 49152;
+
+/// Why a datagram received on the VXLAN socket was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VxlanDrop {
+    /// Shorter than the VXLAN header plus an Ethernet header.
+    Runt,
+    /// The I flag is not set (no valid VNI).
+    BadFlags,
+    /// For another VNI (segment).
+    WrongVni,
+    /// From an address that is not a configured peer.
+    UnknownVtep,
+}
+
+impl Reason for VxlanDrop {
+    const ALL: &'static [VxlanDrop] = &[
+        VxlanDrop::Runt,
+        VxlanDrop::BadFlags,
+        VxlanDrop::WrongVni,
+        VxlanDrop::UnknownVtep,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            VxlanDrop::Runt => "vxlan_runt",
+            VxlanDrop::BadFlags => "vxlan_bad_flags",
+            VxlanDrop::WrongVni => "vxlan_wrong_vni",
+            VxlanDrop::UnknownVtep => "vxlan_unknown_vtep",
+        }
+    }
+}
+
+impl VxlanDrop {
+    pub const COUNT: usize = 4;
+}
+
+/// The inner frame of a VXLAN datagram (UDP payload) for segment `vni`.
+pub fn decap(payload: &[u8], vni: u32) -> Result<&[u8], VxlanDrop> {
+    if payload.len() < HEADER_LEN + ETH_HEADER_LEN {
+        return Err(VxlanDrop::Runt);
+    }
+    if payload[0] & 0x08 == 0 {
+        return Err(VxlanDrop::BadFlags);
+    }
+    let got = u32::from_be_bytes([0, payload[4], payload[5], payload[6]]);
+    if got != vni {
+        return Err(VxlanDrop::WrongVni);
+    }
+    Ok(&payload[HEADER_LEN..])
+}
+
+/// Writes the outer IPv4, UDP and VXLAN headers for a `inner_len`-byte
+/// frame into `b[..ENCAP_LEN]`. The IPv4 checksum is filled in; the UDP
+/// checksum is 0 (RFC 7348 §5: SHOULD be zero for IPv4).
+pub fn encap_header(
+    b: &mut [u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    vni: u32,
+    inner_len: usize,
+) {
+    let udp_len = 8 + HEADER_LEN + inner_len;
+    super::build::Ipv4 {
+        src,
+        dst,
+        proto: PROTO_UDP,
+        ttl: 64,
+        id: 0,
+        dont_frag: false,
+    }
+    .write(b, udp_len);
+    let u = &mut b[20..ENCAP_LEN];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    u[6..8].fill(0);
+    let v = &mut u[8..];
+    v.fill(0);
+    v[0] = 0x08;
+    v[4..7].copy_from_slice(&vni.to_be_bytes()[1..]);
+}
+
+/// The outer UDP source port for an inner frame: a hash of its flow (MACs,
+/// and for IPv4 the addresses, protocol and L4 ports), so the underlay's
+/// ECMP spreads flows while each flow keeps its path (as Linux does).
+pub fn source_port(inner: &[u8]) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+        }
+    };
+    eat(&inner[..inner.len().min(12)]);
+    if inner.len() >= ETH_HEADER_LEN + 20 && ipv4::get16(inner, 12) == 0x0800 {
+        let ip = &inner[ETH_HEADER_LEN..];
+        eat(&ip[9..10]);
+        eat(&ip[12..20]);
+        let ihl = ((ip[0] & 0x0f) as usize) * 4;
+        if ip.len() >= ihl + 4 {
+            eat(&ip[ihl..ihl + 4]);
+        }
+    }
+    SPORT_MIN + (h % (65536 - SPORT_MIN as u32)) as u16
+}
+
+/// Finishes an inner TCP/UDP checksum left for offload. A peer on the same
+/// machine (the kernel's vxlan device over a veth, as in the tests) hands
+/// over the inner packet with its L4 checksum field holding only the
+/// pseudo-header sum (CHECKSUM_PARTIAL), which a UDP socket cannot tell us.
+/// When the checksum does not verify, this computes it as the NIC would
+/// have and keeps the result only if it then verifies (the field held
+/// exactly the pseudo-header sum); a packet damaged otherwise is left as it
+/// was, for the receiver to drop. Returns whether it finished one.
+pub fn finish_inner_checksum(frame: &mut [u8]) -> bool {
+    if frame.len() < ETH_HEADER_LEN + 20 || ipv4::get16(frame, 12) != 0x0800 {
+        return false;
+    }
+    let ip = &mut frame[ETH_HEADER_LEN..];
+    let Some(h) = ipv4::Ipv4Hdr::parse(ip) else {
+        return false;
+    };
+    let Some(off) = ipv4::l4_checksum_offset(h.proto).filter(|_| h.proto != ipv4::PROTO_ICMP)
+    else {
+        return false;
+    };
+    let at = h.ihl + off;
+    if h.is_fragment() || h.total_len < at + 2 {
+        return false;
+    }
+    let old = [ip[at], ip[at + 1]];
+    if (h.proto == PROTO_UDP && old == [0, 0]) || ipv4::l4_checksum(ip, &h) == 0 {
+        return false;
+    }
+    let done = super::vnet::finish_checksum(&mut ip[..h.total_len], h.ihl, off).is_ok()
+        && ipv4::l4_checksum(ip, &h) == 0;
+    if !done {
+        ip[at..at + 2].copy_from_slice(&old);
+    }
+    done
+}
+
+/// The source MAC of an inner frame (which `decap` made sure is there).
+pub fn inner_source(inner: &[u8]) -> MacAddr {
+    MacAddr::from_slice(&inner[6..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inner() -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[0..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+        f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn encap_then_decap_gives_the_frame_back() {
+        let f = inner();
+        let mut b = vec![0xeeu8; ENCAP_LEN + f.len()];
+        let (a, z) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        encap_header(&mut b, a, z, 50000, DEFAULT_PORT, 42, f.len());
+        b[ENCAP_LEN..].copy_from_slice(&f);
+        // The outer IPv4 header is sound and says UDP to 4789.
+        let h = ipv4::Ipv4Hdr::parse(&b).unwrap();
+        assert!(ipv4::ip_checksum_ok(&b, 20));
+        assert_eq!((h.proto, h.total_len), (PROTO_UDP, b.len()));
+        assert_eq!(ipv4::get16(&b, 22), DEFAULT_PORT);
+        assert_eq!(ipv4::get16(&b, 24) as usize, b.len() - 20);
+        assert_eq!(ipv4::get16(&b, 26), 0, "UDP checksum zero");
+        // The VXLAN header: I flag, VNI 42, reserved bytes zero.
+        assert_eq!(&b[28..36], &[0x08, 0, 0, 0, 0, 0, 42, 0]);
+        assert_eq!(decap(&b[28..], 42), Ok(&f[..]));
+        assert_eq!(inner_source(&f), MacAddr::from_bytes([2, 0, 0, 0, 0, 9]));
+    }
+
+    #[test]
+    fn bad_datagrams_are_refused_with_a_reason() {
+        let f = inner();
+        let mut p = vec![0x08, 0, 0, 0, 0, 0, 7, 0];
+        p.extend_from_slice(&f);
+        assert_eq!(decap(&p, 7), Ok(&f[..]));
+        assert_eq!(decap(&p, 8), Err(VxlanDrop::WrongVni));
+        assert_eq!(decap(&p[..HEADER_LEN + 13], 7), Err(VxlanDrop::Runt));
+        assert_eq!(decap(&[], 7), Err(VxlanDrop::Runt));
+        p[0] = 0;
+        assert_eq!(decap(&p, 7), Err(VxlanDrop::BadFlags));
+    }
+
+    #[test]
+    fn partial_inner_checksums_are_finished_and_damage_is_not_hidden() {
+        use crate::wire::build;
+        let src = Ipv4Addr::new(192, 168, 88, 50);
+        let dst = Ipv4Addr::new(192, 168, 88, 11);
+        let ip = build::Ipv4 {
+            src,
+            dst,
+            proto: ipv4::PROTO_TCP,
+            ttl: 64,
+            id: 1,
+            dont_frag: true,
+        };
+        let mut tcp = vec![0u8; 20 + 100];
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x12;
+        tcp[20..].fill(0x5a);
+        let whole = build::ipv4_frame(MacAddr::BROADCAST, MacAddr::ZERO, ip, &tcp);
+        let at = ETH_HEADER_LEN + 20 + 16;
+        // A whole frame is left alone.
+        let mut f = whole.clone();
+        assert!(!finish_inner_checksum(&mut f));
+        assert_eq!(f, whole);
+        // CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum.
+        let mut partial = whole.clone();
+        let seed = crate::wire::checksum::pseudo_header_v4(
+            src.octets(),
+            dst.octets(),
+            ipv4::PROTO_TCP,
+            120,
+        );
+        let folded = !crate::wire::checksum::finish(seed);
+        partial[at..at + 2].copy_from_slice(&folded.to_be_bytes());
+        assert!(finish_inner_checksum(&mut partial));
+        assert_eq!(partial, whole);
+        // A damaged payload is not "repaired".
+        let mut bad = whole.clone();
+        bad[ETH_HEADER_LEN + 60] ^= 1;
+        let before = bad.clone();
+        assert!(!finish_inner_checksum(&mut bad));
+        assert_eq!(bad, before);
+    }
+
+    #[test]
+    fn source_port_is_per_flow_and_in_range() {
+        let mut a = inner();
+        let p = source_port(&a);
+        assert!(p >= SPORT_MIN);
+        assert_eq!(p, source_port(&a), "stable");
+        a[11] = 10;
+        let spread: std::collections::HashSet<u16> = (0..64u8)
+            .map(|i| {
+                a[11] = i;
+                source_port(&a)
+            })
+            .collect();
+        assert!(spread.len() > 32, "flows spread: {}", spread.len());
+        assert_eq!(source_port(&a[..3]), source_port(&a[..3]));
+    }
+}
