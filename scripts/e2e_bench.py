@@ -15,7 +15,14 @@ TCP through NAT, 64-byte UDP packets per second received, ping RTT (average
 and worst), plus vswitchd's CPU time and peak RSS. Prints a table with the
 kernel, vswitchd and the ratio.
 
-Usage (as root, from the repository):  python3 scripts/e2e_bench.py [--time SECS]
+With --overlay it measures instead TCP between namespaces on two "hosts"
+over VXLAN: (a) the kernel, each host a namespace with a bridge, a vxlan
+device (VNI 42, flooding to the other host) and a veth to its namespace; (b)
+vswitchd, one instance per host namespace (started with nsenter --net, the
+way the overlay tests simulate hosts) with --vtep/--vxlan-peer. The two
+hosts are joined by a veth underlay (10.77.0.1, 10.77.0.2, MTU 1500).
+
+Usage (as root, from the repository):  python3 scripts/e2e_bench.py [--time SECS] [--overlay]
 Needs: iperf3, iptables, ping, ip (apt-get install -y iperf3 iptables
 iputils-ping iproute2). Builds vswitchd in release mode first.
 Everything created is removed at exit, also on failure or Ctrl-C.
@@ -169,20 +176,93 @@ def vswitchd_topology(cl, binary, extra):
     sh("ip", "-n", w, "addr", "add", "10.99.0.1/24", "dev", "eth0")
     sh("ip", "-n", w, "link", "set", "eth0", "up")
     sh("ip", "-n", w, "link", "set", "lo", "up")
-    tmp = tempfile.mkdtemp()
-    sock_path = os.path.join(tmp, "notify")
+    p = start_vswitchd(cl, [binary, "--name", TAG, "--ports", "%s,%s" % (a, b), "--uplink", up,
+                            "--uplink-addr", "10.99.0.2/24", "--uplink-gw", "10.99.0.1"] + extra)
+    return a, b, w, p
+
+
+def start_vswitchd(cl, argv):
+    """Starts vswitchd (argv) and waits for its READY=1 (NOTIFY_SOCKET)."""
+    sock_path = os.path.join(tempfile.mkdtemp(), "notify")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(sock_path)
     s.settimeout(30)
     env = dict(os.environ, NOTIFY_SOCKET=sock_path, RUST_LOG="warn")
-    p = subprocess.Popen([binary, "--name", TAG, "--ports", "%s,%s" % (a, b), "--uplink", up,
-                          "--uplink-addr", "10.99.0.2/24", "--uplink-gw", "10.99.0.1"] + extra,
-                         env=env, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     cl.procs.append(p)
-    msg = s.recv(64)
-    if not msg.startswith(b"READY=1"):
-        raise RuntimeError("vswitchd not ready")
-    return a, b, w, p
+    if not s.recv(64).startswith(b"READY=1"):
+        raise RuntimeError("vswitchd not ready: %s" % " ".join(argv))
+    return p
+
+
+def overlay_hosts(cl, prefix):
+    """Two host namespaces joined by a veth underlay 10.77.0.1 <-> .2."""
+    ha, hb = cl.ns(TAG + prefix + "ha"), cl.ns(TAG + prefix + "hb")
+    sh("ip", "-n", ha, "link", "add", "u0", "type", "veth", "peer", "name", "u0", "netns", hb)
+    for h, addr in ((ha, "10.77.0.1/24"), (hb, "10.77.0.2/24")):
+        sh("ip", "-n", h, "addr", "add", addr, "dev", "u0")
+        sh("ip", "-n", h, "link", "set", "u0", "up")
+        sh("ip", "-n", h, "link", "set", "lo", "up")
+    return ha, hb
+
+
+def kernel_overlay(cl):
+    ha, hb = overlay_hosts(cl, "k")
+    a, b = cl.ns(TAG + "koa"), cl.ns(TAG + "kob")
+    for h, ns, local, peer, host in ((ha, a, "10.77.0.1", "10.77.0.2", 11),
+                                     (hb, b, "10.77.0.2", "10.77.0.1", 12)):
+        sh("ip", "-n", h, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", h, "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "4789",
+           "local", local, "dev", "u0")
+        nsx(h, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx0", "dst", peer)
+        sh("ip", "-n", h, "link", "add", "v0", "type", "veth", "peer", "name", "eth0", "netns", ns)
+        for l in ("vx0", "v0"):
+            sh("ip", "-n", h, "link", "set", l, "master", "br0", "up")
+        sh("ip", "-n", h, "link", "set", "br0", "up")
+        # The namespace's MTU leaves room for VXLAN, as vswitchd's TAPs do.
+        sh("ip", "-n", ns, "link", "set", "eth0", "mtu", "1450", "up")
+        sh("ip", "-n", ns, "addr", "add", "192.168.88.%d/24" % host, "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    return a, b
+
+
+def vswitchd_overlay(cl, binary, extra):
+    ha, hb = overlay_hosts(cl, "v")
+    a, b = TAG + "voa", TAG + "vob"
+    procs = []
+    for h, ns, local, peer, spec in ((ha, a, "10.77.0.1", "10.77.0.2", a),
+                                     (hb, b, "10.77.0.2", "10.77.0.1", b + "=192.168.88.12")):
+        sh("ip", "netns", "del", ns, check=False)
+        cl.namespaces.append(ns)
+        procs.append(start_vswitchd(cl, ["nsenter", "--net=/run/netns/" + h, binary, "--name", h,
+                                         "--ports", spec, "--vtep", local, "--vxlan-peer", peer]
+                                    + extra))
+    return a, b, procs
+
+
+def overlay_main(args, binary):
+    cl = Cleanup()
+    try:
+        a, b = kernel_overlay(cl)
+        kernel = {"overlay TCP a->b (Gbit/s)": tcp_gbps(cl, b, a, "192.168.88.12", args.time),
+                  "overlay TCP b->a (Gbit/s)": tcp_gbps(cl, a, b, "192.168.88.11", args.time)}
+        kernel["overlay ping avg (ms)"] = ping_rtt(a, "192.168.88.12")[0]
+        cl.run()
+        cl = Cleanup()
+        a, b, procs = vswitchd_overlay(cl, binary, args.vswitchd_args.split())
+        vsw = {"overlay TCP a->b (Gbit/s)": tcp_gbps(cl, b, a, "192.168.88.12", args.time),
+               "overlay TCP b->a (Gbit/s)": tcp_gbps(cl, a, b, "192.168.88.11", args.time)}
+        vsw["overlay ping avg (ms)"] = ping_rtt(a, "192.168.88.12")[0]
+        rss = max(peak_rss_mb(p.pid) for p in procs)
+    finally:
+        cl.run()
+    print()
+    print("| metric (two hosts over VXLAN) | kernel (bridge + vxlan) | vswitchd | vswitchd / kernel |")
+    print("|---|---:|---:|---:|")
+    for k in kernel:
+        kv, vv = kernel[k], vsw[k]
+        print("| %s | %.3f | %.3f | %.2fx |" % (k, kv, vv, (vv / kv) if kv else float("nan")))
+    print("| vswitchd peak RSS per host (MB) | | %.1f | |" % rss)
 
 
 def cpu_seconds(pid):
@@ -204,6 +284,8 @@ def main():
     ap.add_argument("--time", type=int, default=5, help="seconds per iperf3 run (default 5)")
     ap.add_argument("--binary", help="vswitchd binary (default: build target/release/vswitchd)")
     ap.add_argument("--vswitchd-args", default="", help="extra vswitchd options, e.g. '--busy-poll 0'")
+    ap.add_argument("--overlay", action="store_true",
+                    help="measure two hosts over VXLAN (kernel bridge + vxlan vs vswitchd) instead")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("e2e_bench: must run as root (it creates namespaces)")
@@ -211,6 +293,8 @@ def main():
     if not binary:
         sh("cargo", "build", "--release", "--quiet", "--bin", "vswitchd", timeout=1800)
         binary = os.path.join(ROOT, "target", "release", "vswitchd")
+    if args.overlay:
+        return overlay_main(args, binary)
     cl = Cleanup()
     try:
         a, b, w = kernel_topology(cl)

@@ -73,7 +73,6 @@ pub struct PacketMreq {
 // TUNSETOFFLOAD = _IOW('T', 208, unsigned int), the value passed directly.
 nix::ioctl_write_int!(tunsetoffload, b'T', 208);
 
-
 /// `struct ifreq` as `SIOCGIFMTU` fills it: the name and the MTU.
 #[repr(C)]
 struct IfReqMtu {

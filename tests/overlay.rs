@@ -125,14 +125,9 @@ fn http_server(ns: &str, addr: &str, dir: &str) -> Background {
     )
 }
 
-#[test]
-fn kernel_vxlan_device_and_vswitchd_share_one_segment() {
-    if !root_or_skip("kernel_vxlan_device_and_vswitchd_share_one_segment") {
-        return;
-    }
-    let k = KernelVtep::new(1, 42);
-    let ns = Namespaces::fresh(1);
-    let d = Daemon::start(&[
+/// vswitchd with the ports `ns`, on VNI 42, peering with `k`.
+fn start_against(k: &KernelVtep, ns: &Namespaces) -> Daemon {
+    Daemon::start(&[
         "--ports",
         &ns.csv(),
         "--vtep",
@@ -141,7 +136,17 @@ fn kernel_vxlan_device_and_vswitchd_share_one_segment() {
         &k.addr,
         "--vni",
         "42",
-    ]);
+    ])
+}
+
+#[test]
+fn kernel_vxlan_device_and_vswitchd_share_one_segment() {
+    if !root_or_skip("kernel_vxlan_device_and_vswitchd_share_one_segment") {
+        return;
+    }
+    let k = KernelVtep::new(1, 42);
+    let ns = Namespaces::fresh(1);
+    let d = start_against(&k, &ns);
     // The TAP MTU leaves room for VXLAN on the 1500-byte underlay.
     let link = run_ok("ip", &["-n", &ns.0[0], "link", "show", "eth0"]);
     assert!(link.contains("mtu 1450"), "{link}");
@@ -223,16 +228,7 @@ fn another_vni_is_dropped_and_counted_and_a_too_big_mtu_is_refused() {
         ns.0[0]
     );
 
-    let d = Daemon::start(&[
-        "--ports",
-        &ns.csv(),
-        "--vtep",
-        &k.root_addr,
-        "--vxlan-peer",
-        &k.addr,
-        "--vni",
-        "42",
-    ]);
+    let d = start_against(&k, &ns);
     // The kernel host is on VNI 43: its frames are dropped, counted.
     let _ = ns_exec(
         &k.ns,
