@@ -12,24 +12,35 @@
 //! frame back out of the port it came in by, a frame from the overlay never
 //! goes back into it (split horizon).
 //!
-//! Receiving: a UDP socket bound to `VTEP:4789`. Sending: a raw IPv4 socket
-//! (`IPPROTO_RAW`, send only), so the outer UDP source port can follow a hash
-//! of the inner flow (underlay ECMP spreads flows) while the receive port
-//! stays 4789; the outer UDP checksum is zero, as RFC 7348 recommends.
+//! Receiving: a UDP socket bound to `VTEP:4789`. Sending: a small pool of
+//! UDP sockets bound to the VTEP with their own source ports; a hash of the
+//! inner flow picks one, so each flow keeps one outer source port and an
+//! underlay with ECMP spreads flows. A TCP super-frame from a TAP is cut
+//! into its segments, each behind a VXLAN header, and all of them leave in
+//! one `sendmsg` with `UDP_SEGMENT` (UDP GSO): the kernel makes the
+//! datagrams, as it would for its own vxlan device.
 //! An inner TCP/UDP checksum left for offload by a peer on the same machine
 //! is finished on receipt ([`vxlan::finish_inner_checksum`]).
 
 use super::Port;
 use crate::reason::{Drops, Reason};
 use crate::wire::vnet::{self, F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr};
-use crate::wire::vxlan::{self, ENCAP_LEN, VxlanDrop};
+use crate::wire::vxlan::{self, VxlanDrop};
 use crate::wire::{ETH_HEADER_LEN, MacAddr, ipv4};
-use nix::sys::socket::{MsgFlags, SockaddrIn, sendto};
+use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Instant;
+
+/// Send sockets (outer UDP source ports) a flow hash chooses from.
+const TX_SOCKETS: usize = 8;
+/// Datagrams in one UDP GSO send at most (the kernel's UDP_MAX_SEGMENTS is
+/// 64 on older kernels, 128 on newer).
+const GSO_MAX_SEGS: usize = 64;
+/// The largest UDP payload of one send.
+const UDP_MAX: usize = 65_507;
 
 /// Remote MACs remembered with their VTEP at most (beyond it, frames to
 /// an unremembered MAC go to every peer, which is still correct).
@@ -55,8 +66,8 @@ pub enum VxlanError {
         port: u16,
         source: io::Error,
     },
-    #[error("overlay: cannot open the raw send socket: {0}")]
-    RawSocket(io::Error),
+    #[error("--vtep {addr}: cannot open a send socket there: {source}")]
+    SendSocket { addr: Ipv4Addr, source: io::Error },
 }
 
 /// One peer VTEP and what crossed with it.
@@ -95,14 +106,15 @@ pub struct OverlayView {
 pub struct Vxlan {
     cfg: VxlanConfig,
     rx: UdpSocket,
-    tx: OwnedFd,
+    tx: Vec<UdpSocket>,
     peers: Vec<Peer>,
     /// Inner MAC -> index of the peer it was last seen behind.
     remote: HashMap<MacAddr, usize>,
     /// The inner MTU (the TAPs'): received TCP super-frames are described
     /// for segmentation to it.
     mtu: usize,
-    /// Encapsulation buffer and segmentation scratch, reused for every frame.
+    /// Datagram payloads (VXLAN header + frame) of one send, back to back,
+    /// and segmentation scratch; reused for every frame.
     out: Vec<u8>,
     copy: Vec<u8>,
     seg: Vec<u8>,
@@ -125,19 +137,17 @@ impl Vxlan {
                 port: cfg.port,
                 source,
             })?;
-        // SAFETY: plain socket(2); the result is checked and owned below.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_INET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_RAW,
-            )
-        };
-        if raw < 0 {
-            return Err(VxlanError::RawSocket(io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let tx = unsafe { OwnedFd::from_raw_fd(raw) };
+        let tx = (0..TX_SOCKETS)
+            .map(|_| {
+                let u = UdpSocket::bind(SocketAddrV4::new(cfg.vtep, 0))?;
+                u.set_nonblocking(true)?;
+                Ok(u)
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|source| VxlanError::SendSocket {
+                addr: cfg.vtep,
+                source,
+            })?;
         let peers = cfg
             .peers
             .iter()
@@ -155,7 +165,7 @@ impl Vxlan {
             peers,
             remote: HashMap::new(),
             mtu,
-            out: Vec::with_capacity(ENCAP_LEN + 65536),
+            out: Vec::with_capacity(2 * UDP_MAX),
             copy: Vec::new(),
             seg: Vec::new(),
             drops: Drops::default(),
@@ -195,29 +205,32 @@ impl Vxlan {
     }
 }
 
-/// Encapsulates `frame` and sends it to every peer in `to` (their indices);
-/// the first error is reported after trying all.
-fn encap_send(
-    cfg: &VxlanConfig,
-    tx: &OwnedFd,
+/// Sends the datagram payloads in `out` (all `each` bytes long but the
+/// last) to every peer in `to` from `sock`: one `sendmsg` per peer and per
+/// chunk of up to [`GSO_MAX_SEGS`] datagrams, the kernel cutting them apart
+/// (UDP GSO). The first error is reported after trying all.
+fn send_datagrams(
+    sock: &UdpSocket,
+    port: u16,
     peers: &mut [Peer],
-    out: &mut Vec<u8>,
     to: std::ops::Range<usize>,
-    frame: &[u8],
+    out: &[u8],
+    each: usize,
 ) -> io::Result<()> {
-    out.clear();
-    out.resize(ENCAP_LEN, 0);
-    out.extend_from_slice(frame);
-    let sport = vxlan::source_port(frame);
+    let per_send = GSO_MAX_SEGS.min(UDP_MAX / each).max(1) * each;
     let mut result = Ok(());
     for i in to {
-        let dst = peers[i].addr;
-        vxlan::encap_header(out, cfg.vtep, dst, sport, cfg.port, cfg.vni, frame.len());
-        let addr = SockaddrIn::from(SocketAddrV4::new(dst, 0));
-        match sendto(tx.as_raw_fd(), out, &addr, MsgFlags::empty()) {
-            Ok(_) => peers[i].tx_packets += 1,
-            Err(e) if result.is_ok() => result = Err(io::Error::from(e)),
-            Err(_) => {}
+        let dst = SockaddrIn::from(SocketAddrV4::new(peers[i].addr, port));
+        for chunk in out.chunks(per_send) {
+            let seg = each as u16;
+            let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
+            let cmsgs: &[ControlMessage] = if chunk.len() > each { &cmsg } else { &[] };
+            let iov = [std::io::IoSlice::new(chunk)];
+            match sendmsg(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), Some(&dst)) {
+                Ok(_) => peers[i].tx_packets += chunk.len().div_ceil(each) as u64,
+                Err(e) if result.is_ok() => result = Err(io::Error::from(e)),
+                Err(_) => {}
+            }
         }
     }
     result
@@ -306,8 +319,9 @@ impl Port for Vxlan {
         }
     }
 
-    /// Sends to the VTEP behind the destination MAC, or to every peer;
-    /// a frame with offload work is made whole (segmented) first.
+    /// Sends to the VTEP behind the destination MAC, or to every peer; a
+    /// super-frame goes as its segments in one UDP GSO send, a frame with
+    /// only a checksum to finish is finished first.
     fn send(&mut self, whole: &[u8]) -> io::Result<()> {
         let hdr = VnetHdr::parse(whole).ok_or(io::ErrorKind::InvalidInput)?;
         let frame = &whole[VNET_HDR_LEN..];
@@ -318,27 +332,32 @@ impl Port for Vxlan {
             Some(&i) => i..i + 1,
             None => 0..self.peers.len(), // head-end replication
         };
+        let vx = vxlan::header(self.cfg.vni);
+        let sock = &self.tx[vxlan::flow_hash(frame) as usize % self.tx.len()];
         let Vxlan {
-            cfg,
-            tx,
             peers,
             out,
             copy,
             seg,
+            cfg,
             ..
         } = self;
+        out.clear();
+        let mut each = 0;
         if hdr.is_plain() {
-            return encap_send(cfg, tx, peers, out, to, frame);
+            out.extend_from_slice(&vx);
+            out.extend_from_slice(frame);
+            each = out.len();
+        } else {
+            vnet::for_each_whole(&hdr, frame, copy, seg, |f| {
+                out.extend_from_slice(&vx);
+                out.extend_from_slice(f);
+                if each == 0 {
+                    each = out.len();
+                }
+            })
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
         }
-        let mut result = Ok(());
-        let done = vnet::for_each_whole(&hdr, frame, copy, seg, |f| {
-            if let Err(e) = encap_send(cfg, tx, peers, out, to.clone(), f)
-                && result.is_ok()
-            {
-                result = Err(e);
-            }
-        });
-        done.map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-        result
+        send_datagrams(sock, cfg.port, peers, to, out, each)
     }
 }

@@ -1,6 +1,6 @@
-//! VXLAN (RFC 7348) on the wire: the 8-byte header after outer UDP, and the
-//! outer IPv4 + UDP + VXLAN headers vswitchd writes in front of a frame
-//! (the kernel adds the outer Ethernet header when it routes the packet).
+//! VXLAN (RFC 7348) on the wire: the 8-byte header after outer UDP (the
+//! kernel writes the outer IPv4 and UDP headers for vswitchd's UDP sockets,
+//! and the outer Ethernet header when it routes the packet).
 //!
 //! ```text
 //!  outer IPv4 (20) | outer UDP (8) | flags 0x08, 3 reserved | VNI (24 bits), 1 reserved | inner frame
@@ -11,21 +11,15 @@
 use super::ipv4::{self, PROTO_UDP};
 use super::{ETH_HEADER_LEN, MacAddr};
 use crate::reason::Reason;
-use std::net::Ipv4Addr;
 
 /// The IANA port (Linux's default is the same with `dstport 4789`).
 pub const DEFAULT_PORT: u16 = 4789;
 /// The VXLAN header.
 pub const HEADER_LEN: usize = 8;
-/// What vswitchd writes in front of a frame: outer IPv4, UDP and VXLAN.
-pub const ENCAP_LEN: usize = 20 + 8 + HEADER_LEN;
-/// Bytes the tunnel adds on the underlay, outer Ethernet included.
-pub const OVERHEAD: usize = ETH_HEADER_LEN + ENCAP_LEN;
+/// Bytes the tunnel adds on the underlay: outer Ethernet, IPv4, UDP, VXLAN.
+pub const OVERHEAD: usize = ETH_HEADER_LEN + 20 + 8 + HEADER_LEN;
 /// The largest VNI (24 bits).
 pub const VNI_MAX: u32 = (1 << 24) - 1;
-/// Outer UDP source ports come from this range (Linux's default
-/// ip_local_port_range tail), by a hash of the inner flow.
-const SPORT_MIN: u16 = 49152;
 
 /// Why a datagram received on the VXLAN socket was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,43 +70,17 @@ pub fn decap(payload: &[u8], vni: u32) -> Result<&[u8], VxlanDrop> {
     Ok(&payload[HEADER_LEN..])
 }
 
-/// Writes the outer IPv4, UDP and VXLAN headers for a `inner_len`-byte
-/// frame into `b[..ENCAP_LEN]`. The IPv4 checksum is filled in; the UDP
-/// checksum is 0 (RFC 7348 §5: SHOULD be zero for IPv4).
-pub fn encap_header(
-    b: &mut [u8],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    vni: u32,
-    inner_len: usize,
-) {
-    let udp_len = 8 + HEADER_LEN + inner_len;
-    super::build::Ipv4 {
-        src,
-        dst,
-        proto: PROTO_UDP,
-        ttl: 64,
-        id: 0,
-        dont_frag: false,
-    }
-    .write(b, udp_len);
-    let u = &mut b[20..ENCAP_LEN];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&dport.to_be_bytes());
-    u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    u[6..8].fill(0);
-    let v = &mut u[8..];
-    v.fill(0);
-    v[0] = 0x08;
-    v[4..7].copy_from_slice(&vni.to_be_bytes()[1..]);
+/// The VXLAN header for segment `vni`: the I flag and the VNI.
+pub fn header(vni: u32) -> [u8; HEADER_LEN] {
+    let v = vni.to_be_bytes();
+    [0x08, 0, 0, 0, v[1], v[2], v[3], 0]
 }
 
-/// The outer UDP source port for an inner frame: a hash of its flow (MACs,
-/// and for IPv4 the addresses, protocol and L4 ports), so the underlay's
-/// ECMP spreads flows while each flow keeps its path (as Linux does).
-pub fn source_port(inner: &[u8]) -> u16 {
+/// A hash of an inner frame's flow (MACs, and for IPv4 the addresses,
+/// protocol and L4 ports): it picks the outer UDP source port, so the
+/// underlay's ECMP spreads flows while each flow keeps its path (as Linux
+/// does).
+pub fn flow_hash(inner: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {
@@ -129,7 +97,7 @@ pub fn source_port(inner: &[u8]) -> u16 {
             eat(&ip[ihl..ihl + 4]);
         }
     }
-    SPORT_MIN + (h % (65536 - SPORT_MIN as u32)) as u16
+    h
 }
 
 /// Finishes an inner TCP/UDP checksum left for offload. A peer on the same
@@ -176,6 +144,7 @@ pub fn inner_source(inner: &[u8]) -> MacAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn inner() -> Vec<u8> {
         let mut f = vec![0u8; 60];
@@ -186,22 +155,14 @@ mod tests {
     }
 
     #[test]
-    fn encap_then_decap_gives_the_frame_back() {
+    fn header_then_decap_gives_the_frame_back() {
         let f = inner();
-        let mut b = vec![0xeeu8; ENCAP_LEN + f.len()];
-        let (a, z) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
-        encap_header(&mut b, a, z, 50000, DEFAULT_PORT, 42, f.len());
-        b[ENCAP_LEN..].copy_from_slice(&f);
-        // The outer IPv4 header is sound and says UDP to 4789.
-        let h = ipv4::Ipv4Hdr::parse(&b).unwrap();
-        assert!(ipv4::ip_checksum_ok(&b, 20));
-        assert_eq!((h.proto, h.total_len), (PROTO_UDP, b.len()));
-        assert_eq!(ipv4::get16(&b, 22), DEFAULT_PORT);
-        assert_eq!(ipv4::get16(&b, 24) as usize, b.len() - 20);
-        assert_eq!(ipv4::get16(&b, 26), 0, "UDP checksum zero");
-        // The VXLAN header: I flag, VNI 42, reserved bytes zero.
-        assert_eq!(&b[28..36], &[0x08, 0, 0, 0, 0, 0, 42, 0]);
-        assert_eq!(decap(&b[28..], 42), Ok(&f[..]));
+        let mut p = header(42).to_vec();
+        // The I flag, VNI 42, reserved bytes zero.
+        assert_eq!(p, [0x08, 0, 0, 0, 0, 0, 42, 0]);
+        assert_eq!(header(0x12_3456)[4..7], [0x12, 0x34, 0x56]);
+        p.extend_from_slice(&f);
+        assert_eq!(decap(&p, 42), Ok(&f[..]));
         assert_eq!(inner_source(&f), MacAddr::from_bytes([2, 0, 0, 0, 0, 9]));
     }
 
@@ -262,19 +223,17 @@ mod tests {
     }
 
     #[test]
-    fn source_port_is_per_flow_and_in_range() {
+    fn flows_hash_apart_and_each_flow_stays() {
         let mut a = inner();
-        let p = source_port(&a);
-        assert!(p >= SPORT_MIN);
-        assert_eq!(p, source_port(&a), "stable");
-        a[11] = 10;
-        let spread: std::collections::HashSet<u16> = (0..64u8)
+        let h = flow_hash(&a);
+        assert_eq!(h, flow_hash(&a), "stable");
+        let spread: std::collections::HashSet<u32> = (0..64u8)
             .map(|i| {
                 a[11] = i;
-                source_port(&a)
+                flow_hash(&a) % 8
             })
             .collect();
-        assert!(spread.len() > 32, "flows spread: {}", spread.len());
-        assert_eq!(source_port(&a[..3]), source_port(&a[..3]));
+        assert_eq!(spread.len(), 8, "64 flows use all 8 send sockets");
+        assert_eq!(flow_hash(&a[..3]), flow_hash(&a[..3]));
     }
 }
