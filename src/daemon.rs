@@ -457,7 +457,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        sw.add_port(AnyPort::Vxlan(v), overlay_port_info(o));
+        sw.add_port(AnyPort::Vxlan(Box::new(v)), overlay_port_info(o));
     }
     let sock = socket_path(&cfg.name);
     let result = (|| {

@@ -158,7 +158,7 @@ pub trait Port {
 /// overlay, one VXLAN endpoint.
 pub enum AnyPort {
     Tap(tap::Tap),
-    Vxlan(vxlan::Vxlan),
+    Vxlan(Box<vxlan::Vxlan>),
 }
 
 impl Port for AnyPort {
