@@ -2,6 +2,7 @@
 //! Wiring only; see the library crate for everything else.
 
 use clap::CommandFactory;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 use vswitchd::config::Cli;
@@ -21,6 +22,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not into log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let cfg = match cli.into_config().map_err(|e| origins.locate(e)) {

@@ -461,6 +461,14 @@ fn capture(name: &str, req: &Request, write: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our
+    // output goes away (`vswitchctl fdb show | head -1`) instead of
+    // panicking on EPIPE: restore the default action of SIGPIPE.
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Cmd::Capture {
         ports,

@@ -43,8 +43,9 @@ pub struct Cli {
     pub subnet: String,
 
     /// Gateway address: every namespace's default route points at it.
-    #[arg(long, default_value = "192.168.88.1")]
-    pub gateway: String,
+    /// Default: the first host of --subnet (192.168.88.1).
+    #[arg(long)]
+    pub gateway: Option<String>,
 
     /// Seconds a learned MAC stays in the table without being seen again.
     #[arg(long, default_value_t = 300, value_name = "SECS")]
@@ -159,8 +160,9 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
 
-    /// Log level (error, warn, info, debug, trace) or a tracing filter;
-    /// RUST_LOG overrides it.
+    /// Log level: error, warn, info, debug or trace, or a tracing filter
+    /// such as `vswitchd=debug` (anything else is refused); RUST_LOG
+    /// overrides it.
     #[arg(long, default_value = "info")]
     pub log_level: String,
 }

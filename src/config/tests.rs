@@ -466,3 +466,24 @@ fn overlay_options_are_checked() {
     let c = cfg(&["--ports", "a", "--mtu", "1400"]).unwrap();
     assert!(c.mtu_given && c.mtu == 1400);
 }
+
+#[test]
+fn gateway_defaults_to_the_first_host_and_log_levels_are_checked() {
+    let c = cfg(&["--ports", "a=10.0.0.2", "--subnet", "10.0.0.0/30"]).unwrap();
+    assert_eq!(c.gateway, Ipv4Addr::new(10, 0, 0, 1));
+    let c = cfg(&["--ports", "a", "--subnet", "10.1.2.0/24"]).unwrap();
+    assert_eq!(c.gateway, Ipv4Addr::new(10, 1, 2, 1));
+    for ok in [
+        "info",
+        "DEBUG",
+        "warn,vswitchd=trace",
+        "vswitchd::gateway=debug",
+        "off",
+    ] {
+        assert!(cfg(&["--ports", "a", "--log-level", ok]).is_ok(), "{ok}");
+    }
+    for bad in ["verbose", "", "vswitchd", "info,loud"] {
+        let e = cfg(&["--ports", "a", "--log-level", bad]).unwrap_err();
+        assert!(e.starts_with("--log-level"), "{bad}: {e}");
+    }
+}

@@ -464,12 +464,15 @@ impl Cli {
                 ),
             ));
         }
-        let gateway: Ipv4Addr = self.gateway.parse().map_err(|_| {
-            ConfigError::opt(
-                "gateway",
-                format!("--gateway '{}' is not an IPv4 address", self.gateway),
-            )
-        })?;
+        let gateway: Ipv4Addr = match &self.gateway {
+            None => subnet
+                .host(1)
+                .expect("a /30 or larger subnet has a first host"),
+            Some(g) => g.parse().map_err(|_| {
+                ConfigError::opt("gateway", format!("--gateway '{g}' is not an IPv4 address"))
+            })?,
+        };
+        check_log_level(&self.log_level)?;
         if !subnet.is_usable_host(gateway) {
             return Err(ConfigError::opt(
                 "gateway",
@@ -557,4 +560,27 @@ pub fn check_netns_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A log level, or a tracing filter of `LEVEL` and `TARGET=LEVEL`
+/// directives; anything else (`verbose`) is refused instead of silently
+/// turning logging off (tracing would take it for a target name).
+pub fn check_log_level(s: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let ok = !s.is_empty()
+        && s.split(',').all(|d| {
+            let level = d.rsplit_once('=').map_or(d, |(_, l)| l);
+            LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        })
+        && tracing_subscriber::EnvFilter::try_new(s).is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::opt(
+            "log_level",
+            format!(
+                "--log-level '{s}': use error, warn, info, debug or trace (or a filter such as vswitchd=debug)"
+            ),
+        ))
+    }
 }

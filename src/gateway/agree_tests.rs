@@ -324,3 +324,25 @@ fn trace_and_handle_agree_on_every_kind_of_frame() {
         }
     }
 }
+
+#[test]
+fn forgetting_an_inside_address_drops_its_neighbour_entry_and_flows() {
+    let mut g = gateway();
+    let mut out = Outbox::default();
+    g.handle_lan(
+        &Arp::request(m(NS1_MAC), NS1, GW).frame(m(GW_MAC)),
+        1,
+        &mut out,
+    );
+    g.handle_wan(
+        &Arp::request(m(HOST_MAC), HOST, UPLINK).frame(m(WAN_MAC)),
+        1,
+        &mut out,
+    );
+    g.handle_lan(&Pkt::udp(NS1, HOST, 40000, 53, 1).frame(), 2, &mut out);
+    assert!(g.neighbours(2).iter().any(|(_, n)| n.ip == NS1));
+    assert_eq!(g.nat().unwrap().len(), 1);
+    g.forget_inside(NS1);
+    assert!(g.neighbours(2).iter().all(|(_, n)| n.ip != NS1));
+    assert!(g.nat().unwrap().is_empty());
+}

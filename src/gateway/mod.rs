@@ -270,6 +270,7 @@ impl Gateway {
 
     /// Forgets the LAN neighbour and NAT flows of an inside address.
     pub fn forget_inside(&mut self, ip: Ipv4Addr) {
+        self.lan_neigh.forget(ip);
         if let Some(n) = self.nat.as_mut() {
             n.forget_inside(ip);
         }

@@ -185,6 +185,12 @@ impl NeighCache {
         self.entries.clear();
     }
 
+    /// Forgets `ip` (its port went away; the address may come back on
+    /// another port with another MAC). Returns whether it was known.
+    pub fn forget(&mut self, ip: Ipv4Addr) -> bool {
+        self.entries.remove(&u32::from(ip)).is_some()
+    }
+
     pub fn entries(&self, now: Millis) -> Vec<NeighView> {
         let mut v: Vec<NeighView> = self
             .entries
