@@ -161,9 +161,31 @@ impl PortManager {
     /// Opens or creates `ns` and its TAP; on error nothing is left behind
     /// (the namespace, if created here, is deleted as it drops).
     fn open_port(&mut self, ns_name: &str, addr: Ipv4Addr) -> Result<(Tap, PortInfo), DaemonError> {
-        let ns = Netns::open_or_create(ns_name)?;
+        // A namespace this instance already holds (its port went away when
+        // its TAP was deleted underneath, the namespace stayed) is reused:
+        // whether vswitchd created it was decided once and moves with the
+        // handle. Opening it again would replace that handle, and dropping
+        // the old one would delete the namespace under the new port.
+        let (ns, held_before) = match self.namespaces.remove(ns_name) {
+            Some(old) if old.still_named() => (old, true),
+            Some(mut gone) => {
+                gone.keep(); // deleted underneath: nothing of ours to delete
+                (Netns::open_or_create(ns_name)?, false)
+            }
+            None => (Netns::open_or_create(ns_name)?, false),
+        };
         let created = ns.created();
-        let (tap, mac) = setup_port(&self.cfg, &ns, addr)?;
+        let (tap, mac) = match setup_port(&self.cfg, &ns, addr) {
+            Ok(v) => v,
+            Err(e) => {
+                // A namespace held before stays held; a fresh one is
+                // dropped here (and deleted if vswitchd created it).
+                if held_before {
+                    self.namespaces.insert(ns_name.to_string(), ns);
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(
             port = %ns_name,
             netns_created = created,

@@ -167,7 +167,10 @@ fn run_timers<P: Port, U: Port>(
     for ns in port_ctl.vanished() {
         tracing::warn!(port = %ns, "namespace {ns} was deleted (ip netns del); removing its port");
         if let Err(e) = control::api::port_del(&ns, sw, port_ctl) {
-            tracing::warn!("{e}");
+            // No port any more (its TAP went first): let go of the
+            // namespace all the same, or it is reported every second.
+            tracing::debug!("{e}");
+            port_ctl.release(&ns);
         }
     }
     sw.fdb_expire(now);
@@ -212,8 +215,8 @@ fn dispatch<P: Port + AsFd, U: Port + AsFd>(
         t if t >= TOKEN_METRICS_BASE => {
             let inst = parts.instance;
             if let Some(m) = parts.metrics.as_deref_mut() {
-                m.service(epoll, t, |_| {
-                    Outcome::Reply(control::metrics::http_response(sw, inst))
+                m.service(epoll, t, |req| {
+                    Outcome::Reply(control::metrics::http_response(req, sw, inst))
                 });
             }
         }

@@ -207,14 +207,39 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
     o.0
 }
 
-/// A whole HTTP/1.0 response carrying [`render`].
-pub fn http_response<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> Vec<u8> {
-    let body = render(sw, inst);
+/// The whole HTTP/1.0 response to a request head: the metrics for
+/// `GET /metrics` (or `/`, and `HEAD` of either), 405 for another method,
+/// 404 for another path.
+pub fn http_response<P: Port, U: Port>(
+    request: &[u8],
+    sw: &Switch<P, U>,
+    inst: &Instance,
+) -> Vec<u8> {
+    let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics" | "/") => ("200 OK", render(sw, inst)),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "not found: the metrics are at /metrics\n".into(),
+        ),
+        _ => ("405 Method Not Allowed", "only GET /metrics\n".into()),
+    };
+    let allow = if status.starts_with("405") {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
     let mut r = format!(
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
-    r.extend_from_slice(body.as_bytes());
+    if method != "HEAD" {
+        r.extend_from_slice(body.as_bytes());
+    }
     r
 }

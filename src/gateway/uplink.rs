@@ -156,6 +156,9 @@ impl Gateway {
                 self.set_lan_alias(Some(a));
                 self.gratuitous_arp(Side::Wan, out);
             }
+            // smoltcp reports "deconfigured" when its client starts: only a
+            // lease that existed can be lost.
+            None if w.addr.is_none() => {}
             None => {
                 w.stack.iface.update_ip_addrs(|v| v.clear());
                 w.stack.iface.routes_mut().remove_default_ipv4_route();
