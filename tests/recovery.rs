@@ -82,3 +82,70 @@ fn metrics_answer_404_and_405_for_what_they_do_not_serve() {
     assert_eq!(code(&["/metrics", "-X", "POST"]), "405");
     assert_eq!(code(&["/metrics", "-X", "DELETE"]), "405");
 }
+
+/// dnsmasq for the wan host's network, leases in `dir`.
+fn dnsmasq(wan: &WanHost, dir: &TempDir) -> Background {
+    let leases = dir.0.join("leases").to_string_lossy().into_owned();
+    let pidfile = dir.0.join("pid").to_string_lossy().into_owned();
+    Background::start(
+        &wan.ns,
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--log-dhcp",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=eth0",
+            "--bind-interfaces",
+            "--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,1h",
+            "--dhcp-option=option:router,10.99.0.1",
+            &format!("--dhcp-leasefile={leases}"),
+            &format!("--pid-file={pidfile}"),
+        ],
+        "DHCP, IP range",
+    )
+}
+
+#[test]
+fn a_dhcp_server_that_comes_late_gives_a_lease_within_seconds_and_it_is_used_at_once() {
+    if !root_or_skip(
+        "a_dhcp_server_that_comes_late_gives_a_lease_within_seconds_and_it_is_used_at_once",
+    ) {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let dir = TempDir::new();
+    let started = std::time::Instant::now();
+    let d = Daemon::start(&[
+        "--ports",
+        &ns.csv(),
+        "--uplink",
+        &wan.uplink,
+        "--uplink-addr",
+        "dhcp",
+    ]);
+    // The server starts after vswitchd: its first DISCOVER went unanswered.
+    let _dnsmasq = dnsmasq(&wan, &dir);
+    let has_lease = || {
+        d.ctl_json(&["status"])["gateway_port"]["uplink"]["address"]
+            .as_str()
+            .is_some()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), has_lease),
+        "no lease: {}",
+        d.log()
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "lease after {took:?}: {}",
+        d.log()
+    );
+    // Used at once: a ping through the NAT right away gets its answer.
+    assert!(ping(&ns.0[0], WAN_HOST), "{}", d.log());
+    let log = d.log();
+    assert!(log.contains("uplink address gained by DHCP"), "{log}");
+    assert!(!log.contains("lost"), "a loss that did not happen: {log}");
+}

@@ -347,6 +347,12 @@ impl<P: Port, U: Port> Switch<P, U> {
 
     /// Reads and routes up to `budget` frames from the uplink.
     pub fn poll_uplink(&mut self, now: Millis, budget: usize) -> io::Result<usize> {
+        let r = self.poll_uplink_frames(now, budget);
+        self.log_gateway_events();
+        r
+    }
+
+    fn poll_uplink_frames(&mut self, now: Millis, budget: usize) -> io::Result<usize> {
         let mut n = 0;
         while n < budget {
             let Switch {
@@ -403,6 +409,14 @@ impl<P: Port, U: Port> Switch<P, U> {
     /// Runs the gateway's timers; returns when they want to run next.
     pub fn poll_gateway(&mut self, now: Millis) -> Millis {
         let next = self.gateway.poll(now, &mut self.outbox);
+        self.log_gateway_events();
+        self.flush_outbox(now);
+        next
+    }
+
+    /// Logs what the gateway reported (address gained or lost, NAT table
+    /// full), right after the frame or timer that caused it.
+    fn log_gateway_events(&mut self) {
         for e in self.gateway.take_events() {
             if e.warn {
                 tracing::warn!("{}", e.msg);
@@ -410,8 +424,6 @@ impl<P: Port, U: Port> Switch<P, U> {
                 tracing::info!("{}", e.msg);
             }
         }
-        self.flush_outbox(now);
-        next
     }
 
     /// Sends the gateway's gratuitous ARPs.

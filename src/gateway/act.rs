@@ -108,6 +108,7 @@ impl Gateway {
                     w.stack
                         .input(frame, now, &mut w.sockets, |f| out.push(Egress::Wan, f));
                 }
+                self.take_dhcp_event(out);
             }
         }
     }

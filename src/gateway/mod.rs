@@ -54,6 +54,17 @@ const ICMP_QUOTE_MAX: usize = 576 - 20 - 8;
 /// ICMP errors sent per second at most (a token bucket, like Linux's
 /// icmp_ratelimit).
 const ICMP_RATE: u32 = 1000;
+/// The DHCP client's retransmissions: DISCOVER every 2 s while no server
+/// answers, REQUEST after 2 s (doubling every 2 tries), as dhclient and
+/// systemd-networkd retry within seconds (RFC 2131 §4.1); smoltcp's default
+/// waits 10 s, so one lost DISCOVER cost 10 s.
+fn dhcp_retry() -> dhcpv4::RetryConfig {
+    let mut r = dhcpv4::RetryConfig::default();
+    r.discover_timeout = smoltcp::time::Duration::from_secs(2);
+    r.initial_request_timeout = smoltcp::time::Duration::from_secs(2);
+    r
+}
+
 /// NAT slots swept per poll.
 const NAT_SWEEP: usize = 4096;
 
@@ -169,7 +180,11 @@ impl Gateway {
         let wan = cfg.wan.clone().map(|w| {
             let mut stack = Stack::new(w.mac, w.mtu, seed ^ 0xa5a5, now);
             let mut sockets = SocketSet::new(Vec::new());
-            let dhcp = (w.addr == WanAddr::Dhcp).then(|| sockets.add(dhcpv4::Socket::new()));
+            let dhcp = (w.addr == WanAddr::Dhcp).then(|| {
+                let mut d = dhcpv4::Socket::new();
+                d.set_retry_config(dhcp_retry());
+                sockets.add(d)
+            });
             let addr = match w.addr {
                 WanAddr::Static(a, l) => Some((a, l)),
                 WanAddr::Dhcp => None,

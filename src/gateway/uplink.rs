@@ -80,29 +80,15 @@ impl Gateway {
             .poll(now, &mut self.lan_sockets, |f| out.push(Egress::Lan, f));
         let mut probes = Vec::new();
         self.lan_neigh.poll(now, |ip| probes.push((Side::Lan, ip)));
-        let mut dhcp_event = None;
         if let Some(w) = self.wan.as_mut() {
             w.stack
                 .poll(now, &mut w.sockets, |f| out.push(Egress::Wan, f));
             w.neigh.poll(now, |ip| probes.push((Side::Wan, ip)));
-            if let Some(h) = w.dhcp {
-                dhcp_event = match w.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
-                    Some(dhcpv4::Event::Configured(c)) => Some(Some((
-                        c.address.address(),
-                        c.address.prefix_len(),
-                        c.router,
-                    ))),
-                    Some(dhcpv4::Event::Deconfigured) => Some(None),
-                    None => None,
-                };
-            }
         }
         for (side, ip) in probes {
             self.arp_request(side, ip, out);
         }
-        if let Some(ev) = dhcp_event {
-            self.apply_dhcp(ev, out);
-        }
+        self.take_dhcp_event(out);
         if let Some(n) = self.nat.as_mut() {
             n.expire(now, NAT_SWEEP);
         }
@@ -128,6 +114,22 @@ impl Gateway {
     pub fn announce(&mut self, out: &mut Outbox) {
         self.gratuitous_arp(Side::Lan, out);
         self.gratuitous_arp(Side::Wan, out);
+    }
+
+    /// Applies what the DHCP client reports, if anything: called by the
+    /// timers and right after a frame reached the uplink stack, so a lease
+    /// is used as soon as its ACK is processed.
+    pub(super) fn take_dhcp_event(&mut self, out: &mut Outbox) {
+        let Some(w) = self.wan.as_mut() else { return };
+        let Some(h) = w.dhcp else { return };
+        let ev = match w.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
+            Some(dhcpv4::Event::Configured(c)) => {
+                Some((c.address.address(), c.address.prefix_len(), c.router))
+            }
+            Some(dhcpv4::Event::Deconfigured) => None,
+            None => return,
+        };
+        self.apply_dhcp(ev, out);
     }
 
     fn apply_dhcp(&mut self, ev: Option<(Ipv4Addr, u8, Option<Ipv4Addr>)>, out: &mut Outbox) {
