@@ -119,6 +119,10 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
         let now = clock.at(t);
         if now >= timers_due {
             timers_due = run_timers(sw, parts.port_ctl, now);
+            parts.control.expire_idle(&epoll, t);
+            if let Some(m) = parts.metrics.as_deref_mut() {
+                m.expire_idle(&epoll, t);
+            }
         }
         // After traffic, poll without sleeping for a little while: the reply
         // to what we just forwarded usually comes within microseconds, and

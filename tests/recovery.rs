@@ -149,3 +149,75 @@ fn a_dhcp_server_that_comes_late_gives_a_lease_within_seconds_and_it_is_used_at_
     assert!(log.contains("uplink address gained by DHCP"), "{log}");
     assert!(!log.contains("lost"), "a loss that did not happen: {log}");
 }
+
+#[test]
+fn idle_and_oversized_control_clients_neither_stall_nor_evict_a_capture() {
+    if !root_or_skip("idle_and_oversized_control_clients_neither_stall_nor_evict_a_capture") {
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let ns = Namespaces::fresh(2);
+    let d = Daemon::start(&["--ports", &ns.csv()]);
+    let sock = format!("/run/vswitchd/{}.sock", d.name);
+    // A capture stream, written to a file.
+    let dir = TempDir::new();
+    let pcap = dir.0.join("c.pcap");
+    let mut capture = std::process::Command::new(VSWITCHCTL)
+        .args(["--name", &d.name, "capture", "-w"])
+        .arg(&pcap)
+        .spawn()
+        .unwrap();
+    let size = || std::fs::metadata(&pcap).map_or(0, |m| m.len());
+    assert!(
+        wait_until(Duration::from_secs(5), || size() >= 24),
+        "no pcap header"
+    );
+    // 500 idle connections, and one client sending a 10 MB line.
+    let idle: Vec<UnixStream> = (0..500)
+        .filter_map(|_| UnixStream::connect(&sock).ok())
+        .collect();
+    assert!(idle.len() >= 64, "only {} connections", idle.len());
+    let mut big = UnixStream::connect(&sock).unwrap();
+    big.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let line = vec![b'x'; 10 << 20];
+    let _ = big.write_all(&line); // the server stops reading at 64 KiB
+    // Forwarding and other clients are unaffected; the capture keeps writing.
+    let before = size();
+    assert!(ping(&ns.0[0], "192.168.88.12"));
+    assert!(d.ctl(&["status"]).status.success());
+    assert!(
+        wait_until(Duration::from_secs(5), || size() > before),
+        "capture stalled"
+    );
+    assert!(capture.try_wait().unwrap().is_none(), "capture was ended");
+    // Memory stays bounded (the 10 MB never sat in the daemon).
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", d.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(rss_kb < 64 * 1024, "RSS {rss_kb} kB");
+    // A silent connection is closed after the idle timeout (10 s).
+    let mut probe = UnixStream::connect(&sock).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut b = [0u8; 16];
+    let n = probe.read(&mut b).unwrap_or(0);
+    assert_eq!(n, 0, "expected the server to close the idle connection");
+    assert!(
+        t0.elapsed() < Duration::from_secs(13),
+        "closed after {:?}",
+        t0.elapsed()
+    );
+    assert!(capture.try_wait().unwrap().is_none(), "capture was ended");
+    drop(idle);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(capture.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = capture.wait();
+}

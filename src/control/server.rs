@@ -3,8 +3,12 @@
 //! socket, one JSON line in, one JSON reply out) and the metrics endpoint
 //! (TCP, one HTTP request in, one response out). Each connection closes after
 //! its reply. A slow client never blocks the loop: partial reads and writes
-//! wait for the next readiness event, and the oldest connection is dropped
-//! when too many are open.
+//! wait for the next readiness event. Bounded: a request is at most 64 KiB;
+//! a connection that has not finished its request and reply within
+//! [`IDLE_TIMEOUT`] is closed ([`Server::expire_idle`]); when
+//! [`MAX_CLIENTS`] are open, the longest-idle request/reply connection
+//! makes room, and a new one is refused if all are streams. A running
+//! stream (a capture) is never evicted for a newcomer.
 
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use std::collections::{BTreeMap, VecDeque};
@@ -14,9 +18,13 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-/// Most simultaneous connections per server; the oldest is dropped beyond it.
-const MAX_CLIENTS: usize = 64;
+/// Most simultaneous connections per server.
+pub const MAX_CLIENTS: usize = 64;
+/// How long a request/reply connection may take from accept to its last
+/// byte out; streams are exempt.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest request accepted.
 const MAX_REQUEST: usize = 64 * 1024;
 
@@ -73,6 +81,9 @@ struct Client {
     streaming: bool,
     /// EPOLLOUT is in the interest set.
     want_out: bool,
+    /// When it was accepted (its request and reply must be done within
+    /// [`IDLE_TIMEOUT`]).
+    since: Instant,
 }
 
 /// What a request handler does with the connection.
@@ -181,10 +192,19 @@ impl Server {
                     return;
                 }
             };
-            if self.clients.len() >= MAX_CLIENTS
-                && let Some((&oldest, _)) = self.clients.iter().next()
-            {
-                self.close(epoll, oldest);
+            if self.clients.len() >= MAX_CLIENTS {
+                // Room is made by the longest-waiting request/reply
+                // connection; streams are never evicted for a newcomer.
+                let victim = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| !c.streaming)
+                    .min_by_key(|(_, c)| c.since)
+                    .map(|(&t, _)| t);
+                match victim {
+                    Some(t) => self.close(epoll, t),
+                    None => continue, // all are streams: refuse (drop) it
+                }
             }
             let token = self.token_base + self.next_id;
             self.next_id = (self.next_id + 1) % (1 << 32);
@@ -204,6 +224,7 @@ impl Server {
                     replying: false,
                     streaming: false,
                     want_out: false,
+                    since: Instant::now(),
                 },
             );
         }
@@ -341,6 +362,21 @@ impl Server {
     /// Closes connection `token` (a finished stream).
     pub fn finish(&mut self, epoll: &Epoll, token: u64) {
         self.close(epoll, token);
+    }
+
+    /// Closes request/reply connections older than [`IDLE_TIMEOUT`] (silent
+    /// or slow clients); returns how many. Streams are left alone.
+    pub fn expire_idle(&mut self, epoll: &Epoll, now: Instant) -> usize {
+        let old: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.streaming && now.duration_since(c.since) > IDLE_TIMEOUT)
+            .map(|(&t, _)| t)
+            .collect();
+        for &t in &old {
+            self.close(epoll, t);
+        }
+        old.len()
     }
 
     fn close(&mut self, epoll: &Epoll, token: u64) {
