@@ -221,3 +221,31 @@ fn idle_and_oversized_control_clients_neither_stall_nor_evict_a_capture() {
     );
     let _ = capture.wait();
 }
+
+#[test]
+fn a_non_root_vswitchctl_is_refused_with_a_reason() {
+    if !root_or_skip("a_non_root_vswitchctl_is_refused_with_a_reason") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let d = Daemon::start(&["--ports", &ns.csv()]);
+    let out = run(
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            VSWITCHCTL,
+            "--name",
+            &d.name,
+            "status",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("run vswitchctl as root"),
+        "{err}"
+    );
+    assert!(d.ctl(&["status"]).status.success());
+}

@@ -130,17 +130,26 @@ enum FdbCmd {
     Del { mac: MacAddr },
 }
 
+/// Connects to instance `name`'s control socket, with an error that says
+/// what to do.
+fn connect(name: &str) -> Result<UnixStream, String> {
+    let path = socket_path(name);
+    UnixStream::connect(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+            "no vswitchd instance named {name} is running ({}: {e})",
+            path.display()
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "permission denied on {}: the control socket is root's (mode 0600, and the daemon accepts only uid 0); run vswitchctl as root",
+            path.display()
+        ),
+        _ => format!("cannot connect to {}: {e}", path.display()),
+    })
+}
+
 fn call(name: &str, req: &Request) -> Result<Reply, String> {
     let path = socket_path(name);
-    let mut s = UnixStream::connect(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-            format!(
-                "no vswitchd instance named {name} is running ({}: {e})",
-                path.display()
-            )
-        }
-        _ => format!("cannot connect to {}: {e}", path.display()),
-    })?;
+    let mut s = connect(name)?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = serde_json::to_vec(req).expect("request serializes");
     line.push(b'\n');
@@ -418,17 +427,11 @@ fn capture(name: &str, req: &Request, write: &str) -> Result<(), String> {
             "refusing to write pcap to a terminal: use -w FILE, or pipe into tcpdump -r -".into(),
         );
     }
-    let path = socket_path(name);
-    let mut s = UnixStream::connect(&path).map_err(|e| {
-        format!(
-            "no vswitchd instance named {name} is running ({}: {e})",
-            path.display()
-        )
-    })?;
+    let mut s = connect(name)?;
     let mut line = serde_json::to_vec(req).expect("request serializes");
     line.push(b'\n');
     s.write_all(&line)
-        .map_err(|e| format!("cannot send to {}: {e}", path.display()))?;
+        .map_err(|e| format!("cannot send to {}: {e}", socket_path(name).display()))?;
     let mut buf = vec![0u8; 256 * 1024];
     let n = s.read(&mut buf).map_err(|e| format!("no reply: {e}"))?;
     if n > 0 && buf[0] == b'{' {

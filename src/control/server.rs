@@ -168,7 +168,25 @@ impl Server {
     fn accept_one(&self) -> io::Result<Stream> {
         Ok(match &self.listener {
             Listener::Unix(l) => {
-                let (s, _) = l.accept()?;
+                let (mut s, _) = l.accept()?;
+                // The socket file is 0600, but a descriptor can be passed
+                // on: ask the kernel who is at the other end.
+                let uid =
+                    nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+                        .map(|c| c.uid())
+                        .unwrap_or(u32::MAX);
+                if uid != 0 {
+                    let _ = s.write_all(
+                        format!(
+                            "{{\"ok\":false,\"error\":\"refused: uid {uid} is not root; the control socket changes the switch, so only root may use it\"}}\n"
+                        )
+                        .as_bytes(),
+                    );
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "peer not root",
+                    ));
+                }
                 s.set_nonblocking(true)?;
                 Stream::Unix(s)
             }
@@ -187,6 +205,10 @@ impl Server {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    tracing::warn!("control connection refused: {e}");
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
                     return;
