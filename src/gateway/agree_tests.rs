@@ -109,6 +109,19 @@ impl Pkt {
     }
 }
 
+/// `frame` with IP options `opts` (a multiple of 4 bytes) after its header.
+fn with_options(frame: &[u8], opts: &[u8]) -> Vec<u8> {
+    let mut f = frame[..34].to_vec();
+    f.extend_from_slice(opts);
+    f.extend_from_slice(&frame[34..]);
+    let ip = &mut f[14..];
+    ip[0] = 0x40 | ((20 + opts.len()) / 4) as u8;
+    let total = (ip.len()) as u16;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    crate::wire::ipv4::fill_ip_checksum(ip, 20 + opts.len());
+    f
+}
+
 /// One row: what it is, which side it arrives on, the frame, the outcome.
 type Row = (&'static str, (Side, Vec<u8>), Outcome);
 
@@ -288,6 +301,81 @@ fn trace_and_handle_agree_on_every_kind_of_frame() {
             "DHCP reply from the uplink",
             (Side::Wan, dhcp_reply),
             Outcome::Stack,
+        ),
+        (
+            "to 127.0.0.1 from the LAN",
+            lan(Pkt::udp(NS1, Ipv4Addr::new(127, 0, 0, 1), 1, 2, 0)),
+            Outcome::Dropped("martian_destination"),
+        ),
+        (
+            "to 240.0.0.1 from the LAN",
+            lan(Pkt::udp(NS1, Ipv4Addr::new(240, 0, 0, 1), 1, 2, 0)),
+            Outcome::Dropped("martian_destination"),
+        ),
+        (
+            "from the gateway's own address",
+            lan(Pkt::udp(GW, HOST, 1, 2, 0)),
+            Outcome::Dropped("martian_source"),
+        ),
+        (
+            "from the subnet's broadcast address",
+            lan(Pkt::udp(Ipv4Addr::new(192, 168, 88, 255), HOST, 1, 2, 0)),
+            Outcome::Dropped("martian_source"),
+        ),
+        (
+            "a spoofed outside source to the gateway itself",
+            lan(Pkt::udp(HOST, GW, 1, 2, 0)),
+            Outcome::Dropped("martian_source"),
+        ),
+        (
+            "loose source route from the LAN",
+            (
+                Side::Lan,
+                with_options(
+                    &Pkt::udp(NS1, HOST, 7, 8, 0).frame(),
+                    &[0x83, 7, 4, 10, 99, 0, 1, 0],
+                ),
+            ),
+            Outcome::Dropped("source_route"),
+        ),
+        (
+            "malformed options from the LAN",
+            (
+                Side::Lan,
+                with_options(&Pkt::udp(NS1, HOST, 7, 8, 0).frame(), &[7, 9, 0, 0]),
+            ),
+            Outcome::Dropped("bad_ip_options"),
+        ),
+        (
+            "record-route option from the LAN is forwarded",
+            (
+                Side::Lan,
+                with_options(
+                    &Pkt::udp(NS1, HOST, 9, 10, 0).frame(),
+                    &[1, 7, 3, 4, 0, 0, 0, 0],
+                ),
+            ),
+            Outcome::Routed,
+        ),
+        (
+            "echo request to 255.255.255.255 from the uplink",
+            (
+                Side::Wan,
+                Pkt::echo(HOST, Ipv4Addr::BROADCAST, 8)
+                    .macs(u64::MAX >> 16, HOST_MAC)
+                    .frame(),
+            ),
+            Outcome::Dropped("echo_to_broadcast"),
+        ),
+        (
+            "echo request to the uplink subnet's broadcast",
+            wan(Pkt::echo(HOST, Ipv4Addr::new(10, 99, 0, 255), 8)),
+            Outcome::Dropped("echo_to_broadcast"),
+        ),
+        (
+            "from 127.0.0.1 on the uplink",
+            wan(Pkt::echo(Ipv4Addr::new(127, 0, 0, 1), UPLINK, 8)),
+            Outcome::Dropped("martian_source"),
         ),
         (
             "another host's traffic on the uplink",

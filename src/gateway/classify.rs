@@ -8,7 +8,7 @@ use super::nat::{self, Dir, NatDrop};
 use super::{ETH, ETHERTYPE_ARP, ETHERTYPE_IPV4, Gateway, GwDrop, Side, same_net};
 use crate::switch::Millis;
 use crate::wire::MacAddr;
-use crate::wire::ipv4::{self, ICMP_ECHO_REQUEST, Ipv4Hdr, PROTO_ICMP, PROTO_UDP};
+use crate::wire::ipv4::{self, ICMP_ECHO_REQUEST, Ipv4Hdr, Ipv4Net, PROTO_ICMP, PROTO_UDP};
 use crate::wire::vnet::VnetHdr;
 use std::net::Ipv4Addr;
 
@@ -165,6 +165,10 @@ impl Gateway {
         if self.is_local_lan(dst) {
             let why = if is_special(dst) || dst == self.cfg.subnet.broadcast() {
                 Local::Broadcast(dst)
+            } else if !self.cfg.subnet.contains(src) {
+                // A spoofed outside source would draw the stack's answer
+                // (an RST, an echo reply) toward that outside host.
+                return Verdict::Drop(GwDrop::Martian);
             } else {
                 Local::OwnAddress(dst)
             };
@@ -173,8 +177,19 @@ impl Gateway {
                 why,
             };
         }
-        if !self.cfg.subnet.contains(src) {
+        if ipv4::is_martian(dst) {
+            return Verdict::Drop(GwDrop::MartianDestination);
+        }
+        // Linux's rp_filter and martian checks: only the subnet's own hosts
+        // may send through the gateway (not the gateway's, the network's or
+        // the broadcast address).
+        let net = self.cfg.subnet;
+        if !net.contains(src) || src == self.cfg.lan_ip || src == net.addr || src == net.broadcast()
+        {
             return Verdict::Drop(GwDrop::Martian);
+        }
+        if let Some(drop) = options_drop(frame, &h) {
+            return Verdict::Drop(drop);
         }
         let Some((to, next_hop)) = self.route(dst) else {
             return Verdict::Refuse {
@@ -249,12 +264,28 @@ impl Gateway {
             side: Side::Wan,
             why,
         };
+        let src = Ipv4Addr::from(h.src);
+        if ipv4::is_martian(src) || src.is_multicast() {
+            // Nothing from such a source is taken, and so the stack never
+            // answers toward one.
+            return Verdict::Drop(GwDrop::Martian);
+        }
         let dhcp_reply = h.proto == PROTO_UDP
             && h.has_l4()
             && frame.len() >= l4 + 4
             && ipv4::get16(frame, l4 + 2) == 68;
         if dhcp_reply {
             return local(Local::DhcpReply);
+        }
+        let echo = h.proto == PROTO_ICMP
+            && h.has_l4()
+            && frame.len() > l4
+            && frame[l4] == ICMP_ECHO_REQUEST;
+        let uplink_bcast = self
+            .wan_addr()
+            .is_some_and(|(a, l)| Ipv4Net::of(a, l).broadcast() == dst && l < 31);
+        if echo && (is_special(dst) || uplink_bcast) {
+            return Verdict::Drop(GwDrop::BroadcastEcho); // icmp_echo_ignore_broadcasts
         }
         if is_special(dst) && Some(dst) != wan_ip {
             return local(Local::Broadcast(dst));
@@ -271,10 +302,6 @@ impl Gateway {
                 Err(NatDrop::NoFlow) => {
                     // Unsolicited: only what the gateway itself answers
                     // (echo requests to its address) goes to its stack.
-                    let echo = h.proto == PROTO_ICMP
-                        && h.has_l4()
-                        && frame.len() > l4
-                        && frame[l4] == ICMP_ECHO_REQUEST;
                     if echo {
                         return local(Local::EchoRequest);
                     }
@@ -288,6 +315,9 @@ impl Gateway {
         } else {
             return Verdict::Drop(GwDrop::NotForUs);
         };
+        if let Some(drop) = options_drop(frame, &h) {
+            return Verdict::Drop(drop);
+        }
         let fragment = match self.forward_check(Side::Lan, &h, frame, offload) {
             Ok(f) => f,
             Err(r) => return refused(Side::Wan, r),
@@ -362,6 +392,19 @@ impl Gateway {
         } else {
             Ok(Some(mtu))
         }
+    }
+}
+
+/// Options a router refuses to forward with: source routes
+/// (`accept_source_route=0`) and malformed ones.
+fn options_drop(frame: &[u8], h: &Ipv4Hdr) -> Option<GwDrop> {
+    if h.ihl == 20 {
+        return None;
+    }
+    match ipv4::options(&frame[ETH..], h.ihl) {
+        ipv4::Options::Plain => None,
+        ipv4::Options::SourceRoute => Some(GwDrop::SourceRoute),
+        ipv4::Options::Malformed => Some(GwDrop::BadOptions),
     }
 }
 

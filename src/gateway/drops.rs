@@ -26,6 +26,14 @@ pub enum GwDrop {
     NoNeighbour,
     /// The uplink is not configured (no --uplink, or no address yet).
     NoUplink,
+    /// To an address no router forwards to: 0/8, 127/8, 240/4.
+    MartianDestination,
+    /// With a loose or strict source route option (LSRR, SSRR).
+    SourceRoute,
+    /// With IP options whose lengths do not add up.
+    BadOptions,
+    /// An echo request to a broadcast address, from the uplink.
+    BroadcastEcho,
     Nat(NatDrop),
 }
 
@@ -41,6 +49,10 @@ impl Reason for GwDrop {
         GwDrop::TooBig,
         GwDrop::NoNeighbour,
         GwDrop::NoUplink,
+        GwDrop::MartianDestination,
+        GwDrop::SourceRoute,
+        GwDrop::BadOptions,
+        GwDrop::BroadcastEcho,
         GwDrop::Nat(NatDrop::Malformed),
         GwDrop::Nat(NatDrop::Unsupported),
         GwDrop::Nat(NatDrop::NoFlow),
@@ -62,6 +74,10 @@ impl Reason for GwDrop {
             GwDrop::TooBig => "too_big_options",
             GwDrop::NoNeighbour => "no_neighbour",
             GwDrop::NoUplink => "no_uplink",
+            GwDrop::MartianDestination => "martian_destination",
+            GwDrop::SourceRoute => "source_route",
+            GwDrop::BadOptions => "bad_ip_options",
+            GwDrop::BroadcastEcho => "echo_to_broadcast",
             GwDrop::Nat(n) => n.name(),
         }
     }
@@ -69,7 +85,7 @@ impl Reason for GwDrop {
 
 impl GwDrop {
     /// How many reasons there are (the size of [`GatewayStats::drops`]).
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 21;
 }
 
 /// Gateway counters.

@@ -87,6 +87,52 @@ impl Ipv4Hdr {
     }
 }
 
+/// What the options of an IPv4 header hold, as far as a router cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Options {
+    /// None, or only options a router passes on.
+    Plain,
+    /// Loose or strict source routing (LSRR, SSRR), which Linux drops by
+    /// default (`accept_source_route=0`).
+    SourceRoute,
+    /// An option whose length runs past the header, or is below 2.
+    Malformed,
+}
+
+/// Walks the options of the header at the start of `b` (`ihl` bytes).
+pub fn options(b: &[u8], ihl: usize) -> Options {
+    let opts = &b[20.min(ihl)..ihl.min(b.len())];
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,  // end of options
+            1 => i += 1, // no-operation
+            kind => {
+                let Some(&len) = opts.get(i + 1) else {
+                    return Options::Malformed;
+                };
+                let len = len as usize;
+                if len < 2 || i + len > opts.len() {
+                    return Options::Malformed;
+                }
+                if matches!(kind, 0x83 | 0x89) {
+                    return Options::SourceRoute;
+                }
+                i += len;
+            }
+        }
+    }
+    Options::Plain
+}
+
+/// Addresses no packet may come from or go to on a router: `0.0.0.0/8`,
+/// `127.0.0.0/8`, `240.0.0.0/4` (RFC 1812 §5.3.7, §4.2.2.11), and the
+/// limited broadcast; multicast only as a destination.
+pub fn is_martian(a: std::net::Ipv4Addr) -> bool {
+    let o = a.octets();
+    o[0] == 0 || o[0] == 127 || o[0] >= 240
+}
+
 /// Overwrites a 16-bit field at `at`, keeping the checksum at `csum_at`
 /// right (if `csum_at` is given and the checksum is in use).
 #[inline]
@@ -327,6 +373,44 @@ pub fn fragment_frame(frame: &[u8], mtu: usize, mut emit: impl FnMut(&[u8])) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_are_walked_and_source_routes_found() {
+        let mut h = vec![0u8; 20];
+        h[0] = 0x45;
+        assert_eq!(options(&h, 20), Options::Plain);
+        // NOP, NOP, record route (7) of 4 bytes, end.
+        h.extend_from_slice(&[1, 1, 7, 4, 0, 0, 0, 0]);
+        assert_eq!(options(&h, 28), Options::Plain);
+        // LSRR and SSRR.
+        for kind in [0x83u8, 0x89] {
+            let mut l = h[..20].to_vec();
+            l.extend_from_slice(&[kind, 7, 4, 10, 0, 0, 1, 0]);
+            assert_eq!(options(&l, 28), Options::SourceRoute);
+        }
+        // A length past the header, or under 2.
+        let mut bad = h[..20].to_vec();
+        bad.extend_from_slice(&[7, 12, 0, 0]);
+        assert_eq!(options(&bad, 24), Options::Malformed);
+        bad[21] = 1;
+        assert_eq!(options(&bad, 24), Options::Malformed);
+        bad[20] = 7;
+        bad[21] = 2;
+        bad[22] = 7;
+        bad[23] = 0;
+        assert_eq!(options(&bad, 24), Options::Malformed);
+    }
+
+    #[test]
+    fn martians() {
+        use std::net::Ipv4Addr;
+        for m in ["0.1.2.3", "127.0.0.1", "240.0.0.1", "255.255.255.255"] {
+            assert!(is_martian(m.parse::<Ipv4Addr>().unwrap()), "{m}");
+        }
+        for ok in ["10.0.0.1", "192.168.88.11", "224.0.0.1", "8.8.8.8"] {
+            assert!(!is_martian(ok.parse::<Ipv4Addr>().unwrap()), "{ok}");
+        }
+    }
 
     #[test]
     fn fragments_reassemble_to_the_original() {
