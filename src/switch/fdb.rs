@@ -741,6 +741,20 @@ mod tests {
         assert_eq!(f.port_len(1), 0);
     }
 
+    /// A port whose list exists but is empty (its only entry became static)
+    /// is never chosen for eviction: a table full of statics refuses.
+    #[test]
+    fn eviction_skips_ports_with_no_dynamic_entries() {
+        let mut f = Fdb::new(1000, 2);
+        f.learn(mac(1), 1, 0);
+        f.add_static(mac(1), 1).unwrap();
+        f.add_static(mac(2), 0).unwrap();
+        assert_eq!(f.port_len(1), 0);
+        assert_eq!(f.learn(mac(3), 2, 0), Learned::Refused);
+        assert_eq!(f.stats().evicted, 0);
+        assert_eq!(f.len(), 2);
+    }
+
     /// `next_expiry` is the oldest dynamic entry's last sighting + aging.
     #[test]
     fn next_expiry_is_the_oldest_entry_plus_aging() {
@@ -842,6 +856,9 @@ mod tests {
                     }
                     prop_assert_eq!(f.len(), m.len());
                     prop_assert_eq!(f.is_empty(), m.is_empty());
+                    // Internal bookkeeping: the static count (unread
+                    // outside the table today) stays true.
+                    prop_assert_eq!(f.statics, m.values().filter(|e| e.2).count());
                     for p in 0..4 {
                         prop_assert_eq!(f.port_len(p), m.values().filter(|e| !e.2 && e.0 == p).count());
                     }

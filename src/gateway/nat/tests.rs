@@ -39,7 +39,10 @@ fn ip(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
     fill_ip_checksum(&mut b, 20);
     let h = Ipv4Hdr::parse(&b).unwrap();
     if let Some(off) = ipv4::l4_checksum_offset(proto) {
-        let c = l4_checksum(&b, &h);
+        let mut c = l4_checksum(&b, &h);
+        if proto == PROTO_UDP && c == 0 {
+            c = 0xffff; // RFC 768: a computed 0 is sent as all ones
+        }
         b[20 + off..22 + off].copy_from_slice(&c.to_be_bytes());
     }
     b
@@ -568,6 +571,175 @@ fn partial_checksums_complete_correctly_after_translation() {
         assert!(valid(&p), "out={out} proto={proto}");
     }
     assert_eq!(n.len(), 4);
+}
+
+/// TCP and UDP flows with the same ports toward the same endpoint are
+/// different flows: each reply finds its own.
+#[test]
+fn tcp_and_udp_flows_on_the_same_ports_are_apart() {
+    let mut n = nat();
+    let mut u = udp(A, R, 5000, 53, b"q");
+    let mut t = tcp(B, R, 5000, 53, TCP_SYN);
+    n.outbound(&mut u, 0).unwrap();
+    n.outbound(&mut t, 0).unwrap();
+    assert_eq!((get16(&u, 20), get16(&t, 20)), (5000, 5000));
+    let mut ru = udp(R, EXT, 53, 5000, b"a");
+    let mut rt = tcp(R, EXT, 53, 5000, TCP_SYN | TCP_ACK);
+    n.inbound(&mut ru, 1).unwrap();
+    n.inbound(&mut rt, 1).unwrap();
+    assert_eq!(dst(&ru), A, "UDP reply to the UDP flow's host");
+    assert_eq!(dst(&rt), B, "TCP reply to the TCP flow's host");
+    assert_eq!(n.len(), 2);
+}
+
+/// Packet counters count one per packet each way (`nat show`).
+#[test]
+fn packet_counters_count_each_packet() {
+    let mut n = nat();
+    for _ in 0..3 {
+        n.outbound(&mut udp(A, R, 7100, 53, b"q"), 0).unwrap();
+    }
+    for _ in 0..2 {
+        n.inbound(&mut udp(R, EXT, 53, 7100, b"a"), 0).unwrap();
+    }
+    let f = &n.flows(0)[0];
+    assert_eq!((f.packets_out, f.packets_in), (3, 2));
+    let st = n.stats();
+    assert_eq!((st.translated_out, st.translated_in), (3, 2));
+}
+
+/// After a reset the flow is closed (10 s): a later FIN does not revive
+/// it as a FIN_WAIT flow with the longer transitory timeout.
+#[test]
+fn a_reset_flow_stays_closed() {
+    let mut n = nat();
+    n.outbound(&mut tcp(A, R, 7200, 80, TCP_SYN), 0).unwrap();
+    n.inbound(&mut tcp(R, EXT, 80, 7200, TCP_SYN | TCP_ACK), 1)
+        .unwrap();
+    n.outbound(&mut tcp(A, R, 7200, 80, TCP_ACK), 2).unwrap();
+    n.inbound(&mut tcp(R, EXT, 80, 7200, TCP_RST), 3).unwrap();
+    let closed = n.flows(3)[0].clone();
+    n.outbound(&mut tcp(A, R, 7200, 80, TCP_FIN | TCP_ACK), 4)
+        .unwrap();
+    let f = &n.flows(4)[0];
+    assert_eq!(f.state, closed.state, "{f:?}");
+    assert!(f.expires_in_secs <= 10, "{f:?}");
+}
+
+/// ICMP shorter than its 8-byte header is malformed, both ways, never a
+/// read past the end.
+#[test]
+fn short_icmp_is_malformed() {
+    let mut n = nat();
+    for ty in [ipv4::ICMP_ECHO_REQUEST, ipv4::ICMP_DEST_UNREACH] {
+        let mut p = raw_ip(PROTO_ICMP, A, R, &[ty, 0, 0, 0]);
+        assert_eq!(n.outbound(&mut p, 0), Err(NatDrop::Malformed), "type {ty}");
+        let mut q = raw_ip(PROTO_ICMP, R, EXT, &[ty, 0, 0, 0]);
+        assert!(n.inbound(&mut q, 0).is_err(), "type {ty}");
+        assert!(n.peek_outbound(&p, 0).is_err());
+    }
+    assert_eq!(n.len(), 0);
+}
+
+/// Inbound packets for another address never match, even with the ports of
+/// a live flow.
+#[test]
+fn inbound_for_another_address_does_not_match_a_flow() {
+    let mut n = nat();
+    n.outbound(&mut udp(A, R, 7300, 53, b"q"), 0).unwrap();
+    let mut p = udp(R, [10, 99, 0, 9], 53, 7300, b"a");
+    assert_eq!(n.inbound(&mut p, 1), Err(NatDrop::NoFlow));
+    assert_eq!(dst(&p), [10, 99, 0, 9], "left as it was");
+}
+
+/// An ICMP error quoting a translated echo request: the quoted identifier
+/// goes back to the inside host's own.
+#[test]
+fn inbound_error_about_an_echo_restores_the_quoted_identifier() {
+    let mut n = nat();
+    n.outbound(&mut echo(B, R, ipv4::ICMP_ECHO_REQUEST, 900), 0)
+        .unwrap();
+    let mut p = echo(A, R, ipv4::ICMP_ECHO_REQUEST, 900);
+    n.outbound(&mut p, 0).unwrap();
+    let ext_id = get16(&p, 24);
+    assert_ne!(ext_id, 900);
+    let mut e = icmp_error([10, 99, 0, 254], EXT, 11, 0, &p);
+    n.inbound(&mut e, 1).unwrap();
+    assert_eq!(dst(&e), A);
+    let q = &e[28..];
+    assert_eq!(&q[12..16], &A);
+    assert_eq!(get16(q, 24), 900, "quoted echo identifier restored");
+    assert!(valid(&e));
+}
+
+/// A fragment record lives 30 s: a sweep before then keeps it (the later
+/// fragments still follow), a sweep after removes it.
+#[test]
+fn fragment_records_live_until_they_expire() {
+    let mut n = nat();
+    let set_frag = |b: &mut Vec<u8>, mf: bool, off: usize| {
+        let v = (if mf { 0x2000 } else { 0 }) | (off / 8) as u16;
+        b[6..8].copy_from_slice(&v.to_be_bytes());
+        fill_ip_checksum(b, 20);
+    };
+    let mut first = udp(A, R, 8100, 9, &[0xab; 64]);
+    set_frag(&mut first, true, 0);
+    let mut later = raw_ip(PROTO_UDP, A, R, &[0xcd; 40]);
+    set_frag(&mut later, false, 72);
+    n.outbound(&mut first, 0).unwrap();
+    n.expire(1_000, 100_000); // a full sweep, 1 s later
+    n.outbound(&mut later.clone(), 1_000).unwrap();
+    assert_eq!(n.peek_outbound(&later, 1_000), Ok(Peek::LaterFragment));
+    n.expire(31_000, 100_000);
+    assert_eq!(n.outbound(&mut later, 31_000), Err(NatDrop::FragmentNoFlow));
+}
+
+/// `heap_bytes` sums what the table allocated (the benches' bytes/flow).
+#[test]
+fn heap_bytes_counts_every_structure() {
+    let mut n = nat();
+    for p in 0..500u16 {
+        n.outbound(&mut udp(A, R, 10_000 + p, 53, b""), 0).unwrap();
+    }
+    n.expire(200_000, 100_000);
+    n.outbound(&mut udp(A, R, 9, 53, b""), 200_000).unwrap();
+    let bucket = std::mem::size_of::<(u128, u32)>() + 1;
+    assert!(n.free.capacity() > 0);
+    let want = n.flows.capacity() * std::mem::size_of::<Flow>()
+        + (n.out_map.capacity() + n.in_map.capacity()) * bucket
+        + n.free.capacity() * 4;
+    assert_eq!(n.heap_bytes(), want);
+}
+
+/// `peek_*` (for `vswitchctl trace`) say what the translation would do,
+/// changing nothing: new, existing (until the moment it expires), later
+/// fragment, ICMP error.
+#[test]
+fn peeks_match_what_translation_does() {
+    let mut n = nat();
+    let p = udp(A, R, 7400, 53, b"q");
+    assert!(matches!(n.peek_outbound(&p, 0), Ok(Peek::New { .. })));
+    assert_eq!(n.len(), 0, "peek creates nothing");
+    n.outbound(&mut p.clone(), 0).unwrap();
+    let udp_timeout = NatConfig::default().timeouts.udp;
+    assert!(matches!(n.peek_outbound(&p, 1), Ok(Peek::Existing { .. })));
+    assert!(
+        matches!(n.peek_outbound(&p, udp_timeout), Ok(Peek::New { .. })),
+        "expired at its deadline"
+    );
+    let r = udp(R, EXT, 53, 7400, b"a");
+    assert!(matches!(n.peek_inbound(&r, 1), Ok(Peek::Existing { .. })));
+    assert_eq!(n.peek_inbound(&r, udp_timeout), Err(NatDrop::NoFlow));
+    let e = icmp_error([10, 99, 0, 254], EXT, 3, 3, &p);
+    assert_eq!(n.peek_inbound(&e, 1), Ok(Peek::IcmpError));
+    let mut later = raw_ip(PROTO_UDP, A, R, &[0; 16]);
+    later[6..8].copy_from_slice(&9u16.to_be_bytes());
+    fill_ip_checksum(&mut later, 20);
+    assert_eq!(n.peek_outbound(&later, 1), Ok(Peek::LaterFragment));
+    let mut rlater = raw_ip(PROTO_UDP, R, EXT, &[0; 16]);
+    rlater[6..8].copy_from_slice(&9u16.to_be_bytes());
+    fill_ip_checksum(&mut rlater, 20);
+    assert_eq!(n.peek_inbound(&rlater, 1), Ok(Peek::LaterFragment));
 }
 
 mod prop {
