@@ -888,6 +888,56 @@ fn icmp_errors_are_not_sent_about_errors_or_multicast_senders() {
     assert_eq!(g.stats().icmp_errors_sent, 1);
 }
 
+/// `trace` both ways: what would happen, changing nothing.
+#[test]
+fn traces_follow_the_nat_both_ways_and_change_nothing() {
+    let mut g = resolved(true, true);
+    let port = |m: MacAddr| (m == mac(NS1_MAC)).then(|| "ns1".to_string());
+    // Not IPv4 (or not even an Ethernet header): the stack's business.
+    let t = g.trace_lan(&[0u8; 10], 0, port);
+    assert!(t[0].contains("not IPv4"), "{t:?}");
+    // Out: the NAT would create a flow, and nothing is created.
+    let mut udp = vec![0u8; 8];
+    udp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&53u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&8u16.to_be_bytes());
+    let out = eth(
+        GW_MAC,
+        NS1_MAC,
+        ETHERTYPE_IPV4,
+        &ip(PROTO_UDP, NS1, HOST, 64, false, &udp),
+    );
+    let t = g.trace_lan(&out, 1, port);
+    assert!(t.iter().any(|l| l.contains("NAT: new flow")), "{t:?}");
+    assert_eq!(g.nat().unwrap().len(), 0);
+    // Once the flow exists, the reply's trace finds the inside host, its
+    // MAC and its switch port.
+    let mut o = Outbox::default();
+    g.handle_lan(&out, 2, &mut o);
+    assert_eq!(g.nat().unwrap().len(), 1);
+    let mut back = vec![0u8; 8];
+    back[0..2].copy_from_slice(&53u16.to_be_bytes());
+    back[2..4].copy_from_slice(&40000u16.to_be_bytes());
+    back[4..6].copy_from_slice(&8u16.to_be_bytes());
+    let reply = eth(
+        WAN_MAC,
+        HOST_MAC,
+        ETHERTYPE_IPV4,
+        &ip(PROTO_UDP, HOST, UPLINK, 64, false, &back),
+    );
+    let t = g.trace_wan(&reply, 3, port);
+    assert!(t.iter().any(|l| l.contains("TTL 64 -> 63")), "{t:?}");
+    assert!(t.iter().any(|l| l.contains("192.168.88.11 is at")), "{t:?}");
+    assert!(t.last().unwrap().contains("to ns1"), "{t:?}");
+    let before = g.stats().clone();
+    let _ = g.trace_wan(&reply, 4, port);
+    assert_eq!(
+        g.stats().routed_in,
+        before.routed_in,
+        "trace routes nothing"
+    );
+}
+
 /// Property tests: frames built from random but well-formed headers (valid
 /// IP and L4 checksums), so routing, NAT, ICMP errors, fragmentation and the
 /// gateway's own stack all run, with invariants checked on every frame.

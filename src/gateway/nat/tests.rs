@@ -631,7 +631,11 @@ fn a_reset_flow_stays_closed() {
 #[test]
 fn short_icmp_is_malformed() {
     let mut n = nat();
-    for ty in [ipv4::ICMP_ECHO_REQUEST, ipv4::ICMP_DEST_UNREACH] {
+    for ty in [
+        ipv4::ICMP_ECHO_REQUEST,
+        ipv4::ICMP_ECHO_REPLY,
+        ipv4::ICMP_DEST_UNREACH,
+    ] {
         let mut p = raw_ip(PROTO_ICMP, A, R, &[ty, 0, 0, 0]);
         assert_eq!(n.outbound(&mut p, 0), Err(NatDrop::Malformed), "type {ty}");
         let mut q = raw_ip(PROTO_ICMP, R, EXT, &[ty, 0, 0, 0]);
@@ -687,10 +691,15 @@ fn fragment_records_live_until_they_expire() {
     let mut later = raw_ip(PROTO_UDP, A, R, &[0xcd; 40]);
     set_frag(&mut later, false, 72);
     n.outbound(&mut first, 0).unwrap();
-    n.expire(1_000, 100_000); // a full sweep, 1 s later
+    // Sweeps that wrap around (records are swept on each wrap), 1 s on.
+    n.expire(1_000, 100_000);
+    n.expire(1_000, 100_000);
+    assert_eq!(n.frags.len(), 1, "a live record is kept");
     n.outbound(&mut later.clone(), 1_000).unwrap();
     assert_eq!(n.peek_outbound(&later, 1_000), Ok(Peek::LaterFragment));
     n.expire(31_000, 100_000);
+    n.expire(31_000, 100_000);
+    assert_eq!(n.frags.len(), 0, "an expired record is swept");
     assert_eq!(n.outbound(&mut later, 31_000), Err(NatDrop::FragmentNoFlow));
 }
 
