@@ -703,6 +703,44 @@ fn fragment_records_live_until_they_expire() {
     assert_eq!(n.outbound(&mut later, 31_000), Err(NatDrop::FragmentNoFlow));
 }
 
+/// Fragmented replies in flight at once: different IP ids from one remote,
+/// and the same IP id from two remotes (each picks its own ids): each later
+/// fragment follows its own first fragment to its own inside host.
+#[test]
+fn interleaved_fragmented_replies_go_to_their_own_hosts() {
+    const R2: [u8; 4] = [10, 99, 0, 7];
+    let mut n = nat();
+    n.outbound(&mut udp(A, R, 8200, 9, b"a"), 0).unwrap();
+    n.outbound(&mut udp(B, R, 8201, 9, b"b"), 0).unwrap();
+    n.outbound(&mut udp(B, R2, 8202, 9, b"c"), 0).unwrap();
+    let frag = |b: &mut Vec<u8>, id: u16, mf: bool, off: usize| {
+        b[4..6].copy_from_slice(&id.to_be_bytes());
+        let v = (if mf { 0x2000 } else { 0 }) | (off / 8) as u16;
+        b[6..8].copy_from_slice(&v.to_be_bytes());
+        fill_ip_checksum(b, 20);
+    };
+    let firsts = [(R, 8200, 0x1111), (R, 8201, 0x2222), (R2, 8202, 0x1111)];
+    let mut got = Vec::new();
+    for (r, port, id) in firsts {
+        let mut f = udp(r, EXT, 9, port, &[1; 64]);
+        frag(&mut f, id, true, 0);
+        n.inbound(&mut f, 1).unwrap();
+        got.push(dst(&f));
+    }
+    // Later fragments, in another order.
+    for (r, id) in [(R2, 0x1111), (R, 0x2222), (R, 0x1111)] {
+        let mut l = raw_ip(PROTO_UDP, r, EXT, &[3; 16]);
+        frag(&mut l, id, false, 72);
+        n.inbound(&mut l, 2).unwrap();
+        got.push(dst(&l));
+    }
+    assert_eq!(got, [A, B, B, B, B, A]);
+    // An id nobody started: refused.
+    let mut lc = raw_ip(PROTO_UDP, R, EXT, &[5; 16]);
+    frag(&mut lc, 0x3333, false, 72);
+    assert_eq!(n.inbound(&mut lc, 2), Err(NatDrop::FragmentNoFlow));
+}
+
 /// `heap_bytes` sums what the table allocated (the benches' bytes/flow).
 #[test]
 fn heap_bytes_counts_every_structure() {
