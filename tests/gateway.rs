@@ -124,6 +124,7 @@ fn gateway_answers_and_masquerade_hides_the_inside() {
             .len(),
         0
     );
+    d.stop();
 }
 
 #[test]
@@ -149,14 +150,29 @@ fn unsolicited_traffic_from_outside_does_not_get_in() {
             UPLINK_ADDR,
         ],
     );
-    let _ = ns_exec(
+    let out = ns_exec(
         &wan.ns,
         &["ping", "-c", "2", "-i", "0.2", "-W", "1", "192.168.88.11"],
     );
-    let _ = ns_exec(
-        &wan.ns,
-        &["python3", &netpeer(), "udp-refused", UPLINK_ADDR, "5353"],
+    assert!(
+        stdout(&out).contains("2 packets transmitted, 0 received"),
+        "the inside answered an outside ping:\n{}",
+        stdout(&out)
     );
+    // Nothing answers unsolicited UDP to the uplink address: no datagram,
+    // and no port-unreachable either (that would tell a scanner we exist).
+    let out = ns_exec(
+        &wan.ns,
+        &[
+            "python3",
+            &netpeer(),
+            "udp-silent",
+            UPLINK_ADDR,
+            "5353",
+            "1",
+        ],
+    );
+    assert!(stdout(&out).contains("silent"), "{}", stdout(&out));
     // Marker from the inside: the gateway's own ping reply.
     assert!(ping(&ns.0[0], "192.168.88.1"));
     assert!(cap.wait_for(
@@ -170,7 +186,12 @@ fn unsolicited_traffic_from_outside_does_not_get_in() {
     );
     let st = d.ctl_json(&["status"]);
     let drops = &st["gateway_port"]["drops"];
-    assert!(drops["nat_no_flow"].as_u64().unwrap_or(0) >= 1, "{st}");
+    // The datagram to the uplink address matched no flow; the pings to an
+    // inside address were not for the gateway at all.
+    assert_eq!(drops["nat_no_flow"].as_u64(), Some(1), "{st}");
+    assert_eq!(drops["not_for_us"].as_u64(), Some(2), "{st}");
+    assert_eq!(st["gateway_port"]["routed_in"].as_u64(), Some(0), "{st}");
+    d.stop();
 }
 
 #[test]
@@ -180,7 +201,7 @@ fn tcp_download_and_concurrent_connections_through_nat() {
     }
     let ns = Namespaces::fresh(1);
     let wan = WanHost::new();
-    let _d = start(&ns, &wan, &[]);
+    let d = start(&ns, &wan, &[]);
     let dir = TempDir::new();
     let data: Vec<u8> = {
         let mut r = Rng(0xfeed_beef);
@@ -197,7 +218,7 @@ fn tcp_download_and_concurrent_connections_through_nat() {
             "curl",
             "-sS",
             "--max-time",
-            "60",
+            "10",
             "-o",
             &got_s,
             "http://10.99.0.1:8080/big.bin",
@@ -234,6 +255,7 @@ fn tcp_download_and_concurrent_connections_through_nat() {
         stdout(&out),
         String::from_utf8_lossy(&out.stderr)
     );
+    d.stop();
 }
 
 #[test]
@@ -283,6 +305,7 @@ fn udp_echo_fragments_refusal_and_ttl() {
         text.contains("From 192.168.88.1") && text.contains("Time to live exceeded"),
         "{text}"
     );
+    d.stop();
 }
 
 #[test]
@@ -325,11 +348,15 @@ fn uplink_address_from_dhcp() {
             .as_str()
             .map(str::to_string)
     };
+    // dnsmasq answers at once; smoltcp's client discovers right away: a
+    // lease within 5 s is what a user would wait.
+    let t0 = std::time::Instant::now();
     assert!(
-        wait_until(Duration::from_secs(30), || addr(&d).is_some()),
-        "no DHCP lease: {}",
+        wait_until(Duration::from_secs(5), || addr(&d).is_some()),
+        "no DHCP lease within 5 s: {}",
         d.log()
     );
+    eprintln!("DHCP lease after {:?}", t0.elapsed());
     let a = addr(&d).unwrap();
     assert!(a.starts_with("10.99.0.1") && a.ends_with("/24"), "{a}");
     let last: u8 = a
@@ -354,6 +381,7 @@ fn uplink_address_from_dhcp() {
         "{}",
         d.log()
     );
+    d.stop();
 }
 
 #[test]
@@ -440,43 +468,38 @@ fn write_pattern(path: &std::path::Path, bytes: usize) {
 }
 
 #[test]
-fn one_gigabyte_through_nat_with_offloads_arrives_intact() {
-    if !root_or_skip("one_gigabyte_through_nat_with_offloads_arrives_intact") {
-        return;
-    }
-    let ns = Namespaces::fresh(1);
-    let wan = WanHost::new();
-    let d = start(&ns, &wan, &[]);
-    let dir = TempDir::new();
-    write_pattern(&dir.0.join("1g.bin"), 1 << 30);
-    let (got, want) = download_digest(&ns.0[0], &wan, &dir, "1g.bin");
-    assert_eq!(got, want, "1 GiB download differs");
-    // It went through the NAT (one TCP flow, many packets in).
-    let nat = d.ctl_json(&["nat", "show"]);
-    assert!(
-        nat["flows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["proto"] == "tcp" && f["packets_in"].as_u64().unwrap_or(0) > 1000),
-        "{nat}"
-    );
-}
-
-#[test]
 fn without_offloads_everything_still_works() {
     if !root_or_skip("without_offloads_everything_still_works") {
         return;
     }
     let ns = Namespaces::fresh(2);
     let wan = WanHost::new();
-    let _d = start(&ns, &wan, &["--no-offload"]);
+    let d = start(&ns, &wan, &["--no-offload"]);
     assert!(ping(&ns.0[0], "192.168.88.12"));
     assert!(ping(&ns.0[1], WAN_HOST));
     let dir = TempDir::new();
     write_pattern(&dir.0.join("8m.bin"), 8 << 20);
+    // Without offloads the TAPs carry MTU-sized frames only: the namespace
+    // receives nothing longer than MTU + 14 (with offloads the same download
+    // arrives as super-frames: tests/bulk.rs).
+    let pcap = dir.0.join("ns.pcap");
+    let mut dump = tcpdump_to_file(&ns.0[0], "eth0", 400, &pcap);
     let (got, want) = download_digest(&ns.0[0], &wan, &dir, "8m.bin");
     assert_eq!(got, want);
+    assert!(
+        dump.wait(Duration::from_secs(5))
+            .is_some_and(|s| s.success()),
+        "tcpdump did not see 400 frames"
+    );
+    let lens = pcap_frame_lengths(&std::fs::read(&pcap).unwrap());
+    assert_eq!(lens.len(), 400);
+    let max = lens.iter().max().copied().unwrap();
+    assert!(
+        max <= 1514,
+        "a {max}-byte frame reached the namespace with --no-offload"
+    );
+    assert!(max >= 1400, "full-size segments expected, largest {max}");
+    d.stop();
 }
 
 #[test]
@@ -512,11 +535,10 @@ fn larger_lan_mtu_fragments_without_df_and_refuses_with_df() {
         stdout(&out),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Exactly one datagram was cut (the reply's fragments come back whole
+    // from the wan host and are routed one by one, not cut again).
     let st = d.ctl_json(&["status"]);
-    assert!(
-        st["gateway_port"]["routed_out"].as_u64().unwrap() >= 1,
-        "{st}"
-    );
+    assert_eq!(st["gateway_port"]["fragmented"].as_u64(), Some(1), "{st}");
     // With DF, path MTU discovery gets Fragmentation Needed with the MTU.
     let out = ns_exec(
         &ns.0[0],
@@ -529,4 +551,5 @@ fn larger_lan_mtu_fragments_without_df_and_refuses_with_df() {
         text.contains("From 192.168.88.1") && text.contains("mtu = 1500"),
         "{text}"
     );
+    d.stop();
 }

@@ -124,6 +124,7 @@ fn every_pair_pings_and_vswitchctl_reports() {
         String::from_utf8_lossy(&out.stderr)
             .contains("no vswitchd instance named no-such-instance-x")
     );
+    d.stop();
 }
 
 #[test]
@@ -186,6 +187,7 @@ fn learned_unicast_is_not_flooded_but_unknown_and_broadcast_are() {
         "unknown unicast not flooded:\n{third_text}"
     );
     assert!(third_text.contains("ff:ff:ff:ff:ff:ff"), "{third_text}");
+    d.stop();
 }
 
 #[test]
@@ -212,7 +214,7 @@ fn learned_entry_ages_out() {
         "never learned"
     );
     assert!(
-        wait_until(Duration::from_secs(8), || !present(&d)),
+        wait_until(Duration::from_secs(5), || !present(&d)),
         "entry did not age out: {:?}",
         d.fdb().0
     );
@@ -221,7 +223,14 @@ fn learned_entry_ages_out() {
         gone_after >= Duration::from_secs(2),
         "aged out early: {gone_after:?}"
     );
+    // README: invisible from the moment it is due; allow the table's
+    // refresh grain and a loaded machine, not more: aging + 2 s.
+    assert!(
+        gone_after <= Duration::from_secs(4),
+        "aged out late: {gone_after:?} for --aging 2"
+    );
     assert!(d.fdb().1["expired"].as_u64().unwrap() >= 1);
+    d.stop();
 }
 
 #[test]
@@ -246,7 +255,7 @@ fn mac_flood_stays_within_fdb_max_and_others_keep_working() {
     let sent = send_frames(&ns.0[0], ETH, &frames, 50);
     assert!(sent >= 4900, "only {sent} frames sent");
     assert!(
-        wait_until(Duration::from_secs(20), || d.port(&ns.0[0])["rx_packets"]
+        wait_until(Duration::from_secs(5), || d.port(&ns.0[0])["rx_packets"]
             .as_u64()
             .unwrap()
             >= 4500),
@@ -269,6 +278,7 @@ fn mac_flood_stays_within_fdb_max_and_others_keep_working() {
     assert!(ping(&ns.0[1], &addr(2)));
     assert!(ping(&ns.0[2], &addr(1)));
     assert!(ping(&ns.0[0], &addr(1)));
+    d.stop();
 }
 
 #[test]
@@ -290,19 +300,36 @@ fn malformed_and_oversized_frames_are_dropped_and_forwarding_goes_on() {
             }
         })
         .collect();
-    let sent = send_frames(&ns.0[0], ETH, &frames, 50);
-    assert!(sent >= 2900, "only {sent} sent");
+    let sent = send_frames(&ns.0[0], ETH, &frames, 20);
+    assert_eq!(sent, frames.len(), "the kernel refused some frames");
+    // Every frame with a multicast or zero source is counted. The TAP's
+    // queue in the kernel may overflow under the burst (counted there as
+    // tx_dropped, before vswitchd can see them): those are the only misses.
+    let bad = frames
+        .iter()
+        .filter(|f| f[6] & 1 == 1 || f[6..12] == [0; 6])
+        .count() as u64;
+    assert!(bad >= 2000);
+    let kernel_dropped = || -> u64 {
+        let out = ns_exec(
+            &ns.0[0],
+            &["cat", "/sys/class/net/eth0/statistics/tx_dropped"],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let counted = || {
+        d.port(&ns.0[0])["drops"]["bad_source"]
+            .as_u64()
+            .unwrap_or(0)
+    };
     assert!(
-        wait_until(Duration::from_secs(20), || {
-            d.port(&ns.0[0])["drops"]["bad_source"]
-                .as_u64()
-                .unwrap_or(0)
-                >= 1800
-        }),
-        "bad sources not counted: {}",
+        wait_until(Duration::from_secs(5), || counted() + kernel_dropped()
+            >= bad),
+        "bad sources not counted ({bad} sent, {} lost in the kernel): {}",
+        kernel_dropped(),
         d.port(&ns.0[0])
     );
-
+    assert!(counted() <= bad, "{}", d.port(&ns.0[0]));
     // Frames longer than MTU + 14: raise the namespace side's MTU so the
     // kernel hands the TAP a 3000-byte frame; the switch (MTU 1500) drops it.
     assert!(
@@ -341,6 +368,7 @@ fn malformed_and_oversized_frames_are_dropped_and_forwarding_goes_on() {
         }
     }
     assert!(d.ctl(&["status"]).status.success());
+    d.stop();
 }
 
 #[test]
@@ -482,7 +510,7 @@ fn refused_starts_leave_nothing_behind() {
     assert!(!netns_exists(&n[2]));
     assert!(running.ctl(&["status"]).status.success());
     assert!(ping(&n[0], &addr(1)));
-    drop(running);
+    running.stop();
 }
 
 #[test]

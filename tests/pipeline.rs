@@ -185,10 +185,12 @@ fn poll_respects_budget_and_random_junk_never_panics() {
         x
     };
     let n = 20_000;
+    let mut junk = Vec::new();
     for _ in 0..n {
         let len = (rnd() % 1600) as usize;
         let f: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
         r.ports[0].push_rx(&f);
+        junk.push(f);
     }
     let mut read = 0;
     let mut rounds = 0;
@@ -202,12 +204,38 @@ fn poll_respects_budget_and_random_junk_never_panics() {
         rounds += 1;
     }
     assert_eq!(read, n);
+    assert_eq!(rounds as usize, n.div_ceil(64), "64 frames per poll");
     let c = r.sw.port(r.ids[0]).unwrap().counters;
     assert_eq!(c.rx_packets, n as u64);
-    // Every frame was either dropped for a reason or forwarded.
+    // Every frame was dropped for its reason or forwarded: exactly one.
+    // Nothing is learned on ports 1 and 2, so whatever passes floods to
+    // both: each port's copies count the forwarded frames.
     let forwarded = r.ports[1].take_tx().len() as u64;
-    assert!(c.drop_total() > 0 && forwarded > 0);
-    assert!(c.drop_total() + forwarded <= n as u64);
+    assert_eq!(r.ports[2].take_tx().len() as u64, forwarded);
+    let (runts, too_big, bad_src) = junk.iter().fold((0, 0, 0), |(a, b, c), f| {
+        if f.len() < 14 {
+            (a + 1, b, c)
+        } else if f.len()
+            > MTU
+                + 14
+                + if matches!(&f[12..14], [0x81, 0x00] | [0x88, 0xa8]) {
+                    4
+                } else {
+                    0
+                }
+        {
+            (a, b + 1, c)
+        } else if f[6] & 1 == 1 || f[6..12] == [0; 6] {
+            (a, b, c + 1)
+        } else {
+            (a, b, c)
+        }
+    });
+    assert_eq!(r.drops(0, DropReason::Runt), runts);
+    assert_eq!(r.drops(0, DropReason::TooBig), too_big);
+    assert_eq!(r.drops(0, DropReason::BadSource), bad_src);
+    assert!(runts > 0 && too_big > 0 && bad_src > 0 && forwarded > 0);
+    assert_eq!(c.drop_total() + forwarded, n as u64);
     assert!(r.sw.fdb().len() <= 256);
 }
 
@@ -280,4 +308,157 @@ fn super_frames_pass_whole_or_are_segmented_never_dropped() {
     assert_eq!(got, payload);
     let c = r.sw.port(r.ids[0]).unwrap().counters;
     assert_eq!(c.drop_total(), 0);
+}
+
+/// A port whose writes fail (not a full queue: an error), for `tx_error`.
+struct Failing {
+    inner: MemPort,
+    fail: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl vswitchd::port::Port for Failing {
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.recv(buf)
+    }
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        if self.fail.get() {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.send(frame)
+    }
+}
+
+/// A write that fails is counted as `tx_error` on the egress port; the
+/// other ports still get the frame.
+#[test]
+fn a_failing_write_is_a_tx_error_on_that_port() {
+    let gw = Gateway::new(
+        GatewayConfig {
+            lan_mac: MacAddr::stable_local("gw"),
+            lan_ip: Ipv4Addr::new(192, 168, 88, 1),
+            subnet: "192.168.88.0/24".parse().unwrap(),
+            lan_mtu: MTU,
+            wan: None,
+            nat: None,
+        },
+        0,
+    );
+    let mut sw: Switch<Failing, MemPort> = Switch::new(Fdb::new(300_000, 64), MTU, gw, None);
+    let mut mems = Vec::new();
+    let mut flags = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let m = MemPort::new();
+        let fail = std::rc::Rc::new(std::cell::Cell::new(false));
+        let name = format!("f{i}");
+        ids.push(sw.add_port(
+            Failing {
+                inner: m.clone(),
+                fail: fail.clone(),
+            },
+            PortInfo {
+                mac: MacAddr::stable_local(&name),
+                name,
+                ifname: "eth0".into(),
+                addr: Ipv4Addr::new(192, 168, 88, 11 + i as u8),
+                prefix_len: 24,
+            },
+        ));
+        mems.push(m);
+        flags.push(fail);
+    }
+    flags[1].set(true);
+    mems[0].push_rx(&frame(BCAST, mac(1), 46));
+    assert_eq!(sw.poll_port(ids[0], 0, 64).unwrap(), 1);
+    assert_eq!(mems[2].take_tx().len(), 1, "the healthy port got it");
+    assert!(mems[1].take_tx().is_empty());
+    let c1 = sw.port(ids[1]).unwrap().counters;
+    assert_eq!(c1.drops[DropReason::TxError as usize], 1);
+    assert_eq!(c1.drops[DropReason::TxQueueFull as usize], 0);
+    assert_eq!(c1.tx_packets, 0);
+    assert_eq!(sw.port(ids[2]).unwrap().counters.tx_packets, 1);
+    // Unicast to the failing port: counted the same way.
+    mems[1].push_rx(&frame(BCAST, mac(2), 46));
+    sw.poll_port(ids[1], 1, 64).unwrap();
+    mems[0].push_rx(&frame(mac(2), mac(1), 46));
+    sw.poll_port(ids[0], 2, 64).unwrap();
+    assert_eq!(
+        sw.port(ids[1]).unwrap().counters.drops[DropReason::TxError as usize],
+        2
+    );
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any sequence of frames between 4 ports (sources from a small set,
+        /// so they learn, move and collide): each frame is received once,
+        /// then forwarded (to exactly the ports the rules name, each copy
+        /// unchanged, never back to its ingress) or dropped with one reason.
+        #[test]
+        fn each_frame_is_forwarded_or_dropped_exactly_once(
+            frames in proptest::collection::vec(
+                (0..4usize, 0..8u8, 0..8u8,
+                 prop_oneof![Just(0x0800u16), Just(0x8100), Just(0x88a8), Just(0x0806)],
+                 prop_oneof![8 => 46..200usize, 1 => 0..14usize, 1 => 1495..1510usize]),
+                1..80),
+        ) {
+            let mut r = Rig::new(4, 300_000, 1024);
+            let mut owner: std::collections::HashMap<u8, usize> = Default::default();
+            for (i, (port, d, s, et, len)) in frames.into_iter().enumerate() {
+                // MAC numbers: 0 broadcast, 1 multicast, 2 zero, others unicast.
+                let m = |n: u8| match n {
+                    0 => BCAST,
+                    1 => [0x01, 0x00, 0x5e, 0, 0, 1],
+                    2 => [0; 6],
+                    n => mac(n),
+                };
+                let mut f = frame(m(d), m(s), len.saturating_sub(14));
+                f.truncate(len);
+                if f.len() >= 14 {
+                    f[12..14].copy_from_slice(&et.to_be_bytes());
+                }
+                let before: Vec<_> = r.ids.iter().map(|id| r.sw.port(*id).unwrap().counters).collect();
+                let got = r.send(port, &f, i as u64);
+                let after: Vec<_> = r.ids.iter().map(|id| r.sw.port(*id).unwrap().counters).collect();
+                prop_assert_eq!(after[port].rx_packets, before[port].rx_packets + 1);
+                let dropped = after[port].drop_total() - before[port].drop_total();
+                let tagged = et == 0x8100 || et == 0x88a8;
+                let expect: Option<Vec<usize>> = if f.len() < 14
+                    || f.len() > MTU + 14 + if tagged { 4 } else { 0 }
+                    || s <= 2
+                {
+                    None
+                } else {
+                    owner.insert(s, port);
+                    match d {
+                        0 | 1 => Some((0..4).filter(|&p| p != port).collect()),
+                        2 => Some((0..4).filter(|&p| p != port).collect()),
+                        d => match owner.get(&d) {
+                            Some(&p) if p == port => None,
+                            Some(&p) => Some(vec![p]),
+                            None => Some((0..4).filter(|&p| p != port).collect()),
+                        },
+                    }
+                };
+                match expect {
+                    None => {
+                        prop_assert_eq!(dropped, 1, "frame {} not dropped once", i);
+                        prop_assert!(got.is_empty());
+                    }
+                    Some(ports) => {
+                        prop_assert_eq!(dropped, 0);
+                        prop_assert_eq!(&got, &ports, "frame {}", i);
+                        for p in &ports {
+                            prop_assert_eq!(after[*p].tx_packets, before[*p].tx_packets + 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -40,12 +40,12 @@ fn port_add_then_ping_port_del_then_gone() {
     assert!(ping(&pre, "192.168.88.11"));
 
     // Refusals: a port twice, a taken address, a bad name.
+    let fresh = unique("vz");
+    ns.0.push(fresh.clone()); // deleted on drop if it were created
+    let fresh_taken = format!("{fresh}=192.168.88.77");
     for (args, want) in [
         (vec!["port", "add", ns.0[1].as_str()], "already a port"),
-        (
-            vec!["port", "add", "zzfresh=192.168.88.77"],
-            "already taken",
-        ),
+        (vec!["port", "add", fresh_taken.as_str()], "already taken"),
         (vec!["port", "add", "a/b"], "a/b"),
         (
             vec!["port", "del", "nosuchport"],
@@ -57,7 +57,7 @@ fn port_add_then_ping_port_del_then_gone() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
     }
-    assert!(!netns_exists("zzfresh"));
+    assert!(!netns_exists(&fresh));
 
     // port del: the created namespace and the MAC entries go.
     let mac1 = d.mac_of(&ns.0[1]);
@@ -86,6 +86,7 @@ fn port_add_then_ping_port_del_then_gone() {
     let ports = d.ctl_json(&["ports"]);
     assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
     assert!(ping(&ns.0[0], "192.168.88.1"));
+    d.stop();
 }
 
 #[test]
@@ -116,6 +117,7 @@ fn namespace_deleted_underneath_takes_its_port_down_cleanly() {
         "the others stopped working"
     );
     assert!(ping(&ns.0[1], "192.168.88.11"));
+    d.stop();
 }
 
 #[test]
@@ -131,6 +133,16 @@ fn metrics_endpoint_answers_with_counters() {
         .to_string();
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     assert!(ping(&ns.0[0], "192.168.88.12"));
+    // Three frames with a broadcast source: dropped as bad_source.
+    let bad = frame([0xff; 6], [0xff; 6], 0x0800, 46);
+    assert_eq!(
+        send_frames(&ns.0[0], "eth0", &[bad.clone(), bad.clone(), bad], 0),
+        3
+    );
+    assert!(wait_until(
+        Duration::from_secs(5),
+        || d.port(&ns.0[0])["drops"]["bad_source"].as_u64() == Some(3)
+    ));
     let out = run(
         "curl",
         &["-sS", "--max-time", "10", &format!("http://{addr}/metrics")],
@@ -162,7 +174,21 @@ fn metrics_endpoint_answers_with_counters() {
     assert!(value("vswitchd_fdb_entries") >= 3);
     assert!(value("vswitchd_fdb_learned_total") >= 2);
     assert!(text.contains("# TYPE vswitchd_port_drops_total counter"));
-    assert!(text.contains("reason=\"bad_source\""));
+    assert_eq!(
+        value(&format!(
+            "vswitchd_port_drops_total{{port=\"{}\",reason=\"bad_source\"}}",
+            ns.0[0]
+        )),
+        3
+    );
+    assert_eq!(
+        value(&format!(
+            "vswitchd_port_drops_total{{port=\"{}\",reason=\"bad_source\"}}",
+            ns.0[1]
+        )),
+        0
+    );
+    d.stop();
 }
 
 #[test]
@@ -225,7 +251,7 @@ fn config_file_starts_the_same_topology_and_bad_files_are_refused() {
         ping(&ns.0[1], "10.77.0.1"),
         "gateway from the file does not answer"
     );
-    drop(d);
+    d.stop();
 
     // A bad file: refused with file:line, nothing created.
     let fresh = Namespaces::fresh(1);
@@ -382,4 +408,5 @@ fn trace_explains_unicast_flood_and_a_routed_nat_frame() {
     let out = d.ctl(&["trace", "--port", &ns.0[0], "nonsense"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("frame description"));
+    d.stop();
 }

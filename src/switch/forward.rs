@@ -264,4 +264,101 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
     }
+
+    /// An 802.1ad (QinQ) outer tag buys the same 4 bytes as 802.1Q; any
+    /// other ethertype does not; a super-frame (`mtu` None) has no limit.
+    #[test]
+    fn qinq_tag_allowance_and_super_frames() {
+        let mut fdb = Fdb::new(300_000, 100);
+        assert!(matches!(
+            decide(&mut fdb, &frame(B, A, 0x88a8, 1504), 0, Some(1500), 0).decision,
+            Decision::Flood(_)
+        ));
+        assert_eq!(
+            decide(&mut fdb, &frame(B, A, 0x88a8, 1505), 0, Some(1500), 0).decision,
+            Decision::Drop(DropReason::TooBig)
+        );
+        assert_eq!(
+            decide(&mut fdb, &frame(B, A, 0x86dd, 1504), 0, Some(1500), 0).decision,
+            Decision::Drop(DropReason::TooBig)
+        );
+        assert_eq!(max_frame_len(9000, false), 9014);
+        assert_eq!(max_frame_len(9000, true), 9018);
+        assert!(matches!(
+            decide(&mut fdb, &frame(B, A, 0x0800, 65_000), 0, None, 0).decision,
+            Decision::Flood(_)
+        ));
+        // A too-big frame is refused before its source is learned.
+        let mut fdb = Fdb::new(300_000, 100);
+        let v = decide(&mut fdb, &frame(B, A, 0x0800, 1501), 0, Some(1500), 0);
+        assert_eq!(v.learned, None);
+        assert!(fdb.is_empty());
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any frame on any port: the verdict follows the documented
+            /// rules in order (runt, size, source, then destination), and a
+            /// source is learned exactly when the frame passed the first three.
+            #[test]
+            fn verdict_follows_the_rules(
+                frames in proptest::collection::vec(
+                    (0..4 as PortId,
+                     prop_oneof![Just(0u8), Just(1), Just(0xff), any::<u8>()],
+                     0..6u64,
+                     prop_oneof![Just(0u8), Just(1), Just(0xff), any::<u8>()],
+                     0..6u64,
+                     prop_oneof![Just(0x0800u16), Just(0x8100), Just(0x88a8), any::<u16>()],
+                     prop_oneof![0..20usize, 1490..1510usize]),
+                    1..60),
+            ) {
+                let mut fdb = Fdb::new(300_000, 1000);
+                for (port, d0, dn, s0, sn, et, len) in frames {
+                    let mk = |b0: u8, n: u64| {
+                        let mut m = MacAddr::from_u64(0x0200_0000_0000 | n).to_bytes();
+                        if b0 != 0 { m[0] = b0; }
+                        m
+                    };
+                    let (dst, src) = (mk(d0, dn), mk(s0, sn));
+                    let mut f = vec![0x5a; len];
+                    for (i, b) in dst.iter().chain(src.iter()).chain(et.to_be_bytes().iter()).enumerate() {
+                        if i < len { f[i] = *b; }
+                    }
+                    let dmac = MacAddr::from_bytes(dst);
+                    let smac = MacAddr::from_bytes(src);
+                    let before = fdb.lookup(dmac, 0);
+                    let v = decide(&mut fdb, &f, port, Some(1480), 0);
+                    let tagged = et == 0x8100 || et == 0x88a8;
+                    let want = if len < 14 {
+                        Decision::Drop(DropReason::Runt)
+                    } else if len > 1480 + 14 + if tagged { 4 } else { 0 } {
+                        Decision::Drop(DropReason::TooBig)
+                    } else if smac.is_multicast() || smac.is_zero() {
+                        Decision::Drop(DropReason::BadSource)
+                    } else if dmac == MacAddr::BROADCAST {
+                        Decision::Flood(FloodReason::Broadcast)
+                    } else if dmac.is_multicast() {
+                        Decision::Flood(FloodReason::Multicast)
+                    } else {
+                        // The lookup happens after learning the source.
+                        let owner = if dmac == smac { Some(port) } else { before };
+                        match owner {
+                            Some(p) if p == port => Decision::Drop(DropReason::SameSegment),
+                            Some(p) => Decision::Unicast(p),
+                            None => Decision::Flood(FloodReason::UnknownUnicast),
+                        }
+                    };
+                    prop_assert_eq!(v.decision, want);
+                    let passed = !matches!(want, Decision::Drop(DropReason::Runt | DropReason::TooBig | DropReason::BadSource));
+                    prop_assert_eq!(v.learned.is_some(), passed);
+                    if passed {
+                        prop_assert_eq!(fdb.lookup(smac, 0), Some(port));
+                    }
+                }
+            }
+        }
+    }
 }

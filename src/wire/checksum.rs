@@ -104,4 +104,86 @@ mod tests {
             );
         }
     }
+
+    /// An odd trailing byte is the high half of a zero-padded word.
+    #[test]
+    fn odd_length_pads_the_last_byte_high() {
+        assert_eq!(sum(&[0x12], 0), 0x1200);
+        assert_eq!(sum(&[0xab, 0xcd, 0x12], 5), 0xabcd + 0x1200 + 5);
+        assert_eq!(checksum(&[1, 2, 3]), checksum(&[1, 2, 3, 0]));
+        // Carries are folded back in.
+        assert_eq!(sum(&[0xff, 0xff, 0xff, 0xff], 0), 0xffff);
+        assert_eq!(
+            sum(&[0x80, 0x00], 0xffff_0000),
+            0x8000,
+            "0x1_7fff folds to 0x8000"
+        );
+        assert_eq!(finish(0x1_fffe), 0);
+    }
+
+    #[test]
+    fn pseudo_header_of_a_known_packet() {
+        // 192.168.88.11 -> 10.99.0.1, UDP, 13 bytes:
+        // c0a8 + 580b + 0a63 + 0001 + 0011 + 000d
+        let want = 0xc0a8 + 0x580b + 0x0a63 + 0x0001 + 17 + 13;
+        let got = pseudo_header_v4([192, 168, 88, 11], [10, 99, 0, 1], 17, 13);
+        assert_eq!(fold64(got as u64), fold64(want));
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A buffer with its checksum written in verifies (sums to
+            /// 0xffff), whatever its length.
+            #[test]
+            fn written_checksum_verifies(mut d in proptest::collection::vec(any::<u8>(), 2..300), at in any::<usize>()) {
+                let at = (at % (d.len() / 2)) * 2;
+                d[at] = 0;
+                d[at + 1] = 0;
+                let c = checksum(&d);
+                d[at..at + 2].copy_from_slice(&c.to_be_bytes());
+                prop_assert_eq!(fold64(sum(&d, 0) as u64), 0xffff);
+                prop_assert_eq!(checksum(&d), 0);
+            }
+
+            /// RFC 1624 updates equal full recomputation, for 16- and
+            /// 32-bit fields (0x0000 and 0xffff being the same number).
+            #[test]
+            fn updates_match_recomputation(
+                mut d in proptest::collection::vec(any::<u8>(), 8..200),
+                at in any::<usize>(),
+                new in any::<[u8; 4]>(),
+            ) {
+                let words = d.len() / 2;
+                let at = (at % (words - 1)) * 2;
+                let c = checksum(&d);
+                let old: [u8; 4] = d[at..at + 4].try_into().unwrap();
+                d[at..at + 4].copy_from_slice(&new);
+                let full = checksum(&d);
+                let inc = update32(c, old, new);
+                prop_assert!(inc == full || (inc ^ full) == 0xffff && (inc == 0 || full == 0),
+                    "{:04x} vs {:04x}", inc, full);
+                // The 16-bit form, on the first half only.
+                let c2 = update16(c, u16::from_be_bytes([old[0], old[1]]), u16::from_be_bytes([new[0], new[1]]));
+                d[at + 2..at + 4].copy_from_slice(&old[2..4]);
+                let full2 = checksum(&d);
+                prop_assert!(c2 == full2 || (c2 ^ full2) == 0xffff && (c2 == 0 || full2 == 0));
+            }
+
+            /// The sum is the naive big-endian word sum, folded.
+            #[test]
+            fn sum_is_the_folded_word_sum(d in proptest::collection::vec(any::<u8>(), 0..300), init in any::<u16>()) {
+                let mut naive: u64 = init as u64;
+                for (i, b) in d.iter().enumerate() {
+                    naive += if i % 2 == 0 { (*b as u64) << 8 } else { *b as u64 };
+                }
+                while naive > 0xffff {
+                    naive = (naive & 0xffff) + (naive >> 16);
+                }
+                prop_assert_eq!(sum(&d, init as u32) as u64, naive);
+            }
+        }
+    }
 }

@@ -203,4 +203,65 @@ mod tests {
         // ARP caches across an upgrade) is noticed.
         assert_eq!(a.to_string(), "06:7e:49:0f:e8:e3");
     }
+
+    /// Single-digit groups are accepted (as `ip link` prints none but
+    /// users type them); a group of three digits is not, even when its
+    /// value fits a byte.
+    #[test]
+    fn group_widths() {
+        assert_eq!(
+            "2:0:0:0:0:1".parse::<MacAddr>().unwrap(),
+            MacAddr::from_u64(0x0200_0000_0001)
+        );
+        assert!("002:00:00:00:00:01".parse::<MacAddr>().is_err());
+        assert!("02:00:00:00:00:001".parse::<MacAddr>().is_err());
+    }
+
+    /// Debug prints like Display (it shows in test failures and logs); serde
+    /// goes through the text form both ways (the control socket's JSON).
+    #[test]
+    fn debug_and_serde_use_the_text_form() {
+        let m = MacAddr::from_bytes([0x02, 0xab, 0, 0x10, 0xff, 1]);
+        assert_eq!(format!("{m:?}"), "02:ab:00:10:ff:01");
+        let j = serde_json::to_string(&m).unwrap();
+        assert_eq!(j, "\"02:ab:00:10:ff:01\"");
+        assert_eq!(serde_json::from_str::<MacAddr>(&j).unwrap(), m);
+        assert!(serde_json::from_str::<MacAddr>("\"nonsense\"").is_err());
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Bytes, u64 and text forms agree for every address.
+            #[test]
+            fn forms_roundtrip(b in any::<[u8; 6]>()) {
+                let m = MacAddr::from_bytes(b);
+                prop_assert_eq!(m.to_bytes(), b);
+                prop_assert_eq!(MacAddr::from_slice(&b), m);
+                prop_assert_eq!(MacAddr::from_u64(m.as_u64()), m);
+                prop_assert_eq!(m.as_u64(), u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]));
+                prop_assert_eq!(m.to_string().parse::<MacAddr>().unwrap(), m);
+                prop_assert_eq!(m.is_multicast(), b[0] & 1 == 1);
+                prop_assert_eq!(m.is_zero(), b == [0; 6]);
+                prop_assert_eq!(m.is_valid_source(), b[0] & 1 == 0 && b != [0; 6]);
+            }
+
+            /// Any text: parsing never panics, and what parses prints back
+            /// as the same address.
+            #[test]
+            fn any_text_parses_or_errs(s in "[0-9a-fA-F:-]{0,20}") {
+                if let Ok(m) = s.parse::<MacAddr>() {
+                    prop_assert_eq!(m.to_string().parse::<MacAddr>().unwrap(), m);
+                }
+            }
+
+            #[test]
+            fn stable_local_is_always_unicast_and_local(seed in ".{0,40}") {
+                let b = MacAddr::stable_local(&seed).to_bytes();
+                prop_assert_eq!(b[0] & 0x03, 0x02);
+            }
+        }
+    }
 }

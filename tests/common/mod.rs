@@ -252,36 +252,99 @@ impl Daemon {
         (rows, v)
     }
 
-    /// Sends SIGTERM and waits; returns how long the exit took and the status.
-    pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
-        let mut child = self.child.take().expect("daemon already stopped");
+    /// Sends `sig` and waits up to 10 s for the exit (then SIGKILL); returns
+    /// how long the exit took and the status. Never panics (Drop uses it).
+    fn signal_and_wait(
+        &mut self,
+        sig: nix::sys::signal::Signal,
+    ) -> Result<(Duration, std::process::ExitStatus), String> {
+        let Some(mut child) = self.child.take() else {
+            return Err("daemon already stopped".into());
+        };
         let t0 = Instant::now();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
         let deadline = t0 + Duration::from_secs(10);
         loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                return (t0.elapsed(), st);
+            match child.try_wait() {
+                Ok(Some(st)) => return Ok((t0.elapsed(), st)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("vswitchd did not exit within 10 s of {sig}"));
+                }
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("vswitchd did not exit within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Sends SIGTERM and waits; returns how long the exit took and the status.
+    pub fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
+        self.signal_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends `sig` (SIGTERM or SIGINT) and waits; panics if it does not exit.
+    pub fn signal_with(
+        &mut self,
+        sig: nix::sys::signal::Signal,
+    ) -> (Duration, std::process::ExitStatus) {
+        match self.signal_and_wait(sig) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}: {}", self.log()),
+        }
+    }
+
+    /// The end of every test that started a daemon: SIGTERM, and the exit
+    /// must be what a user expects: within 2 s, status 0, and no panic or
+    /// error in the log (a panic at shutdown fails the test here).
+    pub fn stop(mut self) {
+        let (took, st) = self.terminate();
+        let log = self.log();
+        assert!(st.success(), "vswitchd exited with {st}: {log}");
+        assert!(took < Duration::from_secs(2), "exit took {took:?}: {log}");
+        assert!(!log.contains("panicked"), "vswitchd panicked: {log}");
+        assert!(!log.contains(" ERROR "), "vswitchd logged an error: {log}");
     }
 }
 
 impl Drop for Daemon {
+    /// Cleanup only (a test that ends normally calls [`Daemon::stop`]):
+    /// never panics, so a failing test cannot abort the binary here and
+    /// leave other tests' namespaces behind.
     fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.terminate();
+        if self.child.is_some()
+            && let Err(e) = self.signal_and_wait(nix::sys::signal::Signal::SIGTERM)
+        {
+            eprintln!("{e}");
         }
     }
+}
+
+/// Waits for `child` up to `timeout`, killing it (by PID) if it is still
+/// running then. Returns its status, or None if it had to be killed.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Some(st),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// SIGTERM to `child` (by PID), then [`wait_child`] up to 5 s. Never panics.
+pub fn stop_child(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    wait_child(child, Duration::from_secs(5))
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes. Only for
@@ -419,7 +482,7 @@ impl Capture {
             seen: Vec::new(),
         };
         if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
-            let _ = cap.child.kill();
+            stop_child(&mut cap.child);
             panic!("tcpdump in {ns} did not start listening");
         }
         cap
@@ -446,11 +509,7 @@ impl Capture {
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
     }
 }
 
@@ -562,17 +621,76 @@ impl Background {
     }
 }
 
+impl Background {
+    /// Waits up to `timeout` for the program to exit by itself (then stops
+    /// it); its status, or None if it had to be stopped.
+    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        wait_child(&mut self.child, timeout)
+    }
+}
+
+/// `tcpdump -c COUNT -s 128 -w FILE -i IFNAME` inside `ns`: the first
+/// `count` frames as that namespace's kernel saw them (original lengths
+/// kept), ready once tcpdump listens.
+pub fn tcpdump_to_file(ns: &str, ifname: &str, count: usize, file: &std::path::Path) -> Background {
+    let n = count.to_string();
+    let f = file.to_string_lossy().into_owned();
+    Background::start(
+        ns,
+        &[
+            "tcpdump", "-c", &n, "-s", "128", "-w", &f, "-i", ifname, "tcp",
+        ],
+        "listening on",
+    )
+}
+
 impl Drop for Background {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
     }
 }
 
 /// Path of the Python traffic peers.
 pub fn netpeer() -> String {
     format!("{}/tests/tools/netpeer.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The original lengths of the frames in a pcap file (microsecond pcap,
+/// either byte order), in file order.
+pub fn pcap_frame_lengths(bytes: &[u8]) -> Vec<u32> {
+    assert!(bytes.len() >= 24, "no pcap header ({} bytes)", bytes.len());
+    let le = bytes[0..4] == [0xd4, 0xc3, 0xb2, 0xa1];
+    let u32_at = |i: usize| {
+        let b: [u8; 4] = bytes[i..i + 4].try_into().unwrap();
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let mut v = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let incl = u32_at(at + 8) as usize;
+        v.push(u32_at(at + 12));
+        at += 16 + incl;
+    }
+    v
+}
+
+/// `vswitchctl capture ARGS -w FILE` running in the background.
+pub fn start_capture(d: &Daemon, args: &[&str], file: &std::path::Path) -> Child {
+    let file = file.to_string_lossy().into_owned();
+    let mut v = vec!["--name", d.name.as_str(), "capture"];
+    v.extend_from_slice(args);
+    v.extend_from_slice(&["-w", &file]);
+    let c = Command::new(VSWITCHCTL).args(&v).spawn().unwrap();
+    assert!(
+        wait_until(
+            Duration::from_secs(5),
+            || d.ctl_json(&["status"])["captures"].as_u64().unwrap_or(0) >= 1
+        ),
+        "capture session did not start"
+    );
+    c
 }

@@ -8,6 +8,9 @@
   udp-probe ADDR PORT SIZE [nodf]  one datagram of SIZE bytes, expects it
                                  back; nodf: never set Don't Fragment
   udp-refused ADDR PORT          expects ECONNREFUSED on a connected socket
+  udp-from SPORT ADDR PORT       udp-probe of 32 bytes from source port SPORT
+  udp-silent ADDR PORT SECS      sends one datagram; prints "silent" if nothing
+                                 (no reply, no ICMP error) comes back in SECS
 
 Servers print "listening" once bound, so the test can wait for readiness.
 Every client has a timeout and exits non-zero on failure.
@@ -121,6 +124,36 @@ def udp_refused(addr, port):
     return 1
 
 
+def udp_from(sport, addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", sport))
+    s.settimeout(5)
+    s.connect((addr, port))
+    d = b"from %d" % sport
+    s.send(d)
+    r = s.recv(65535)
+    print("echoed", len(r), r == d, flush=True)
+    return 0 if r == d else 1
+
+
+def udp_silent(addr, port, secs):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(secs)
+    s.connect((addr, port))
+    s.send(b"anyone?")
+    try:
+        d = s.recv(100)
+        print("answered", d, flush=True)
+    except socket.timeout:
+        print("silent", flush=True)
+        return 0
+    except ConnectionRefusedError:
+        print("ECONNREFUSED", flush=True)
+    except OSError as e:
+        print("unexpected:", e, flush=True)
+    return 1
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "tcp-server":
@@ -133,6 +166,10 @@ def main():
         return udp_probe(args[0], int(args[1]), int(args[2]), len(args) > 3 and args[3] == "nodf")
     if cmd == "udp-refused":
         return udp_refused(args[0], int(args[1]))
+    if cmd == "udp-from":
+        return udp_from(int(args[0]), args[1], int(args[2]))
+    if cmd == "udp-silent":
+        return udp_silent(args[0], int(args[1]), float(args[2]))
     print("unknown command", cmd, file=sys.stderr)
     return 2
 
