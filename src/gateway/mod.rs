@@ -321,9 +321,9 @@ use crate::reason::Reason;
 use crate::wire::{
     ipv4::{
         self, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED, Ipv4Hdr, PROTO_ICMP,
-        PROTO_UDP,
+        PROTO_TCP, PROTO_UDP,
     },
-    vnet::VNET_HDR_LEN,
+    vnet::{VNET_HDR_LEN, VnetHdr},
 };
 #[cfg(test)]
 use nat::NatDrop;

@@ -643,7 +643,7 @@ fn short_icmp_is_malformed() {
         assert_eq!(n.outbound(&mut p, 0), Err(NatDrop::Malformed), "type {ty}");
         let mut q = raw_ip(PROTO_ICMP, R, EXT, &[ty, 0, 0, 0]);
         assert!(n.inbound(&mut q, 0).is_err(), "type {ty}");
-        assert!(n.peek_outbound(&p, 0).is_err());
+        assert!(n.peek(&p, Dir::Out, 0).is_err());
     }
     assert_eq!(n.len(), 0);
 }
@@ -699,7 +699,10 @@ fn fragment_records_live_until_they_expire() {
     n.expire(1_000, 100_000);
     assert_eq!(n.frags.len(), 1, "a live record is kept");
     n.outbound(&mut later.clone(), 1_000).unwrap();
-    assert_eq!(n.peek_outbound(&later, 1_000), Ok(Peek::LaterFragment));
+    assert!(matches!(
+        n.peek(&later, Dir::Out, 1_000),
+        Ok(Peek::LaterFragment { .. })
+    ));
     n.expire(31_000, 100_000);
     n.expire(31_000, 100_000);
     assert_eq!(n.frags.len(), 0, "an expired record is swept");
@@ -761,35 +764,60 @@ fn heap_bytes_counts_every_structure() {
     assert_eq!(n.heap_bytes(), want);
 }
 
-/// `peek_*` (for `vswitchctl trace`) say what the translation would do,
+/// `peek` (for `vswitchctl trace`) says what the translation would do,
 /// changing nothing: new, existing (until the moment it expires), later
 /// fragment, ICMP error.
 #[test]
 fn peeks_match_what_translation_does() {
     let mut n = nat();
     let p = udp(A, R, 7400, 53, b"q");
-    assert!(matches!(n.peek_outbound(&p, 0), Ok(Peek::New { .. })));
+    assert!(matches!(
+        n.peek(&p, Dir::Out, 0),
+        Ok(Peek::New { kept: true, .. })
+    ));
     assert_eq!(n.len(), 0, "peek creates nothing");
-    n.outbound(&mut p.clone(), 0).unwrap();
+    let mut sent = p.clone();
+    n.outbound(&mut sent, 0).unwrap();
     let udp_timeout = NatConfig::default().timeouts.udp;
-    assert!(matches!(n.peek_outbound(&p, 1), Ok(Peek::Existing { .. })));
+    let ext = std::net::SocketAddrV4::new(Ipv4Addr::from(EXT), 7400);
+    match n.peek(&p, Dir::Out, 1) {
+        Ok(Peek::Existing { ext: e, key, .. }) => {
+            assert_eq!(e, ext);
+            assert_eq!(
+                key.inside,
+                std::net::SocketAddrV4::new(Ipv4Addr::from(A), 7400)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(
-        matches!(n.peek_outbound(&p, udp_timeout), Ok(Peek::New { .. })),
+        matches!(n.peek(&p, Dir::Out, udp_timeout), Ok(Peek::New { .. })),
         "expired at its deadline"
     );
     let r = udp(R, EXT, 53, 7400, b"a");
-    assert!(matches!(n.peek_inbound(&r, 1), Ok(Peek::Existing { .. })));
-    assert_eq!(n.peek_inbound(&r, udp_timeout), Err(NatDrop::NoFlow));
-    let e = icmp_error([10, 99, 0, 254], EXT, 3, 3, &p);
-    assert_eq!(n.peek_inbound(&e, 1), Ok(Peek::IcmpError));
+    let inside = n.peek(&r, Dir::In, 1).unwrap().inside();
+    assert_eq!(inside, std::net::SocketAddrV4::new(Ipv4Addr::from(A), 7400));
+    assert_eq!(n.peek(&r, Dir::In, udp_timeout), Err(NatDrop::NoFlow));
+    // An ICMP error quoting what we sent belongs to the flow; one quoting
+    // the untranslated packet does not (as translation decides).
+    let e = icmp_error([10, 99, 0, 254], EXT, 3, 3, &sent);
+    assert!(matches!(n.peek(&e, Dir::In, 1), Ok(Peek::IcmpError { .. })));
+    let stray = icmp_error([10, 99, 0, 254], EXT, 3, 3, &p);
+    assert_eq!(n.peek(&stray, Dir::In, 1), Err(NatDrop::NoFlow));
     let mut later = raw_ip(PROTO_UDP, A, R, &[0; 16]);
     later[6..8].copy_from_slice(&9u16.to_be_bytes());
     fill_ip_checksum(&mut later, 20);
-    assert_eq!(n.peek_outbound(&later, 1), Ok(Peek::LaterFragment));
+    // A later fragment whose first was never seen: refused, as translation
+    // refuses it (the peek makes the same decision).
+    assert_eq!(n.peek(&later, Dir::Out, 1), Err(NatDrop::FragmentNoFlow));
+    assert_eq!(
+        n.outbound(&mut later.clone(), 1),
+        Err(NatDrop::FragmentNoFlow)
+    );
     let mut rlater = raw_ip(PROTO_UDP, R, EXT, &[0; 16]);
     rlater[6..8].copy_from_slice(&9u16.to_be_bytes());
     fill_ip_checksum(&mut rlater, 20);
-    assert_eq!(n.peek_inbound(&rlater, 1), Ok(Peek::LaterFragment));
+    assert_eq!(n.peek(&rlater, Dir::In, 1), Err(NatDrop::FragmentNoFlow));
 }
 
 mod prop {
