@@ -236,7 +236,11 @@ fn from_file(toml: &str, args: &[&str]) -> Result<Config, String> {
     use clap::CommandFactory;
     let dir = std::env::temp_dir().join(format!("vswitchd-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("t{}.toml", toml.len()));
+    // One file per call: tests run in parallel, and two files of the same
+    // length used to share a name.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("t{n}.toml"));
     std::fs::write(&path, toml).unwrap();
     let mut v = vec![
         "vswitchd".to_string(),
