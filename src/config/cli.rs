@@ -103,9 +103,17 @@ pub struct Cli {
     #[arg(long, value_name = "MAC")]
     pub uplink_mac: Option<String>,
 
-    /// Most NAT flows; new flows beyond it are refused (existing ones stay).
+    /// Most NAT flows. When the table is full, the oldest flow that never
+    /// saw a reply makes room (as conntrack's early drop); flows that have
+    /// seen traffic both ways are never evicted for a newcomer.
     #[arg(long, default_value_t = 65_536, value_name = "N")]
     pub nat_max: usize,
+
+    /// Most NAT flows one port (one inside address) may hold, so one
+    /// namespace cannot take the table from the others. Default: a quarter
+    /// of --nat-max.
+    #[arg(long, value_name = "N")]
+    pub nat_max_per_port: Option<usize>,
 
     /// Route without address translation (the outside routes the subnet back).
     #[arg(long)]

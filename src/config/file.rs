@@ -59,6 +59,7 @@ struct FileUplink {
 struct FileNat {
     enabled: Option<Spanned<bool>>,
     max: Option<Spanned<usize>>,
+    max_per_port: Option<Spanned<usize>>,
     ports: Option<Spanned<String>>,
     tcp_timeout: Option<Spanned<u64>>,
     tcp_transitory: Option<Spanned<u64>>,
@@ -210,6 +211,7 @@ impl Cli {
                 cli.no_nat |= !v;
             }
             take!("nat_max", "nat.max", n.max => cli.nat_max);
+            take!("nat_max_per_port", "nat.max_per_port", n.max_per_port => cli.nat_max_per_port);
             take!("nat_ports", "nat.ports", n.ports => cli.nat_ports);
             take!("nat_tcp_timeout", "nat.tcp_timeout", n.tcp_timeout => cli.nat_tcp_timeout);
             take!("nat_tcp_transitory", "nat.tcp_transitory", n.tcp_transitory => cli.nat_tcp_transitory);

@@ -384,14 +384,26 @@ impl Cli {
                 ));
             }
         }
+        let per_port = self.nat_max_per_port.unwrap_or(self.nat_max.div_ceil(4));
+        if per_port == 0 || per_port > self.nat_max {
+            return Err(ConfigError::opt(
+                "nat_max_per_port",
+                format!(
+                    "--nat-max-per-port {per_port} must be 1..{} (--nat-max)",
+                    self.nat_max
+                ),
+            ));
+        }
         Ok(Some(NatConfig {
             max_flows: self.nat_max,
+            max_per_inside: per_port,
             port_min: lo,
             port_max: hi,
             timeouts: NatTimeouts {
                 tcp_established: self.nat_tcp_timeout * 1000,
                 tcp_transitory: self.nat_tcp_transitory * 1000,
                 tcp_closed: 10_000,
+                tcp_loose: 30_000,
                 udp: self.nat_udp_timeout * 1000,
                 icmp: self.nat_icmp_timeout * 1000,
             },

@@ -51,8 +51,15 @@ impl Gateway {
             Verdict::Drop(why) => {
                 if let (GwDrop::Nat(e), Some(nat)) = (why, self.nat.as_mut()) {
                     nat.count_refusal(e);
-                    if e == NatDrop::TableFull {
-                        self.nat_full(now);
+                    match e {
+                        NatDrop::TableFull => self.nat_full(now, None),
+                        NatDrop::ShareExceeded => {
+                            let src = frame
+                                .get(ETH + 12..ETH + 16)
+                                .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+                            self.nat_full(now, src);
+                        }
+                        _ => {}
                     }
                 }
                 self.drop(why)

@@ -206,8 +206,12 @@ impl Gateway {
             Err(r) => return refused(Side::Lan, r),
         };
         let nat = match (to, self.nat.as_ref()) {
-            (Side::Wan, Some(n)) => match n.classify(&frame[ETH..ETH + h.total_len], Dir::Out, now)
-            {
+            (Side::Wan, Some(n)) => match n.classify(
+                &frame[ETH..ETH + h.total_len],
+                Dir::Out,
+                offload.is_some_and(|v| !v.is_plain()),
+                now,
+            ) {
                 Ok(c) => Some(c),
                 Err(e) => return Verdict::Drop(GwDrop::Nat(e)),
             },
@@ -297,7 +301,8 @@ impl Gateway {
             let Some(n) = self.nat.as_ref() else {
                 return local(Local::OwnAddress(dst));
             };
-            match n.classify(&frame[ETH..ETH + h.total_len], Dir::In, now) {
+            let partial = offload.is_some_and(|v| !v.is_plain());
+            match n.classify(&frame[ETH..ETH + h.total_len], Dir::In, partial, now) {
                 Ok(c) => (n.inside_of(&c).unwrap_or(dst), Some(c)),
                 Err(NatDrop::NoFlow) => {
                     // Unsolicited: only what the gateway itself answers

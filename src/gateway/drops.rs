@@ -60,6 +60,8 @@ impl Reason for GwDrop {
         GwDrop::Nat(NatDrop::PortsExhausted),
         GwDrop::Nat(NatDrop::FragmentNoFlow),
         GwDrop::Nat(NatDrop::NoAddress),
+        GwDrop::Nat(NatDrop::ShareExceeded),
+        GwDrop::Nat(NatDrop::BadChecksum),
     ];
 
     fn name(self) -> &'static str {
@@ -85,7 +87,7 @@ impl Reason for GwDrop {
 
 impl GwDrop {
     /// How many reasons there are (the size of [`GatewayStats::drops`]).
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 23;
 }
 
 /// Gateway counters.

@@ -262,20 +262,29 @@ impl Gateway {
         self.events.push(GwEvent { warn, msg });
     }
 
-    /// Counts a refused new flow and logs it at most every 10 s.
-    fn nat_full(&mut self, now: Millis) {
+    /// Counts a new flow refused for want of room (`who`: the inside
+    /// address, when it was refused for holding its whole share) and logs
+    /// it at most every 10 s.
+    fn nat_full(&mut self, now: Millis, who: Option<Ipv4Addr>) {
         self.nat_full_since += 1;
         let due = self
             .nat_full_logged
             .is_none_or(|t| now.saturating_sub(t) >= NAT_FULL_LOG_MS);
         if due {
-            let max = self.nat.as_ref().map_or(0, |n| n.config().max_flows);
+            let cfg = self.nat.as_ref().map(|n| *n.config()).unwrap_or_default();
             let n = std::mem::take(&mut self.nat_full_since);
             self.nat_full_logged = Some(now);
-            self.event(
-                true,
-                format!("NAT table full ({max} flows): refused {n} new flow(s); existing flows are untouched"),
-            );
+            let msg = match who {
+                None => format!(
+                    "NAT table full ({} flows, none unreplied to make room): refused {n} new flow(s); existing flows are untouched",
+                    cfg.max_flows
+                ),
+                Some(ip) => format!(
+                    "NAT: the port at {ip} holds its whole share ({} flows, --nat-max-per-port): refused {n} new flow(s) since the last report",
+                    cfg.max_per_inside
+                ),
+            };
+            self.event(true, msg);
         }
     }
 

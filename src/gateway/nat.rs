@@ -28,8 +28,16 @@
 //!   records (protocol, source, destination, IP id) -> flow for 30 s; later
 //!   fragments only get their address rewritten. A later fragment that arrives
 //!   before its first fragment is dropped (`fragment_no_flow`).
-//! * **Bounded**: at `max_flows` new flows are refused (`table_full`) and
-//!   existing flows are untouched.
+//! * **Bounded and fair**: one inside address (one port) holds at most
+//!   `max_per_inside` flows (`nat_port_share_exceeded` beyond it); a full
+//!   table makes room by evicting the oldest flow that never saw a reply
+//!   (conntrack's early drop; bounded scan), and a flow that has seen
+//!   traffic both ways is never evicted for a newcomer. Only when no such
+//!   flow is near the head of the table is a new flow refused (`table_full`).
+//! * **TCP tracking a blind packet cannot fool**: a flow whose first segment
+//!   is not a SYN is picked up loosely (`PICKED_UP`, a 30-s timeout) until
+//!   the other end answers; a segment with a wrong checksum never opens a
+//!   flow or changes its state (`nat_bad_checksum`).
 //! * Inbound packets that match no flow are dropped (`no_flow`): nothing from
 //!   outside reaches the inside unasked.
 
@@ -37,6 +45,7 @@ use crate::hash::FastMap;
 pub use crate::reason::Reason;
 use crate::switch::Millis;
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 mod classify;
@@ -59,6 +68,11 @@ pub struct NatTimeouts {
     pub tcp_transitory: Millis,
     /// After a RST.
     pub tcp_closed: Millis,
+    /// A TCP flow picked up mid-stream (its first segment was not a SYN),
+    /// until the other end answers: short, so segments that open nothing
+    /// (a flood of bare ACKs) do not hold the table (conntrack's loose
+    /// pick-up, with its unreplied timeout).
+    pub tcp_loose: Millis,
     pub udp: Millis,
     pub icmp: Millis,
 }
@@ -69,6 +83,7 @@ impl Default for NatTimeouts {
             tcp_established: 7_440_000,
             tcp_transitory: 240_000,
             tcp_closed: 10_000,
+            tcp_loose: 30_000,
             udp: 120_000,
             icmp: 30_000,
         }
@@ -78,6 +93,9 @@ impl Default for NatTimeouts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NatConfig {
     pub max_flows: usize,
+    /// Most flows one inside address (one port) may hold: its share of the
+    /// table, so one namespace cannot take every flow from the others.
+    pub max_per_inside: usize,
     /// External ports for TCP/UDP when the inside port is taken (inclusive).
     pub port_min: u16,
     pub port_max: u16,
@@ -88,6 +106,7 @@ impl Default for NatConfig {
     fn default() -> Self {
         NatConfig {
             max_flows: 65_536,
+            max_per_inside: 16_384,
             port_min: 1024,
             port_max: 65_535,
             timeouts: NatTimeouts::default(),
@@ -113,6 +132,12 @@ pub enum NatDrop {
     FragmentNoFlow,
     /// The uplink has no address yet (DHCP pending).
     NoAddress,
+    /// A new flow, and its inside address holds its whole share of the
+    /// table (`--nat-max-per-port`).
+    ShareExceeded,
+    /// A TCP segment that would open or change a flow (any new flow; SYN,
+    /// FIN, RST) with a wrong checksum: it changes nothing.
+    BadChecksum,
 }
 
 impl Reason for NatDrop {
@@ -124,6 +149,8 @@ impl Reason for NatDrop {
         NatDrop::PortsExhausted,
         NatDrop::FragmentNoFlow,
         NatDrop::NoAddress,
+        NatDrop::ShareExceeded,
+        NatDrop::BadChecksum,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -134,6 +161,8 @@ impl Reason for NatDrop {
             NatDrop::PortsExhausted => "nat_ports_exhausted",
             NatDrop::FragmentNoFlow => "nat_fragment_no_flow",
             NatDrop::NoAddress => "nat_no_address",
+            NatDrop::ShareExceeded => "nat_port_share_exceeded",
+            NatDrop::BadChecksum => "nat_bad_checksum",
         }
     }
 }
@@ -142,6 +171,8 @@ impl Reason for NatDrop {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcpState {
     SynSent,
+    /// Picked up mid-stream, no answer seen yet.
+    Loose,
     Established,
     FinWait,
     TimeWait,
@@ -173,6 +204,12 @@ pub struct NatStats {
     pub created: u64,
     pub expired: u64,
     pub refused_full: u64,
+    /// New flows refused because their inside address had its share.
+    #[serde(default)]
+    pub refused_share: u64,
+    /// Unreplied flows evicted to make room in a full table.
+    #[serde(default)]
+    pub early_dropped: u64,
     pub translated_out: u64,
     pub translated_in: u64,
     pub icmp_errors_translated: u64,
@@ -231,6 +268,12 @@ pub struct Nat {
     sweep: usize,
     alloc_seed: u64,
     stats: NatStats,
+    /// Live flows per inside address.
+    per_inside: FastMap<[u8; 4], u32>,
+    /// (slot, generation) in creation order, oldest first: where a full
+    /// table looks for an unreplied flow to evict. Entries of flows gone
+    /// since are skipped and dropped lazily.
+    order: VecDeque<(u32, u32)>,
 }
 
 /// Which way a packet crosses the NAT.
@@ -256,6 +299,8 @@ impl Nat {
             sweep: 0,
             alloc_seed: 0x243f_6a88_85a3_08d3,
             stats: NatStats::default(),
+            per_inside: FastMap::default(),
+            order: VecDeque::new(),
         }
     }
 
@@ -297,8 +342,10 @@ impl Nat {
     /// Counts a packet the NAT refused (for the table-wide counters); called
     /// once per refusal by whoever acts on it.
     pub fn count_refusal(&mut self, e: NatDrop) {
-        if e == NatDrop::TableFull {
-            self.stats.refused_full += 1;
+        match e {
+            NatDrop::TableFull => self.stats.refused_full += 1,
+            NatDrop::ShareExceeded => self.stats.refused_share += 1,
+            _ => {}
         }
     }
 
@@ -310,6 +357,8 @@ impl Nat {
         self.out_map.clear();
         self.in_map.clear();
         self.frags.clear();
+        self.per_inside.clear();
+        self.order.clear();
         self.live = 0;
         self.sweep = 0;
         n
@@ -336,6 +385,7 @@ impl Nat {
             PROTO_TCP => match f.tcp {
                 TcpState::Established => t.tcp_established,
                 TcpState::Closed => t.tcp_closed,
+                TcpState::Loose => t.tcp_loose,
                 _ => t.tcp_transitory,
             },
             PROTO_UDP => t.udp,
@@ -360,6 +410,54 @@ impl Nat {
         self.flows[idx as usize].live = false;
         self.free.push(idx);
         self.live -= 1;
+        if let Some(n) = self.per_inside.get_mut(&f.inside_ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_inside.remove(&f.inside_ip);
+            }
+        }
+    }
+
+    /// Flows `ip` holds.
+    pub(super) fn held_by(&self, ip: [u8; 4]) -> usize {
+        self.per_inside.get(&ip).map_or(0, |&n| n as usize)
+    }
+
+    /// How far into the creation order a full table looks for a flow to
+    /// evict (bounded work per new flow, as conntrack's early drop).
+    const EARLY_DROP_SCAN: usize = 64;
+
+    /// The position in `order` of the oldest live flow that never saw a
+    /// reply, within the first [`Nat::EARLY_DROP_SCAN`] entries.
+    pub(super) fn early_drop_victim(&self) -> Option<usize> {
+        self.order
+            .iter()
+            .take(Self::EARLY_DROP_SCAN)
+            .position(|&(idx, generation)| {
+                let f = &self.flows[idx as usize];
+                f.live && f.generation == generation && !f.replied
+            })
+    }
+
+    /// Makes room in a full table by evicting the oldest unreplied flow; a
+    /// flow that has seen traffic both ways is never evicted for a
+    /// newcomer. Returns whether it made room.
+    fn early_drop(&mut self) -> bool {
+        // Entries of flows gone since (expired, removed) go first.
+        while let Some(&(idx, generation)) = self.order.front() {
+            let f = &self.flows[idx as usize];
+            if f.live && f.generation == generation {
+                break;
+            }
+            self.order.pop_front();
+        }
+        let Some(pos) = self.early_drop_victim() else {
+            return false;
+        };
+        let (idx, _) = self.order.remove(pos).expect("found above");
+        self.remove(idx);
+        self.stats.early_dropped += 1;
+        true
     }
 
     /// Sweeps up to `budget` slots for expired flows (and expired fragment
@@ -433,7 +531,10 @@ impl Nat {
             self.remove(stale);
             self.stats.expired += 1;
         }
-        if self.live >= self.cfg.max_flows {
+        if self.held_by(inside_ip) >= self.cfg.max_per_inside {
+            return Err(NatDrop::ShareExceeded);
+        }
+        if self.live >= self.cfg.max_flows && !self.early_drop() {
             return Err(NatDrop::TableFull);
         }
         let ext_port = self
@@ -471,6 +572,18 @@ impl Nat {
         self.in_map
             .insert(in_key(proto, remote_ip, remote_port, ext_port), idx);
         self.live += 1;
+        *self.per_inside.entry(inside_ip).or_insert(0) += 1;
+        self.order
+            .push_back((idx, self.flows[idx as usize].generation));
+        // Replied flows stay behind in `order` until they end; keep the
+        // queue within a small multiple of the table.
+        if self.order.len() > 2 * self.cfg.max_flows + Self::EARLY_DROP_SCAN {
+            let flows = &self.flows;
+            self.order.retain(|&(i, g)| {
+                let f = &flows[i as usize];
+                f.live && f.generation == g
+            });
+        }
         self.stats.created += 1;
         Ok(idx)
     }
@@ -507,9 +620,11 @@ impl Nat {
                         TcpState::Established
                     }
                     // Picked up mid-stream (e.g. after a restart): no SYN.
+                    // Loose until the other end answers.
                     TcpState::SynSent if f.packets_out == 1 && tcp_flags & TCP_SYN == 0 => {
-                        TcpState::Established
+                        TcpState::Loose
                     }
+                    TcpState::Loose if matches!(dir, Dir::In) => TcpState::Established,
                     s => s,
                 };
             }
@@ -532,6 +647,7 @@ impl Nat {
                         "tcp",
                         match f.tcp {
                             TcpState::SynSent => "SYN_SENT",
+                            TcpState::Loose => "PICKED_UP",
                             TcpState::Established => "ESTABLISHED",
                             TcpState::FinWait => "FIN_WAIT",
                             TcpState::TimeWait => "TIME_WAIT",

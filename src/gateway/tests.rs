@@ -401,7 +401,12 @@ fn nat_table_full_is_counted_and_logged_at_a_limited_rate() {
         0,
         &mut out,
     );
-    for id in 0..50u16 {
+    // The first flow is answered, so it may not be evicted for newcomers.
+    let first = echo(NS1, HOST, 64, ICMP_ECHO_REQUEST, 0);
+    g.handle_lan(&eth(GW_MAC, NS1_MAC, ETHERTYPE_IPV4, &first), 0, &mut out);
+    let reply = echo(HOST, UPLINK, 64, ipv4::ICMP_ECHO_REPLY, 0);
+    g.handle_wan(&eth(WAN_MAC, HOST_MAC, ETHERTYPE_IPV4, &reply), 0, &mut out);
+    for id in 1..50u16 {
         let p = echo(NS1, HOST, 64, ICMP_ECHO_REQUEST, id);
         g.handle_lan(
             &eth(GW_MAC, NS1_MAC, ETHERTYPE_IPV4, &p),

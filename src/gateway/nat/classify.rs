@@ -4,7 +4,7 @@
 //! translation ([`Nat::outbound`], [`Nat::inbound`]) and by the trace's
 //! [`Nat::peek`], so the two cannot disagree.
 
-use super::{Dir, Nat, NatDrop, frag_key, in_key, out_key};
+use super::{Dir, Nat, NatDrop, TCP_FIN, TCP_RST, TCP_SYN, frag_key, in_key, out_key};
 use crate::switch::Millis;
 use crate::wire::ipv4::{
     self, DST, Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP, get16, icmp_is_error,
@@ -80,7 +80,15 @@ impl Nat {
     /// Where packet `b` (exactly an IPv4 packet, or longer) stands, crossing
     /// the NAT in direction `dir` at time `now`; or why the NAT refuses it.
     /// Changes nothing: an expired flow counts as absent.
-    pub fn classify(&self, b: &[u8], dir: Dir, now: Millis) -> Result<Class, NatDrop> {
+    /// `partial`: the L4 checksum is left for offload (it cannot be
+    /// checked).
+    pub fn classify(
+        &self,
+        b: &[u8],
+        dir: Dir,
+        partial: bool,
+        now: Millis,
+    ) -> Result<Class, NatDrop> {
         let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
         if dir == Dir::In && b.len() >= 20 && b[DST] != ext {
             return Err(NatDrop::NoFlow);
@@ -110,6 +118,18 @@ impl Nat {
             }
         }
         let p = l4(b, &h)?;
+        // A TCP segment that would open a flow or change its state must be
+        // what its sender sent.
+        let checked = |opens: bool| {
+            let matters = h.proto == PROTO_TCP
+                && !partial
+                && (opens || p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0);
+            if matters && ipv4::l4_checksum(b, &h) != 0 {
+                Err(NatDrop::BadChecksum)
+            } else {
+                Ok(())
+            }
+        };
         let live = |idx: u32| {
             let f = &self.flows[idx as usize];
             (f.live && f.expires > now).then_some(idx)
@@ -118,14 +138,23 @@ impl Nat {
             Dir::Out => {
                 let key = out_key(h.proto, h.src, p.sport, h.dst, p.dport);
                 match self.out_map.get(&key).copied().and_then(live) {
-                    Some(idx) => Ok(Class::Flow {
-                        idx,
-                        tcp_flags: p.tcp_flags,
-                    }),
-                    None if self.live >= self.cfg.max_flows && !self.out_map.contains_key(&key) => {
+                    Some(idx) => {
+                        checked(false)?;
+                        Ok(Class::Flow {
+                            idx,
+                            tcp_flags: p.tcp_flags,
+                        })
+                    }
+                    None if self.held_by(h.src) >= self.cfg.max_per_inside => {
+                        Err(NatDrop::ShareExceeded)
+                    }
+                    None if self.live >= self.cfg.max_flows
+                        && !self.out_map.contains_key(&key)
+                        && self.early_drop_victim().is_none() =>
+                    {
                         Err(NatDrop::TableFull)
                     }
-                    None => Ok(Class::New {
+                    None => checked(true).map(|()| Class::New {
                         key: FlowKey {
                             proto: h.proto,
                             inside: sock(h.src, p.sport),
@@ -148,6 +177,7 @@ impl Nat {
                     .copied()
                     .and_then(live)
                     .ok_or(NatDrop::NoFlow)?;
+                checked(false)?;
                 Ok(Class::Flow {
                     idx,
                     tcp_flags: p.tcp_flags,

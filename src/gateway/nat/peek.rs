@@ -123,7 +123,7 @@ impl Nat {
     /// What translating packet `b` in direction `dir` would do, without
     /// doing it: [`Nat::classify`], described.
     pub fn peek(&self, b: &[u8], dir: Dir, now: Millis) -> Result<Peek, NatDrop> {
-        let class = self.classify(b, dir, now)?;
+        let class = self.classify(b, dir, false, now)?;
         Ok(self.describe(&class, dir, now))
     }
 

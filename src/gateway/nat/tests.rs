@@ -293,6 +293,9 @@ fn full_table_refuses_new_flows_only() {
     );
     n.outbound(&mut udp(A, R, 1, 53, b""), 0).unwrap();
     n.outbound(&mut udp(A, R, 2, 53, b""), 0).unwrap();
+    // Both answered: none may be evicted for a newcomer.
+    n.inbound(&mut udp(R, EXT, 53, 1, b""), 0).unwrap();
+    n.inbound(&mut udp(R, EXT, 53, 2, b""), 0).unwrap();
     assert_eq!(
         n.outbound(&mut udp(A, R, 3, 53, b""), 0),
         Err(NatDrop::TableFull)
@@ -818,6 +821,120 @@ fn peeks_match_what_translation_does() {
     rlater[6..8].copy_from_slice(&9u16.to_be_bytes());
     fill_ip_checksum(&mut rlater, 20);
     assert_eq!(n.peek(&rlater, Dir::In, 1), Err(NatDrop::FragmentNoFlow));
+}
+
+/// One inside address holds at most its share; the others still get flows.
+#[test]
+fn one_port_cannot_take_the_table_from_the_others() {
+    let mut n = Nat::new(
+        NatConfig {
+            max_flows: 8,
+            max_per_inside: 3,
+            ..NatConfig::default()
+        },
+        Some(Ipv4Addr::from(EXT)),
+    );
+    for p in 0..3 {
+        n.outbound(&mut udp(A, R, 100 + p, 53, b""), 0).unwrap();
+    }
+    assert_eq!(
+        n.outbound(&mut udp(A, R, 200, 53, b""), 0),
+        Err(NatDrop::ShareExceeded)
+    );
+    assert_eq!(n.stats().refused_share, 1);
+    // Its existing flows still pass; another host opens flows.
+    assert!(n.outbound(&mut udp(A, R, 100, 53, b""), 1).is_ok());
+    assert!(n.outbound(&mut udp(B, R, 100, 53, b""), 1).is_ok());
+    // Flows that go free the share again.
+    n.forget_inside(Ipv4Addr::from(A));
+    assert!(n.outbound(&mut udp(A, R, 200, 53, b""), 2).is_ok());
+}
+
+/// A full table makes room with the oldest unreplied flow; flows that saw
+/// a reply are never evicted for a newcomer.
+#[test]
+fn a_full_table_evicts_the_oldest_unreplied_flow_only() {
+    let mut n = Nat::new(
+        NatConfig {
+            max_flows: 3,
+            max_per_inside: 3,
+            ..NatConfig::default()
+        },
+        Some(Ipv4Addr::from(EXT)),
+    );
+    n.outbound(&mut udp(A, R, 1, 53, b""), 0).unwrap();
+    n.outbound(&mut udp(A, R, 2, 53, b""), 1).unwrap();
+    n.outbound(&mut udp(A, R, 3, 53, b""), 2).unwrap();
+    // Flow 1 is answered; 2 and 3 are not.
+    n.inbound(&mut udp(R, EXT, 53, 1, b""), 3).unwrap();
+    n.outbound(&mut udp(B, R, 9, 53, b""), 4).unwrap();
+    assert_eq!(n.stats().early_dropped, 1);
+    let inside: Vec<String> = n.flows(4).iter().map(|f| f.inside.clone()).collect();
+    assert!(
+        !inside.iter().any(|i| i.ends_with(":2")),
+        "oldest unreplied evicted: {inside:?}"
+    );
+    assert!(
+        inside.iter().any(|i| i.ends_with(":1")),
+        "answered flow kept: {inside:?}"
+    );
+    // Answer everything: then nothing may be evicted, the table is full.
+    n.inbound(&mut udp(R, EXT, 53, 3, b""), 5).unwrap();
+    n.inbound(&mut udp(R, EXT, 53, 9, b""), 5).unwrap();
+    assert_eq!(
+        n.outbound(&mut udp(B, R, 10, 53, b""), 6),
+        Err(NatDrop::TableFull)
+    );
+    assert_eq!(n.len(), 3);
+}
+
+/// A segment that is not a SYN opens only a short, loose flow until the
+/// other end answers; a wrong checksum opens or changes nothing.
+#[test]
+fn blind_tcp_segments_open_nothing_long_lived() {
+    let mut n = nat();
+    let t = NatTimeouts::default();
+    n.outbound(&mut tcp(A, R, 40000, 80, TCP_ACK), 0).unwrap();
+    let f = &n.flows(0)[0];
+    assert_eq!(f.state, "PICKED_UP");
+    assert_eq!(f.expires_in_secs, t.tcp_loose / 1000);
+    // Unanswered, it is gone after the loose timeout.
+    assert_eq!(
+        n.inbound(&mut tcp(R, EXT, 80, 40000, TCP_ACK), t.tcp_loose),
+        Err(NatDrop::NoFlow)
+    );
+    // Answered, it is a connection (picked up after a restart, say).
+    n.outbound(&mut tcp(A, R, 40001, 80, TCP_ACK), 100_000)
+        .unwrap();
+    n.inbound(&mut tcp(R, EXT, 80, 40001, TCP_ACK), 100_001)
+        .unwrap();
+    let f = n
+        .flows(100_001)
+        .into_iter()
+        .find(|f| f.inside.ends_with(":40001"))
+        .unwrap();
+    assert_eq!(f.state, "ESTABLISHED");
+    // A wrong checksum opens nothing.
+    let mut bad = tcp(A, R, 40002, 80, TCP_ACK);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    assert_eq!(n.outbound(&mut bad, 100_002), Err(NatDrop::BadChecksum));
+    assert!(
+        n.flows(100_002)
+            .iter()
+            .all(|f| !f.inside.ends_with(":40002"))
+    );
+    // ...and a RST with a wrong checksum closes nothing.
+    let mut rst = tcp(R, EXT, 80, 40001, TCP_RST);
+    let last = rst.len() - 1;
+    rst[last] ^= 0xff;
+    assert_eq!(n.inbound(&mut rst, 100_003), Err(NatDrop::BadChecksum));
+    let f = n
+        .flows(100_003)
+        .into_iter()
+        .find(|f| f.inside.ends_with(":40001"))
+        .unwrap();
+    assert_eq!(f.state, "ESTABLISHED");
 }
 
 mod prop {

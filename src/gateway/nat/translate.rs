@@ -42,7 +42,7 @@ impl Nat {
         now: Millis,
     ) -> Result<(), NatDrop> {
         let r = self
-            .classify(b, dir, now)
+            .classify(b, dir, partial, now)
             .and_then(|class| self.translate(b, dir, class, partial, now));
         if let Err(e) = r {
             self.count_refusal(e);
