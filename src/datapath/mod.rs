@@ -90,6 +90,9 @@ impl<P: Port, U: Port> Switch<P, U> {
 
     /// Adds a port; returns its id (the lowest free slot above the gateway's).
     pub fn add_port(&mut self, port: P, info: PortInfo) -> PortId {
+        // vswitchd gave the port its address and MAC: the gateway's
+        // neighbour entry for it is fixed, whatever ARP others send.
+        self.gateway.pin_inside(info.addr, info.mac);
         let slot = Some(PortSlot {
             port,
             info,

@@ -132,7 +132,10 @@ impl Gateway {
                 .wan_addr()
                 .is_some_and(|(ip, l)| same_net(ip, a.spa, l)),
         };
-        if !on_link || a.spa.is_unspecified() {
+        // The gateway's own addresses are never neighbours (a claim to
+        // one is a spoof or a conflict, not a next hop).
+        let own = Some(a.spa) == self.side_ip(side) || Some(a.spa) == self.wan_addr().map(|w| w.0);
+        if !on_link || a.spa.is_unspecified() || own {
             return;
         }
         let held = match side {

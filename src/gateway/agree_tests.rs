@@ -434,3 +434,29 @@ fn forgetting_an_inside_address_drops_its_neighbour_entry_and_flows() {
     assert!(g.neighbours(2).iter().all(|(_, n)| n.ip != NS1));
     assert!(g.nat().unwrap().is_empty());
 }
+
+#[test]
+fn a_pinned_neighbour_is_not_moved_by_arp_and_the_gateway_keeps_no_entry_for_itself() {
+    let mut g = gateway();
+    let mut out = Outbox::default();
+    g.pin_inside(NS2, m(0x0200_0000_0012));
+    // A gratuitous ARP from another MAC claims NS2's address...
+    let spoof = Arp::request(m(NS1_MAC), NS2, NS2).frame(MacAddr::BROADCAST);
+    g.handle_lan(&spoof, 1, &mut out);
+    // ...and one claims the gateway's own.
+    let own = Arp::request(m(NS1_MAC), GW, GW).frame(MacAddr::BROADCAST);
+    g.handle_lan(&own, 1, &mut out);
+    let n = g.neighbours(1);
+    let ns2 = n.iter().find(|(_, e)| e.ip == NS2).expect("pinned entry");
+    assert_eq!(ns2.1.mac, Some(m(0x0200_0000_0012)));
+    assert_eq!(ns2.1.state, "PERMANENT");
+    assert!(n.iter().all(|(_, e)| e.ip != GW), "{n:?}");
+    // Traffic routed to NS2 goes to its real MAC.
+    out.clear();
+    g.handle_lan(&Pkt::udp(NS1, NS2, 1, 2, 0).frame(), 2, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        &out.get(0).1[crate::wire::vnet::VNET_HDR_LEN..][0..6],
+        &m(0x0200_0000_0012).to_bytes()
+    );
+}

@@ -292,6 +292,16 @@ impl Gateway {
         self.stats.drops.add(why);
     }
 
+    /// Pins a port's assigned address to its MAC in the gateway's
+    /// neighbour cache (see [`neigh::NeighCache::pin`]).
+    pub fn pin_inside(&mut self, ip: Ipv4Addr, mac: MacAddr) {
+        if self.cfg.subnet.contains(ip) && ip != self.cfg.lan_ip && mac.is_valid_source() {
+            // Packets held while it was unresolved are dropped: its port
+            // was not there when they came.
+            drop(self.lan_neigh.pin(ip, mac));
+        }
+    }
+
     /// Forgets the LAN neighbour and NAT flows of an inside address.
     pub fn forget_inside(&mut self, ip: Ipv4Addr) {
         self.lan_neigh.forget(ip);

@@ -28,6 +28,9 @@ struct Entry {
     last_probe: Millis,
     probes: u8,
     held: Vec<Vec<u8>>,
+    /// Set by vswitchd itself (a port's assigned address and MAC): never
+    /// changed by ARP, never probed or aged.
+    pinned: bool,
 }
 
 /// What the caller should do with a packet for `ip`.
@@ -86,10 +89,12 @@ impl NeighCache {
             last_probe: 0,
             probes: 0,
             held: Vec::new(),
+            pinned: false,
         });
         let may_probe = e.probes < PROBES
             && (e.probes == 0 || now.saturating_sub(e.last_probe) >= PROBE_INTERVAL_MS);
         match e.mac {
+            Some(mac) if e.pinned => Resolve::Known { mac, probe: false },
             Some(mac) => {
                 let stale = now.saturating_sub(e.confirmed) >= REACHABLE_MS;
                 let probe = stale && may_probe;
@@ -122,6 +127,8 @@ impl NeighCache {
         }
         let key = u32::from(ip);
         match self.entries.get_mut(&key) {
+            // Pinned: what ARP says does not change it.
+            Some(e) if e.pinned => Vec::new(),
             Some(e) => {
                 e.mac = Some(mac);
                 e.confirmed = now;
@@ -138,6 +145,7 @@ impl NeighCache {
                             last_probe: 0,
                             probes: 0,
                             held: Vec::new(),
+                            pinned: false,
                         },
                     );
                 }
@@ -152,6 +160,9 @@ impl NeighCache {
     pub fn poll(&mut self, now: Millis, mut probe: impl FnMut(Ipv4Addr)) {
         let mut dropped = 0;
         self.entries.retain(|&ip, e| {
+            if e.pinned {
+                return true;
+            }
             let waited = now.saturating_sub(e.last_probe) >= PROBE_INTERVAL_MS;
             let unanswered = e.probes >= PROBES && waited;
             let failed = match e.mac {
@@ -176,13 +187,32 @@ impl NeighCache {
     pub fn next_poll(&self) -> Option<Millis> {
         self.entries
             .values()
-            .filter(|e| e.mac.is_none() || e.probes > 0)
+            .filter(|e| !e.pinned && (e.mac.is_none() || e.probes > 0))
             .map(|e| e.last_probe + PROBE_INTERVAL_MS)
             .min()
     }
 
     pub fn flush(&mut self) {
         self.entries.clear();
+    }
+
+    /// Pins `ip` to `mac`: the address vswitchd gave a port, with that
+    /// port's MAC. ARP from anywhere else never changes it (no gratuitous-ARP
+    /// poisoning); it is never probed or aged. Returns the packets that were
+    /// waiting for it.
+    pub fn pin(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Vec<Vec<u8>> {
+        let e = self.entries.insert(
+            u32::from(ip),
+            Entry {
+                mac: Some(mac),
+                confirmed: 0,
+                last_probe: 0,
+                probes: 0,
+                held: Vec::new(),
+                pinned: true,
+            },
+        );
+        e.map(|e| e.held).unwrap_or_default()
     }
 
     /// Forgets `ip` (its port went away; the address may come back on
@@ -199,12 +229,16 @@ impl NeighCache {
                 ip: Ipv4Addr::from(ip),
                 mac: e.mac,
                 state: match e.mac {
+                    Some(_) if e.pinned => "PERMANENT",
                     None => "INCOMPLETE",
                     Some(_) if now.saturating_sub(e.confirmed) < REACHABLE_MS => "REACHABLE",
                     Some(_) => "STALE",
                 }
                 .into(),
-                confirmed_secs_ago: e.mac.map(|_| now.saturating_sub(e.confirmed) / 1000),
+                confirmed_secs_ago: e
+                    .mac
+                    .filter(|_| !e.pinned)
+                    .map(|_| now.saturating_sub(e.confirmed) / 1000),
             })
             .collect();
         v.sort_by_key(|n| n.ip);
