@@ -4,7 +4,7 @@
 
 use super::classify::{IcmpError, is_special};
 use super::outbox::Outbox;
-use super::{ETH, Gateway, ICMP_QUOTE_MAX, ICMP_RATE, Side};
+use super::{ETH, Gateway, ICMP_DESTS, ICMP_QUOTE_MAX, ICMP_RATE, ICMP_RATE_PER_DEST, Side};
 use crate::switch::Millis;
 use crate::wire::MacAddr;
 use crate::wire::build::{self, Arp};
@@ -34,6 +34,39 @@ impl Gateway {
         }
     }
 
+    /// Token buckets: [`ICMP_RATE_PER_DEST`] per second to one destination,
+    /// [`ICMP_RATE`] in all; takes a token from both when it allows.
+    fn icmp_allowed(&mut self, dest: u32, now: Millis) -> bool {
+        if now.saturating_sub(self.icmp_refill) >= 1000 {
+            self.icmp_tokens = ICMP_RATE;
+            self.icmp_refill = now;
+        }
+        if self.icmp_tokens == 0 {
+            return false;
+        }
+        if self.icmp_dest.len() >= ICMP_DESTS && !self.icmp_dest.contains_key(&dest) {
+            // Buckets a second old are full again anyway: drop them.
+            self.icmp_dest
+                .retain(|_, (_, t)| now.saturating_sub(*t) < 1000);
+            if self.icmp_dest.len() >= ICMP_DESTS {
+                return false;
+            }
+        }
+        let b = self
+            .icmp_dest
+            .entry(dest)
+            .or_insert((ICMP_RATE_PER_DEST, now));
+        if now.saturating_sub(b.1) >= 1000 {
+            *b = (ICMP_RATE_PER_DEST, now);
+        }
+        if b.0 == 0 {
+            return false;
+        }
+        b.0 -= 1;
+        self.icmp_tokens -= 1;
+        true
+    }
+
     /// Sends an ICMP error about `frame` (received on `side`) back to its
     /// sender, from the gateway's address on that side. Never about an ICMP
     /// error, a later fragment, or a broadcast/multicast sender (RFC 1122).
@@ -59,16 +92,10 @@ impl Gateway {
         {
             return;
         }
-        // Token bucket: ICMP_RATE per second.
-        if now.saturating_sub(self.icmp_refill) >= 1000 {
-            self.icmp_tokens = ICMP_RATE;
-            self.icmp_refill = now;
-        }
-        if self.icmp_tokens == 0 {
+        if !self.icmp_allowed(u32::from_be_bytes(h.src), now) {
             self.stats.icmp_errors_suppressed += 1;
             return;
         }
-        self.icmp_tokens -= 1;
         let hdr = build::Ipv4 {
             src: src_ip,
             dst: Ipv4Addr::from(h.src),

@@ -54,6 +54,12 @@ const ICMP_QUOTE_MAX: usize = 576 - 20 - 8;
 /// ICMP errors sent per second at most (a token bucket, like Linux's
 /// icmp_ratelimit).
 const ICMP_RATE: u32 = 1000;
+/// ICMP errors per second to one destination at most (its own bucket, as
+/// Linux's icmp_ratelimit keeps one per peer): one host drawing errors
+/// cannot use up another's Time Exceeded or Fragmentation Needed.
+const ICMP_RATE_PER_DEST: u32 = 100;
+/// Destinations with a bucket at most; beyond, the oldest bucket goes.
+const ICMP_DESTS: usize = 1024;
 /// The DHCP client's retransmissions: DISCOVER every 2 s while no server
 /// answers, REQUEST after 2 s (doubling every 2 tries), as dhclient and
 /// systemd-networkd retry within seconds (RFC 2131 §4.1); smoltcp's default
@@ -126,6 +132,8 @@ pub struct Gateway {
     ip_id: u16,
     icmp_tokens: u32,
     icmp_refill: Millis,
+    /// Per destination: (tokens left, when refilled).
+    icmp_dest: crate::hash::FastMap<u32, (u32, Millis)>,
     /// Events for the log (address gained or lost, NAT table full),
     /// drained by the datapath.
     events: Vec<GwEvent>,
@@ -223,6 +231,7 @@ impl Gateway {
             ip_id: (seed as u16) | 1,
             icmp_tokens: ICMP_RATE,
             icmp_refill: now,
+            icmp_dest: Default::default(),
             events: Vec::new(),
             nat_full_logged: None,
             nat_full_since: 0,

@@ -527,29 +527,47 @@ fn oversized_packet_with_options_is_dropped_as_too_big_options() {
     assert_eq!((g.stats().fragmented, g.stats().routed_out), (0, 0));
 }
 
-/// README: ICMP errors are rate-limited to 1000/s; the rest are counted as
-/// suppressed, and the next second has a fresh budget.
+/// README: ICMP errors are rate-limited per destination (100/s each, so one
+/// host drawing errors cannot use up another's) and to 1000/s in all; the
+/// rest are counted as suppressed, and the next second has a fresh budget.
 #[test]
-fn icmp_errors_are_limited_to_1000_per_second() {
+fn icmp_errors_are_limited_per_destination_and_in_all() {
     let mut g = resolved(true, true);
     let mut out = Outbox::default();
-    let p = eth(
-        GW_MAC,
-        NS1_MAC,
-        ETHERTYPE_IPV4,
-        &echo(NS1, HOST, 1, ICMP_ECHO_REQUEST, 1),
-    );
+    let dying = |src: [u8; 4]| {
+        eth(
+            GW_MAC,
+            NS1_MAC,
+            ETHERTYPE_IPV4,
+            &echo(src, HOST, 1, ICMP_ECHO_REQUEST, 1),
+        )
+    };
+    // One host floods TTL-1 packets: it gets 100 answers this second.
     for i in 0..1500 {
         out.clear();
-        g.handle_lan(&p, 5_000 + i % 900, &mut out);
+        g.handle_lan(&dying(NS1), 5_000 + i % 900, &mut out);
     }
     let s = g.stats();
-    assert_eq!(s.icmp_errors_sent, 1000);
-    assert_eq!(s.icmp_errors_suppressed, 500);
+    assert_eq!(s.icmp_errors_sent, 100);
+    assert_eq!(s.icmp_errors_suppressed, 1400);
     assert_eq!(s.drops[GwDrop::TtlExceeded.index()], 1500, "all dropped");
-    // A second later: a new budget.
+    // Another host, in the same second, gets every one of its answers.
+    for _ in 0..10 {
+        out.clear();
+        g.handle_lan(&dying([192, 168, 88, 12]), 5_900, &mut out);
+        assert_eq!(out.len(), 1, "the flood did not use up its budget");
+    }
+    // In all, at most 1000 a second: 11 more hosts at 100 each hit it.
+    for h in 20..31u8 {
+        for _ in 0..100 {
+            out.clear();
+            g.handle_lan(&dying([192, 168, 88, h]), 5_950, &mut out);
+        }
+    }
+    assert_eq!(g.stats().icmp_errors_sent, 1000);
+    // A second later: new budgets.
     out.clear();
-    g.handle_lan(&p, 6_000, &mut out);
+    g.handle_lan(&dying(NS1), 6_000, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(g.stats().icmp_errors_sent, 1001);
 }
