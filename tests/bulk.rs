@@ -10,22 +10,6 @@ fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn write_pattern(path: &std::path::Path, bytes: usize) {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut r = Rng(0x1234_5678);
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut left = bytes;
-    while left > 0 {
-        for c in chunk.chunks_exact_mut(8) {
-            c.copy_from_slice(&r.next().to_le_bytes());
-        }
-        let n = left.min(chunk.len());
-        f.write_all(&chunk[..n]).unwrap();
-        left -= n;
-    }
-}
-
 /// 1 GiB from the wan host through the NAT arrives intact, as super-frames:
 /// frames far over the 1514-byte MTU frame cross the namespace's port
 /// (that is what the offloads are for), within a time a user would accept.

@@ -12,10 +12,6 @@ fn start(ns: &Namespaces, wan: &WanHost, extra: &[&str]) -> Daemon {
     start_with_uplink(ns, wan, extra)
 }
 
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn gateway_answers_and_masquerade_hides_the_inside() {
     if !root_or_skip("gateway_answers_and_masquerade_hides_the_inside") {
@@ -316,25 +312,7 @@ fn uplink_address_from_dhcp() {
     let ns = Namespaces::fresh(1);
     let wan = WanHost::new();
     let dir = TempDir::new();
-    let leases = dir.0.join("leases").to_string_lossy().into_owned();
-    let pidfile = dir.0.join("pid").to_string_lossy().into_owned();
-    let _dnsmasq = Background::start(
-        &wan.ns,
-        &[
-            "dnsmasq",
-            "--no-daemon",
-            "--log-dhcp",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=eth0",
-            "--bind-interfaces",
-            "--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,1h",
-            "--dhcp-option=option:router,10.99.0.1",
-            &format!("--dhcp-leasefile={leases}"),
-            &format!("--pid-file={pidfile}"),
-        ],
-        "DHCP, IP range",
-    );
+    let _dnsmasq = dnsmasq(&wan, &dir);
     let d = Daemon::start(&[
         "--ports",
         &ns.csv(),
@@ -449,22 +427,6 @@ fn download_digest(ns: &str, wan: &WanHost, dir: &TempDir, name: &str) -> (Strin
             .to_string(),
         want.split_whitespace().next().unwrap().to_string(),
     )
-}
-
-fn write_pattern(path: &std::path::Path, bytes: usize) {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut r = Rng(0x1234_5678);
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut left = bytes;
-    while left > 0 {
-        for c in chunk.chunks_exact_mut(8) {
-            c.copy_from_slice(&r.next().to_le_bytes());
-        }
-        let n = left.min(chunk.len());
-        f.write_all(&chunk[..n]).unwrap();
-        left -= n;
-    }
 }
 
 #[test]

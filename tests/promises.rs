@@ -12,10 +12,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn control_socket_is_private_and_sigint_exits_cleanly() {
     if !root_or_skip("control_socket_is_private_and_sigint_exits_cleanly") {

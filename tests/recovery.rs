@@ -83,29 +83,6 @@ fn metrics_answer_404_and_405_for_what_they_do_not_serve() {
     assert_eq!(code(&["/metrics", "-X", "DELETE"]), "405");
 }
 
-/// dnsmasq for the wan host's network, leases in `dir`.
-fn dnsmasq(wan: &WanHost, dir: &TempDir) -> Background {
-    let leases = dir.0.join("leases").to_string_lossy().into_owned();
-    let pidfile = dir.0.join("pid").to_string_lossy().into_owned();
-    Background::start(
-        &wan.ns,
-        &[
-            "dnsmasq",
-            "--no-daemon",
-            "--log-dhcp",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=eth0",
-            "--bind-interfaces",
-            "--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,1h",
-            "--dhcp-option=option:router,10.99.0.1",
-            &format!("--dhcp-leasefile={leases}"),
-            &format!("--pid-file={pidfile}"),
-        ],
-        "DHCP, IP range",
-    )
-}
-
 #[test]
 fn a_dhcp_server_that_comes_late_gives_a_lease_within_seconds_and_it_is_used_at_once() {
     if !root_or_skip(

@@ -140,9 +140,7 @@ pub trait Port {
         ring.clear();
         let mut read = 0;
         let mut bytes = 0;
-        while read < max.min(ring.capacity())
-            && ring.len() < ring.capacity()
-            && bytes < BATCH_BYTES
+        while read < max.min(ring.capacity()) && ring.len() < ring.capacity() && bytes < BATCH_BYTES
         {
             match ring.recv_one(self) {
                 Ok(true) => {

@@ -694,3 +694,48 @@ pub fn start_capture(d: &Daemon, args: &[&str], file: &std::path::Path) -> Child
     );
     c
 }
+
+/// dnsmasq for the wan host's network, leases in `dir`.
+pub fn dnsmasq(wan: &WanHost, dir: &TempDir) -> Background {
+    let leases = dir.0.join("leases").to_string_lossy().into_owned();
+    let pidfile = dir.0.join("pid").to_string_lossy().into_owned();
+    Background::start(
+        &wan.ns,
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--log-dhcp",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=eth0",
+            "--bind-interfaces",
+            "--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,1h",
+            "--dhcp-option=option:router,10.99.0.1",
+            &format!("--dhcp-leasefile={leases}"),
+            &format!("--pid-file={pidfile}"),
+        ],
+        "DHCP, IP range",
+    )
+}
+
+/// Writes `bytes` of a seeded pseudo-random pattern to `path`.
+pub fn write_pattern(path: &std::path::Path, bytes: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut r = Rng(0x1234_5678);
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        for c in chunk.chunks_exact_mut(8) {
+            c.copy_from_slice(&r.next().to_le_bytes());
+        }
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+}
+
+/// A command's standard output as text.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
