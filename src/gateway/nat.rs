@@ -270,10 +270,12 @@ pub struct Nat {
     stats: NatStats,
     /// Live flows per inside address.
     per_inside: FastMap<[u8; 4], u32>,
-    /// (slot, generation) in creation order, oldest first: where a full
-    /// table looks for an unreplied flow to evict. Entries of flows gone
-    /// since are skipped and dropped lazily.
+    /// (slot, generation) of flows created unreplied, oldest first: where a
+    /// full table finds the flow to evict. Entries of flows that have since
+    /// been answered or removed are skipped and dropped as they come up.
     order: VecDeque<(u32, u32)>,
+    /// Live flows that never saw a reply (evictable for a newcomer).
+    unreplied: usize,
 }
 
 /// Which way a packet crosses the NAT.
@@ -301,6 +303,7 @@ impl Nat {
             stats: NatStats::default(),
             per_inside: FastMap::default(),
             order: VecDeque::new(),
+            unreplied: 0,
         }
     }
 
@@ -359,6 +362,7 @@ impl Nat {
         self.frags.clear();
         self.per_inside.clear();
         self.order.clear();
+        self.unreplied = 0;
         self.live = 0;
         self.sweep = 0;
         n
@@ -410,6 +414,9 @@ impl Nat {
         self.flows[idx as usize].live = false;
         self.free.push(idx);
         self.live -= 1;
+        if !f.replied {
+            self.unreplied -= 1;
+        }
         if let Some(n) = self.per_inside.get_mut(&f.inside_ip) {
             *n -= 1;
             if *n == 0 {
@@ -423,41 +430,26 @@ impl Nat {
         self.per_inside.get(&ip).map_or(0, |&n| n as usize)
     }
 
-    /// How far into the creation order a full table looks for a flow to
-    /// evict (bounded work per new flow, as conntrack's early drop).
-    const EARLY_DROP_SCAN: usize = 64;
-
-    /// The position in `order` of the oldest live flow that never saw a
-    /// reply, within the first [`Nat::EARLY_DROP_SCAN`] entries.
-    pub(super) fn early_drop_victim(&self) -> Option<usize> {
-        self.order
-            .iter()
-            .take(Self::EARLY_DROP_SCAN)
-            .position(|&(idx, generation)| {
-                let f = &self.flows[idx as usize];
-                f.live && f.generation == generation && !f.replied
-            })
+    /// Whether a full table could make room for a newcomer (a live flow
+    /// that never saw a reply exists).
+    pub(super) fn can_evict(&self) -> bool {
+        self.unreplied > 0
     }
 
     /// Makes room in a full table by evicting the oldest unreplied flow; a
     /// flow that has seen traffic both ways is never evicted for a
     /// newcomer. Returns whether it made room.
     fn early_drop(&mut self) -> bool {
-        // Entries of flows gone since (expired, removed) go first.
-        while let Some(&(idx, generation)) = self.order.front() {
+        // Each entry is looked at once: answered or gone, it is dropped.
+        while let Some((idx, generation)) = self.order.pop_front() {
             let f = &self.flows[idx as usize];
-            if f.live && f.generation == generation {
-                break;
+            if f.live && f.generation == generation && !f.replied {
+                self.remove(idx);
+                self.stats.early_dropped += 1;
+                return true;
             }
-            self.order.pop_front();
         }
-        let Some(pos) = self.early_drop_victim() else {
-            return false;
-        };
-        let (idx, _) = self.order.remove(pos).expect("found above");
-        self.remove(idx);
-        self.stats.early_dropped += 1;
-        true
+        false
     }
 
     /// Sweeps up to `budget` slots for expired flows (and expired fragment
@@ -575,13 +567,14 @@ impl Nat {
         *self.per_inside.entry(inside_ip).or_insert(0) += 1;
         self.order
             .push_back((idx, self.flows[idx as usize].generation));
-        // Replied flows stay behind in `order` until they end; keep the
-        // queue within a small multiple of the table.
-        if self.order.len() > 2 * self.cfg.max_flows + Self::EARLY_DROP_SCAN {
+        self.unreplied += 1;
+        // Answered and removed flows stay in `order` until a full table
+        // looks at them; keep the queue within a small multiple of the table.
+        if self.order.len() > 2 * self.cfg.max_flows + 64 {
             let flows = &self.flows;
             self.order.retain(|&(i, g)| {
                 let f = &flows[i as usize];
-                f.live && f.generation == g
+                f.live && f.generation == g && !f.replied
             });
         }
         self.stats.created += 1;
@@ -595,7 +588,10 @@ impl Nat {
             Dir::Out => f.packets_out += 1,
             Dir::In => {
                 f.packets_in += 1;
-                f.replied = true;
+                if !f.replied {
+                    f.replied = true;
+                    self.unreplied -= 1;
+                }
             }
         }
         if f.proto == PROTO_TCP {

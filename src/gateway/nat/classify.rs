@@ -150,7 +150,7 @@ impl Nat {
                     }
                     None if self.live >= self.cfg.max_flows
                         && !self.out_map.contains_key(&key)
-                        && self.early_drop_victim().is_none() =>
+                        && !self.can_evict() =>
                     {
                         Err(NatDrop::TableFull)
                     }

@@ -888,6 +888,40 @@ fn a_full_table_evicts_the_oldest_unreplied_flow_only() {
     assert_eq!(n.len(), 3);
 }
 
+/// Long-lived answered flows at the head of the table do not hide an
+/// unreplied one behind them.
+#[test]
+fn an_unreplied_flow_behind_many_answered_ones_is_still_found() {
+    let mut n = Nat::new(
+        NatConfig {
+            max_flows: 200,
+            max_per_inside: 200,
+            ..NatConfig::default()
+        },
+        Some(Ipv4Addr::from(EXT)),
+    );
+    for p in 0..199u16 {
+        n.outbound(&mut udp(A, R, 1000 + p, 53, b""), 0).unwrap();
+        n.inbound(&mut udp(R, EXT, 53, 1000 + p, b""), 0).unwrap();
+    }
+    n.outbound(&mut udp(A, R, 5000, 53, b""), 1).unwrap();
+    assert_eq!(n.len(), 200);
+    // Full: the one unreplied flow makes room, nothing else goes.
+    n.outbound(&mut udp(B, R, 7, 53, b""), 2).unwrap();
+    assert_eq!(n.stats().early_dropped, 1);
+    assert!(n.flows(2).iter().all(|f| !f.inside.ends_with(":5000")));
+    assert_eq!(
+        n.outbound(&mut udp(B, R, 8, 53, b""), 2),
+        Ok(()),
+        "the newcomer's own flow was unreplied: it makes room in turn"
+    );
+    n.inbound(&mut udp(R, EXT, 53, 8, b""), 3).unwrap();
+    assert_eq!(
+        n.outbound(&mut udp(B, R, 9, 53, b""), 3),
+        Err(NatDrop::TableFull)
+    );
+}
+
 /// A segment that is not a SYN opens only a short, loose flow until the
 /// other end answers; a wrong checksum opens or changes nothing.
 #[test]
