@@ -185,6 +185,24 @@ mod tests {
     }
 
     #[test]
+    fn arp_parse_takes_padded_frames_and_refuses_short_or_foreign_ones() {
+        let a = Arp::request(
+            MacAddr::from_u64(0x0200_0000_0001),
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+        );
+        let f = a.frame(MacAddr::BROADCAST);
+        // On the wire an ARP frame is padded to 60 bytes: 46 after Ethernet.
+        let mut padded = f[14..].to_vec();
+        padded.resize(46, 0);
+        assert_eq!(Arp::parse(&padded), Some(a));
+        assert_eq!(Arp::parse(&f[14..41]), None, "27 bytes");
+        let mut other = f[14..].to_vec();
+        other[2] = 0x86; // protocol type not IPv4
+        assert_eq!(Arp::parse(&other), None);
+    }
+
+    #[test]
     fn icmp_error_checksums_verify() {
         let quote = [0x45u8; 28];
         let ip = Ipv4 {

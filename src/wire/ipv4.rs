@@ -375,6 +375,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parse_takes_trailing_padding_and_refuses_truncation() {
+        let mut b = vec![0u8; 60];
+        b[0] = 0x45;
+        b[2..4].copy_from_slice(&28u16.to_be_bytes());
+        // Ethernet padding after the packet: fine, total_len says where it ends.
+        let h = Ipv4Hdr::parse(&b).expect("padded packet parses");
+        assert_eq!(h.total_len, 28);
+        // A buffer shorter than total_len is refused.
+        assert!(Ipv4Hdr::parse(&b[..27]).is_none());
+        assert!(Ipv4Hdr::parse(&b[..28]).is_some());
+        // total_len shorter than the header, or a header under 20 bytes.
+        b[2..4].copy_from_slice(&19u16.to_be_bytes());
+        assert!(Ipv4Hdr::parse(&b).is_none());
+        b[2..4].copy_from_slice(&28u16.to_be_bytes());
+        b[0] = 0x44;
+        assert!(Ipv4Hdr::parse(&b).is_none());
+    }
+
+    #[test]
     fn options_are_walked_and_source_routes_found() {
         let mut h = vec![0u8; 20];
         h[0] = 0x45;
