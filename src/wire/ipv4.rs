@@ -133,18 +133,6 @@ pub fn is_martian(a: std::net::Ipv4Addr) -> bool {
     o[0] == 0 || o[0] == 127 || o[0] >= 240
 }
 
-/// Overwrites a 16-bit field at `at`, keeping the checksum at `csum_at`
-/// right (if `csum_at` is given and the checksum is in use).
-#[inline]
-pub fn set16(b: &mut [u8], at: usize, v: u16, csum_at: Option<usize>) {
-    let old = u16::from_be_bytes([b[at], b[at + 1]]);
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-    if let Some(c) = csum_at {
-        let ck = u16::from_be_bytes([b[c], b[c + 1]]);
-        b[c..c + 2].copy_from_slice(&checksum::update16(ck, old, v).to_be_bytes());
-    }
-}
-
 #[inline]
 pub fn get16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
@@ -401,6 +389,10 @@ mod tests {
         // NOP, NOP, record route (7) of 4 bytes, end.
         h.extend_from_slice(&[1, 1, 7, 4, 0, 0, 0, 0]);
         assert_eq!(options(&h, 28), Options::Plain);
+        // An option of the shortest length (2 bytes: kind and length).
+        let mut two = h[..20].to_vec();
+        two.extend_from_slice(&[25, 2, 1, 0]);
+        assert_eq!(options(&two, 24), Options::Plain);
         // LSRR and SSRR.
         for kind in [0x83u8, 0x89] {
             let mut l = h[..20].to_vec();
