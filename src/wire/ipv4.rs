@@ -363,6 +363,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn partial_seed_is_updated_even_when_it_ends_the_buffer() {
+        // IPv4 + a bare UDP header: the checksum field is the last 2 bytes.
+        let mut b = vec![0u8; 28];
+        b[0] = 0x45;
+        b[2..4].copy_from_slice(&28u16.to_be_bytes());
+        b[PROTO] = PROTO_UDP;
+        b[SRC].copy_from_slice(&[192, 168, 88, 11]);
+        b[DST].copy_from_slice(&[10, 99, 0, 1]);
+        let seed = |b: &[u8]| {
+            let s = checksum::pseudo_header_v4(
+                b[12..16].try_into().unwrap(),
+                b[16..20].try_into().unwrap(),
+                PROTO_UDP,
+                8,
+            );
+            !checksum::finish(s)
+        };
+        let s0 = seed(&b);
+        b[26..28].copy_from_slice(&s0.to_be_bytes());
+        set_addr_partial(&mut b, SRC.start, [10, 99, 0, 2], 20, PROTO_UDP);
+        assert_eq!(&b[SRC], &[10, 99, 0, 2]);
+        assert_eq!(get16(&b, 26), seed(&b), "the pseudo-header seed follows");
+    }
+
+    #[test]
     fn parse_takes_trailing_padding_and_refuses_truncation() {
         let mut b = vec![0u8; 60];
         b[0] = 0x45;
