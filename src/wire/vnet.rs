@@ -230,6 +230,34 @@ mod tests {
     }
 
     #[test]
+    fn for_each_whole_passes_plain_frames_as_they_are_and_knows_gso_types() {
+        let f = super_frame(&[7u8; 3000], 0x18);
+        let (mut copy, mut seg) = (Vec::new(), Vec::new());
+        // A plain header: the frame as it is, not "finished".
+        let mut got = Vec::new();
+        for_each_whole(&VnetHdr::default(), &f, &mut copy, &mut seg, |x| {
+            got.push(x.to_vec())
+        })
+        .unwrap();
+        assert_eq!(got, vec![f.clone()]);
+        // TCP GSO with the ECN bit is segmented; another GSO type is refused.
+        let mut h = VnetHdr {
+            gso_type: GSO_TCPV4 | GSO_ECN,
+            gso_size: 1000,
+            hdr_len: 54,
+            ..VnetHdr::default()
+        };
+        let mut n = 0;
+        for_each_whole(&h, &f, &mut copy, &mut seg, |_| n += 1).unwrap();
+        assert_eq!(n, 3);
+        h.gso_type = 3; // UDP fragmentation offload
+        assert!(matches!(
+            for_each_whole(&h, &f, &mut copy, &mut seg, |_| {}),
+            Err(VnetError::UnsupportedGso)
+        ));
+    }
+
+    #[test]
     fn segments_carry_the_payload_in_order_with_valid_checksums() {
         let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
         let f = super_frame(&payload, 0x18 | 0x01); // PSH ACK FIN
