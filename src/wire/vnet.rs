@@ -258,6 +258,43 @@ mod tests {
     }
 
     #[test]
+    fn segmenting_refuses_what_is_not_a_sound_tcp_over_ipv4_frame() {
+        let good = super_frame(&[1u8; 2000], 0x10);
+        let mut seg = Vec::new();
+        let refused = |f: &[u8], seg: &mut Vec<u8>| {
+            matches!(
+                segment_tcpv4(f, 500, seg, |_| {}),
+                Err(VnetError::Malformed)
+            )
+        };
+        assert!(!refused(&good, &mut seg));
+        assert!(
+            refused(&good[..33], &mut seg),
+            "shorter than Ethernet + IPv4"
+        );
+        let mut v6 = good.clone();
+        v6[14] = 0x65;
+        assert!(refused(&v6, &mut seg), "IP version 6");
+        let mut short_ihl = good.clone();
+        short_ihl[14] = 0x44;
+        assert!(refused(&short_ihl, &mut seg), "IHL 16");
+        assert!(refused(&good[..14 + 20 + 19], &mut seg), "TCP header cut");
+        let mut udp = good.clone();
+        udp[14 + 9] = 17;
+        assert!(refused(&udp, &mut seg), "not TCP");
+        let mut short_thl = good.clone();
+        short_thl[14 + 20 + 12] = 4 << 4;
+        assert!(refused(&short_thl, &mut seg), "TCP header length 16");
+        let mut long_thl = good[..14 + 20 + 20].to_vec();
+        long_thl[14 + 20 + 12] = 8 << 4;
+        assert!(refused(&long_thl, &mut seg), "options past the end");
+        assert!(matches!(
+            segment_tcpv4(&good, 0, &mut seg, |_| {}),
+            Err(VnetError::Malformed)
+        ));
+    }
+
+    #[test]
     fn segments_carry_the_payload_in_order_with_valid_checksums() {
         let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
         let f = super_frame(&payload, 0x18 | 0x01); // PSH ACK FIN
