@@ -223,6 +223,74 @@ mod tests {
     }
 
     #[test]
+    fn the_l4_ports_are_part_of_the_flow() {
+        use crate::wire::build;
+        let ip = build::Ipv4 {
+            src: Ipv4Addr::new(192, 168, 88, 11),
+            dst: Ipv4Addr::new(192, 168, 88, 50),
+            proto: ipv4::PROTO_TCP,
+            ttl: 64,
+            id: 1,
+            dont_frag: true,
+        };
+        let spread: std::collections::HashSet<u32> = (0..64u16)
+            .map(|p| {
+                let mut tcp = vec![0u8; 20];
+                tcp[0..2].copy_from_slice(&(40000 + p).to_be_bytes());
+                tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+                tcp[12] = 5 << 4;
+                let f = build::ipv4_frame(MacAddr::BROADCAST, MacAddr::ZERO, ip, &tcp);
+                flow_hash(&f) % 8
+            })
+            .collect();
+        assert_eq!(spread.len(), 8, "64 source ports use all 8 send sockets");
+    }
+
+    #[test]
+    fn partial_udp_is_finished_zero_udp_and_cut_fields_left_alone() {
+        use crate::wire::build;
+        let (src, dst) = (
+            Ipv4Addr::new(192, 168, 88, 50),
+            Ipv4Addr::new(192, 168, 88, 11),
+        );
+        let ip = build::Ipv4 {
+            src,
+            dst,
+            proto: PROTO_UDP,
+            ttl: 64,
+            id: 1,
+            dont_frag: false,
+        };
+        let mut udp = vec![0u8; 8 + 30];
+        udp[0..2].copy_from_slice(&53u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&5353u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&38u16.to_be_bytes());
+        udp[8..].fill(0x33);
+        let whole = build::ipv4_frame(MacAddr::BROADCAST, MacAddr::ZERO, ip, &udp);
+        let at = ETH_HEADER_LEN + 20 + 6;
+        let seed =
+            crate::wire::checksum::pseudo_header_v4(src.octets(), dst.octets(), PROTO_UDP, 38);
+        let mut partial = whole.clone();
+        partial[at..at + 2].copy_from_slice(&(!crate::wire::checksum::finish(seed)).to_be_bytes());
+        assert!(finish_inner_checksum(&mut partial));
+        assert_eq!(partial, whole);
+        // UDP without a checksum (0) stays so.
+        let mut none = whole.clone();
+        none[at..at + 2].fill(0);
+        assert!(!finish_inner_checksum(&mut none));
+        assert_eq!(&none[at..at + 2], &[0, 0]);
+        // A packet whose total length ends inside the checksum field.
+        let mut cut = partial.clone();
+        cut[at..at + 2].copy_from_slice(&[0x12, 0x34]);
+        let total = (20 + 7) as u16;
+        cut[ETH_HEADER_LEN + 2..ETH_HEADER_LEN + 4].copy_from_slice(&total.to_be_bytes());
+        ipv4::fill_ip_checksum(&mut cut[ETH_HEADER_LEN..], 20);
+        let before = cut.clone();
+        assert!(!finish_inner_checksum(&mut cut));
+        assert_eq!(cut, before);
+    }
+
+    #[test]
     fn flows_hash_apart_and_each_flow_stays() {
         let mut a = inner();
         let h = flow_hash(&a);
