@@ -95,6 +95,7 @@ mod tests {
         well_formed::<DropReason>();
         well_formed::<GwDrop>();
         well_formed::<NatDrop>();
+        well_formed::<crate::wire::vxlan::VxlanDrop>();
     }
 
     #[test]

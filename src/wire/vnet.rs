@@ -258,6 +258,64 @@ mod tests {
     }
 
     #[test]
+    fn header_kinds_and_complete() {
+        let plain = VnetHdr::default();
+        assert!(plain.is_plain() && !plain.is_gso());
+        let csum = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            ..plain
+        };
+        assert!(!csum.is_plain() && !csum.is_gso());
+        let gso = VnetHdr {
+            gso_type: GSO_TCPV4,
+            gso_size: 1000,
+            ..plain
+        };
+        assert!(!gso.is_plain() && gso.is_gso());
+        // The ECN bit alone, or a GSO type with size 0, is no segmentation.
+        let ecn_only = VnetHdr {
+            gso_type: GSO_ECN,
+            gso_size: 1000,
+            ..plain
+        };
+        assert!(ecn_only.is_plain() && !ecn_only.is_gso());
+        let no_size = VnetHdr {
+            gso_type: GSO_TCPV4,
+            ..plain
+        };
+        assert!(no_size.is_plain() && !no_size.is_gso());
+        // complete(): TCP GSO with ECN is segmented, UDP GSO refused.
+        let mut f = super_frame(&[3u8; 2500], 0x10);
+        let mut scratch = Vec::new();
+        let mut n = 0;
+        let ecn = VnetHdr {
+            gso_type: GSO_TCPV4 | GSO_ECN,
+            ..gso
+        };
+        complete(&ecn, &mut f, &mut scratch, |_| n += 1).unwrap();
+        assert_eq!(n, 3);
+        let udp = VnetHdr { gso_type: 3, ..gso };
+        assert!(matches!(
+            complete(&udp, &mut f, &mut scratch, |_| {}),
+            Err(VnetError::UnsupportedGso)
+        ));
+    }
+
+    #[test]
+    fn a_checksum_field_may_end_the_frame_but_not_pass_it() {
+        let mut f = vec![0x11u8; 10];
+        // Field at 8..10 (holding the seed): the last two bytes.
+        let want = crate::wire::checksum::checksum(&f);
+        finish_checksum(&mut f, 0, 8).unwrap();
+        assert_eq!(u16::from_be_bytes([f[8], f[9]]), want);
+        let mut g = vec![0x11u8; 10];
+        assert!(matches!(
+            finish_checksum(&mut g, 0, 9),
+            Err(VnetError::Malformed)
+        ));
+    }
+
+    #[test]
     fn segmenting_refuses_what_is_not_a_sound_tcp_over_ipv4_frame() {
         let good = super_frame(&[1u8; 2000], 0x10);
         let mut seg = Vec::new();

@@ -303,5 +303,10 @@ mod tests {
             .collect();
         assert_eq!(spread.len(), 8, "64 flows use all 8 send sockets");
         assert_eq!(flow_hash(&a[..3]), flow_hash(&a[..3]));
+        // An IPv4 header with nothing after it: hashed, no read past it.
+        let mut bare = vec![0u8; ETH_HEADER_LEN + 20];
+        bare[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        bare[ETH_HEADER_LEN] = 0x45;
+        let _ = flow_hash(&bare);
     }
 }
