@@ -363,6 +363,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_udp_checksum_that_updates_to_zero_is_sent_as_ffff() {
+        // Port 1 -> 0 with checksum 0xfffe: the update computes 0x0000,
+        // which in UDP would mean "no checksum".
+        let mut b = vec![0u8; 8];
+        b[0..2].copy_from_slice(&1u16.to_be_bytes());
+        b[6..8].copy_from_slice(&0xfffeu16.to_be_bytes());
+        assert_eq!(checksum::update16(0xfffe, 1, 0), 0);
+        set_port(&mut b, 0, 0, 6, PROTO_UDP);
+        assert_eq!(get16(&b, 6), 0xffff);
+        // TCP keeps the computed value.
+        let mut t = b.clone();
+        t[0..2].copy_from_slice(&1u16.to_be_bytes());
+        t[6..8].copy_from_slice(&0xfffeu16.to_be_bytes());
+        set_port(&mut t, 0, 0, 6, PROTO_TCP);
+        assert_eq!(get16(&t, 6), 0);
+    }
+
+    #[test]
     fn partial_seed_is_updated_even_when_it_ends_the_buffer() {
         // IPv4 + a bare UDP header: the checksum field is the last 2 bytes.
         let mut b = vec![0u8; 28];
