@@ -155,6 +155,12 @@ mod tests {
     }
 
     #[test]
+    fn the_tunnel_costs_50_bytes() {
+        // 1500-byte underlay -> 1450-byte inner MTU, as Linux's vxlan.
+        assert_eq!(OVERHEAD, 50);
+    }
+
+    #[test]
     fn header_then_decap_gives_the_frame_back() {
         let f = inner();
         let mut p = header(42).to_vec();
