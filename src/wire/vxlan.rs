@@ -280,6 +280,18 @@ mod tests {
         partial[at..at + 2].copy_from_slice(&(!crate::wire::checksum::finish(seed)).to_be_bytes());
         assert!(finish_inner_checksum(&mut partial));
         assert_eq!(partial, whole);
+        // An empty datagram: the checksum field ends the packet.
+        let mut e = vec![0u8; 8];
+        e[0..2].copy_from_slice(&53u16.to_be_bytes());
+        e[2..4].copy_from_slice(&5353u16.to_be_bytes());
+        e[4..6].copy_from_slice(&8u16.to_be_bytes());
+        let empty = build::ipv4_frame(MacAddr::BROADCAST, MacAddr::ZERO, ip, &e);
+        let eseed =
+            crate::wire::checksum::pseudo_header_v4(src.octets(), dst.octets(), PROTO_UDP, 8);
+        let mut epart = empty.clone();
+        epart[at..at + 2].copy_from_slice(&(!crate::wire::checksum::finish(eseed)).to_be_bytes());
+        assert!(finish_inner_checksum(&mut epart));
+        assert_eq!(epart, empty);
         // UDP without a checksum (0) stays so.
         let mut none = whole.clone();
         none[at..at + 2].fill(0);
