@@ -49,11 +49,14 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 mod classify;
+mod fair;
 mod peek;
 mod translate;
+mod view;
 
 pub use classify::{Class, FlowKey};
 pub use peek::Peek;
+pub use view::FlowView;
 
 /// How long a fragment-tracking entry lives.
 const FRAG_TTL_MS: Millis = 30_000;
@@ -213,19 +216,6 @@ pub struct NatStats {
     pub translated_out: u64,
     pub translated_in: u64,
     pub icmp_errors_translated: u64,
-}
-
-/// One row of `nat show`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FlowView {
-    pub proto: String,
-    pub inside: String,
-    pub translated: String,
-    pub remote: String,
-    pub state: String,
-    pub expires_in_secs: u64,
-    pub packets_out: u64,
-    pub packets_in: u64,
 }
 
 fn out_key(proto: u8, in_ip: [u8; 4], in_port: u16, r_ip: [u8; 4], r_port: u16) -> u128 {
@@ -425,33 +415,6 @@ impl Nat {
         }
     }
 
-    /// Flows `ip` holds.
-    pub(super) fn held_by(&self, ip: [u8; 4]) -> usize {
-        self.per_inside.get(&ip).map_or(0, |&n| n as usize)
-    }
-
-    /// Whether a full table could make room for a newcomer (a live flow
-    /// that never saw a reply exists).
-    pub(super) fn can_evict(&self) -> bool {
-        self.unreplied > 0
-    }
-
-    /// Makes room in a full table by evicting the oldest unreplied flow; a
-    /// flow that has seen traffic both ways is never evicted for a
-    /// newcomer. Returns whether it made room.
-    fn early_drop(&mut self) -> bool {
-        // Each entry is looked at once: answered or gone, it is dropped.
-        while let Some((idx, generation)) = self.order.pop_front() {
-            let f = &self.flows[idx as usize];
-            if f.live && f.generation == generation && !f.replied {
-                self.remove(idx);
-                self.stats.early_dropped += 1;
-                return true;
-            }
-        }
-        false
-    }
-
     /// Sweeps up to `budget` slots for expired flows (and expired fragment
     /// entries when the sweep wraps). Returns how many flows were removed.
     pub fn expire(&mut self, now: Millis, budget: usize) -> usize {
@@ -627,47 +590,6 @@ impl Nat {
         }
         let t = self.timeout_of(&self.flows[idx as usize]);
         self.flows[idx as usize].expires = now + t;
-    }
-
-    /// The live flows, for `nat show`.
-    pub fn flows(&self, now: Millis) -> Vec<FlowView> {
-        let ext = self.ext_ip.map(Ipv4Addr::from);
-        let ext = ext.map_or_else(|| "-".to_string(), |a| a.to_string());
-        let mut v: Vec<FlowView> = self
-            .flows
-            .iter()
-            .filter(|f| f.live && f.expires > now)
-            .map(|f| {
-                let (proto, state) = match f.proto {
-                    PROTO_TCP => (
-                        "tcp",
-                        match f.tcp {
-                            TcpState::SynSent => "SYN_SENT",
-                            TcpState::Loose => "PICKED_UP",
-                            TcpState::Established => "ESTABLISHED",
-                            TcpState::FinWait => "FIN_WAIT",
-                            TcpState::TimeWait => "TIME_WAIT",
-                            TcpState::Closed => "CLOSE",
-                        },
-                    ),
-                    PROTO_UDP => ("udp", if f.replied { "ASSURED" } else { "UNREPLIED" }),
-                    _ => ("icmp", if f.replied { "REPLIED" } else { "UNREPLIED" }),
-                };
-                let ip = |a: [u8; 4]| Ipv4Addr::from(a).to_string();
-                FlowView {
-                    proto: proto.into(),
-                    inside: format!("{}:{}", ip(f.inside_ip), f.inside_port),
-                    translated: format!("{ext}:{}", f.ext_port),
-                    remote: format!("{}:{}", ip(f.remote_ip), f.remote_port),
-                    state: state.into(),
-                    expires_in_secs: (f.expires - now).div_ceil(1000),
-                    packets_out: f.packets_out,
-                    packets_in: f.packets_in,
-                }
-            })
-            .collect();
-        v.sort_by(|a, b| (&a.proto, &a.inside, &a.remote).cmp(&(&b.proto, &b.inside, &b.remote)));
-        v
     }
 }
 

@@ -1,0 +1,61 @@
+//! `vswitchctl nat show`: the live flows as rows, like conntrack's listing.
+
+use super::{Nat, PROTO_TCP, PROTO_UDP, TcpState};
+use crate::switch::Millis;
+use std::net::Ipv4Addr;
+
+/// One row of `nat show`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FlowView {
+    pub proto: String,
+    pub inside: String,
+    pub translated: String,
+    pub remote: String,
+    pub state: String,
+    pub expires_in_secs: u64,
+    pub packets_out: u64,
+    pub packets_in: u64,
+}
+
+impl Nat {
+    /// The live flows, for `nat show`.
+    pub fn flows(&self, now: Millis) -> Vec<FlowView> {
+        let ext = self.ext_ip.map(Ipv4Addr::from);
+        let ext = ext.map_or_else(|| "-".to_string(), |a| a.to_string());
+        let mut v: Vec<FlowView> = self
+            .flows
+            .iter()
+            .filter(|f| f.live && f.expires > now)
+            .map(|f| {
+                let (proto, state) = match f.proto {
+                    PROTO_TCP => (
+                        "tcp",
+                        match f.tcp {
+                            TcpState::SynSent => "SYN_SENT",
+                            TcpState::Loose => "PICKED_UP",
+                            TcpState::Established => "ESTABLISHED",
+                            TcpState::FinWait => "FIN_WAIT",
+                            TcpState::TimeWait => "TIME_WAIT",
+                            TcpState::Closed => "CLOSE",
+                        },
+                    ),
+                    PROTO_UDP => ("udp", if f.replied { "ASSURED" } else { "UNREPLIED" }),
+                    _ => ("icmp", if f.replied { "REPLIED" } else { "UNREPLIED" }),
+                };
+                let ip = |a: [u8; 4]| Ipv4Addr::from(a).to_string();
+                FlowView {
+                    proto: proto.into(),
+                    inside: format!("{}:{}", ip(f.inside_ip), f.inside_port),
+                    translated: format!("{ext}:{}", f.ext_port),
+                    remote: format!("{}:{}", ip(f.remote_ip), f.remote_port),
+                    state: state.into(),
+                    expires_in_secs: (f.expires - now).div_ceil(1000),
+                    packets_out: f.packets_out,
+                    packets_in: f.packets_in,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.proto, &a.inside, &a.remote).cmp(&(&b.proto, &b.inside, &b.remote)));
+        v
+    }
+}
