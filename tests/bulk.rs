@@ -25,21 +25,7 @@ fn one_gigabyte_through_nat_with_offloads_arrives_intact() {
     write_pattern(&dir.0.join("1g.bin"), 1 << 30);
     let want = run_ok("sha256sum", &[&dir.0.join("1g.bin").to_string_lossy()]);
     let dir_s = dir.0.to_string_lossy().into_owned();
-    let _http = Background::start(
-        &wan.ns,
-        &[
-            "python3",
-            "-u",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            WAN_HOST,
-            "--directory",
-            &dir_s,
-        ],
-        "Serving HTTP",
-    );
+    let _http = http_server(&wan.ns, WAN_HOST, &dir_s);
     // What the namespace's kernel receives from the TAP.
     let pcap = dir.0.join("ns.pcap");
     let mut dump = tcpdump_to_file(&ns.0[0], "eth0", 400, &pcap);

@@ -205,7 +205,7 @@ fn tcp_download_and_concurrent_connections_through_nat() {
     };
     std::fs::write(dir.0.join("big.bin"), &data).unwrap();
     let dir_s = dir.0.to_string_lossy().into_owned();
-    let _http = http_server(&wan, &dir_s);
+    let _http = http_server(&wan.ns, WAN_HOST, &dir_s);
     let got = dir.0.join("got.bin");
     let got_s = got.to_string_lossy().into_owned();
     let out = ns_exec(
@@ -387,30 +387,11 @@ fn bad_uplink_is_refused_before_anything_is_created() {
     assert!(!netns_exists(&ns.0[0]));
 }
 
-/// Python's `http.server` on the wan host, serving `dir` on port 8080.
-fn http_server(wan: &WanHost, dir: &str) -> Background {
-    Background::start(
-        &wan.ns,
-        &[
-            "python3",
-            "-u",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            WAN_HOST,
-            "--directory",
-            dir,
-        ],
-        "Serving HTTP",
-    )
-}
-
 /// Serves `path` from the wan host and returns what `curl | sha256sum` saw
 /// in namespace `ns`, plus the file's own sha256.
 fn download_digest(ns: &str, wan: &WanHost, dir: &TempDir, name: &str) -> (String, String) {
     let dir_s = dir.0.to_string_lossy().into_owned();
-    let _http = http_server(wan, &dir_s);
+    let _http = http_server(&wan.ns, WAN_HOST, &dir_s);
     let want = run_ok("sha256sum", &[&dir.0.join(name).to_string_lossy()]);
     let cmd = format!("curl -sS --max-time 300 http://{WAN_HOST}:8080/{name} | sha256sum");
     let out = ns_exec(ns, &["sh", "-c", &cmd]);

@@ -106,25 +106,6 @@ fn fetch(client_ns: &str, url: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// Serves `dir` over HTTP on `addr`:8080 inside `ns`.
-fn http_server(ns: &str, addr: &str, dir: &str) -> Background {
-    Background::start(
-        ns,
-        &[
-            "python3",
-            "-u",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            addr,
-            "--directory",
-            dir,
-        ],
-        "Serving HTTP",
-    )
-}
-
 /// vswitchd with the ports `ns`, on VNI 42, peering with `k`.
 fn start_against(k: &KernelVtep, ns: &Namespaces) -> Daemon {
     Daemon::start(&[

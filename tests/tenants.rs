@@ -39,21 +39,7 @@ fn a_nat_flood_from_one_port_leaves_the_others_their_flows() {
     assert!(ping(&ns.0[1], WAN_HOST));
     let dir = TempDir::new();
     std::fs::write(dir.0.join("f"), b"hello").unwrap();
-    let _srv = Background::start(
-        &wan.ns,
-        &[
-            "python3",
-            "-u",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            WAN_HOST,
-            "--directory",
-            dir.0.to_str().unwrap(),
-        ],
-        "Serving HTTP",
-    );
+    let _srv = http_server(&wan.ns, WAN_HOST, dir.0.to_str().unwrap());
     let t1 = Instant::now();
     let got = ns_exec(
         &ns.0[1],

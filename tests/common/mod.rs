@@ -739,3 +739,22 @@ pub fn write_pattern(path: &std::path::Path, bytes: usize) {
 pub fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// Serves `dir` over HTTP on `addr`:8080 inside `ns`.
+pub fn http_server(ns: &str, addr: &str, dir: &str) -> Background {
+    Background::start(
+        ns,
+        &[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            addr,
+            "--directory",
+            dir,
+        ],
+        "Serving HTTP",
+    )
+}
