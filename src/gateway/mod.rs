@@ -359,4 +359,6 @@ use nat::NatDrop;
 #[cfg(test)]
 mod agree_tests;
 #[cfg(test)]
+mod dhcp_tests;
+#[cfg(test)]
 mod tests;
