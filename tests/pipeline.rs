@@ -462,3 +462,70 @@ mod prop {
         }
     }
 }
+
+/// Directory mode (the overlay's `--etcd`): port 2 plays the overlay.
+#[test]
+fn directory_answers_arp_steers_remote_macs_and_keeps_gateway_frames_home() {
+    use vswitchd::switch::Directory;
+    use vswitchd::wire::build::{ARP_REPLY, Arp};
+    let mut r = Rig::new(3, 300_000, 100);
+    let overlay = r.ids[2];
+    let gw_mac = r.sw.gateway().mac();
+    let remote_ip = Ipv4Addr::new(192, 168, 88, 21);
+    let remote_mac = MacAddr::from_bytes(mac(21));
+    let mut dir = Directory::new(overlay, 0, Ipv4Addr::new(192, 168, 88, 1), gw_mac, 10);
+    dir.insert(remote_ip, remote_mac, true).unwrap();
+    dir.insert(
+        Ipv4Addr::new(192, 168, 88, 12),
+        MacAddr::from_bytes(mac(2)),
+        false,
+    )
+    .unwrap();
+    r.sw.set_directory(dir);
+    let a = MacAddr::from_bytes(mac(1));
+
+    // ARP for the remote port: answered to the asker, nothing else moves.
+    let req = Arp::request(a, Ipv4Addr::new(192, 168, 88, 11), remote_ip).frame(MacAddr::BROADCAST);
+    r.ports[0].push_rx(&req);
+    r.sw.poll_port(r.ids[0], 0, 64).unwrap();
+    let got = r.ports[0].take_tx();
+    assert_eq!(got.len(), 1);
+    let rep = Arp::parse(&got[0][14..]).unwrap();
+    assert_eq!(
+        (rep.op, rep.sha, rep.spa),
+        (ARP_REPLY, remote_mac, remote_ip)
+    );
+    assert_eq!(&got[0][0..6], &mac(1));
+    assert!(r.ports[1].take_tx().is_empty() && r.ports[2].take_tx().is_empty());
+    assert_eq!(r.sw.arp_answered(), 1);
+
+    // ARP for a local port: local flood only, not into the overlay.
+    let req = Arp::request(
+        a,
+        Ipv4Addr::new(192, 168, 88, 11),
+        Ipv4Addr::new(192, 168, 88, 12),
+    )
+    .frame(MacAddr::BROADCAST);
+    assert_eq!(r.send(0, &req, 1), vec![1]);
+    // Unknown addresses still flood everywhere (the overlay too).
+    let req = Arp::request(
+        a,
+        Ipv4Addr::new(192, 168, 88, 11),
+        Ipv4Addr::new(192, 168, 88, 99),
+    )
+    .frame(MacAddr::BROADCAST);
+    assert_eq!(r.send(0, &req, 2), vec![1, 2]);
+
+    // A remote MAC goes to the overlay only, though never learned there.
+    assert_eq!(r.send(0, &frame(mac(21), mac(1), 46), 3), vec![2]);
+    // What comes from the overlay is not learned.
+    assert_eq!(r.send(2, &frame(mac(1), mac(21), 46), 4), vec![0]);
+    assert_eq!(r.send(2, &frame(mac(1), mac(33), 46), 5), vec![0]);
+    assert_eq!(r.sw.fdb().lookup(MacAddr::from_bytes(mac(33)), 5), None);
+    // Another host's gateway never reaches us through the overlay.
+    assert!(
+        r.send(2, &frame(mac(1), gw_mac.to_bytes(), 46), 6)
+            .is_empty()
+    );
+    assert_eq!(r.drops(2, DropReason::OverlayGateway), 1);
+}

@@ -141,7 +141,7 @@ pub struct Cli {
 
     /// Overlay: this host's underlay address (an address of vswitchd's own
     /// namespace). The VXLAN UDP socket binds there, and other hosts send
-    /// to it. Needs --vxlan-peer.
+    /// to it. Needs --vxlan-peer (static mode) or --etcd (directory mode).
     #[arg(long, value_name = "ADDR")]
     pub vtep: Option<String>,
 
@@ -153,6 +153,20 @@ pub struct Cli {
     /// are dropped.
     #[arg(long = "vxlan-peer", value_name = "ADDR")]
     pub vxlan_peer: Vec<String>,
+
+    /// Overlay, directory mode: etcd endpoints (URL[,URL...], e.g.
+    /// http://10.77.0.9:2379). Hosts and ports are kept in etcd under
+    /// /vswitchd/NETWORK/: each host sees the others' ports as they come
+    /// and go, addresses are unique across hosts, ARP for a remote port is
+    /// answered locally, and every host runs the gateway with the same
+    /// address and MAC. Needs --vtep; replaces --vxlan-peer.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+
+    /// Overlay, directory mode: the network's name in etcd (default: the
+    /// instance name, --name). Hosts with the same name form one segment.
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
 
     /// Overlay: the VXLAN network identifier (1..16777215); frames of other
     /// VNIs are dropped and counted.

@@ -36,6 +36,8 @@ struct FileOverlay {
     peers: Option<Spanned<Vec<String>>>,
     vni: Option<Spanned<u32>>,
     port: Option<Spanned<u16>>,
+    etcd: Option<Spanned<Vec<String>>>,
+    network: Option<Spanned<String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -223,6 +225,8 @@ impl Cli {
             take!("vxlan_peer", "overlay.peers", o.peers => cli.vxlan_peer);
             take!("vni", "overlay.vni", o.vni => cli.vni);
             take!("vxlan_port", "overlay.port", o.port => cli.vxlan_port);
+            take!("etcd", "overlay.etcd", o.etcd => cli.etcd);
+            take!("network", "overlay.network", o.network => cli.network);
         }
         Ok((cli, cx.origins))
     }

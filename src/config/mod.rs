@@ -116,6 +116,16 @@ pub struct UplinkSpec {
 pub struct PortSpec {
     pub netns: String,
     pub addr: Ipv4Addr,
+    /// Whether the address was given (`NS=ADDR`); a default one is only a
+    /// wish in directory mode, where the directory hands out free ones.
+    pub explicit: bool,
+}
+
+/// The overlay's directory (`--etcd`, `--network`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryOpts {
+    pub endpoints: Vec<String>,
+    pub network: String,
 }
 
 /// A validated configuration.
@@ -144,4 +154,6 @@ pub struct Config {
     pub nat: Option<NatConfig>,
     /// The VXLAN overlay (`--vtep`, `--vxlan-peer`, `--vni`, `--vxlan-port`).
     pub overlay: Option<VxlanConfig>,
+    /// Directory mode of the overlay.
+    pub directory: Option<DirectoryOpts>,
 }

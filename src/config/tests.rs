@@ -29,11 +29,13 @@ fn defaults_follow_the_seeds() {
         vec![
             PortSpec {
                 netns: "ns01".into(),
-                addr: Ipv4Addr::new(192, 168, 88, 11)
+                addr: Ipv4Addr::new(192, 168, 88, 11),
+                explicit: false,
             },
             PortSpec {
                 netns: "ns02".into(),
-                addr: Ipv4Addr::new(192, 168, 88, 12)
+                addr: Ipv4Addr::new(192, 168, 88, 12),
+                explicit: false,
             },
         ]
     );
@@ -469,6 +471,61 @@ fn overlay_options_are_checked() {
     assert!(e.contains("inside --subnet"), "{e}");
     let c = cfg(&["--ports", "a", "--mtu", "1400"]).unwrap();
     assert!(c.mtu_given && c.mtu == 1400);
+}
+
+#[test]
+fn directory_mode_options_are_checked() {
+    let c = cfg(&[
+        "--name",
+        "hosta",
+        "--ports",
+        "a,b=192.168.88.30",
+        "--vtep",
+        "10.0.0.1",
+        "--etcd",
+        "10.0.0.9:2379,http://10.0.0.8:2379",
+    ])
+    .unwrap();
+    let d = c.directory.expect("directory");
+    assert_eq!(
+        d.endpoints,
+        ["http://10.0.0.9:2379", "http://10.0.0.8:2379"]
+    );
+    assert_eq!(
+        d.network, "hosta",
+        "the network defaults to the instance name"
+    );
+    let o = c.overlay.unwrap();
+    assert!(o.directory && o.peers.is_empty());
+    assert!(!c.ports[0].explicit && c.ports[1].explicit);
+    let base = ["--ports", "a", "--vtep", "10.0.0.1"];
+    for (extra, want) in [
+        (
+            &["--etcd", "http://10.0.0.9:2379", "--vxlan-peer", "10.0.0.2"][..],
+            "--vxlan-peer is for static mode",
+        ),
+        (
+            &["--etcd", "10.0.0.9"][..],
+            "--etcd 10.0.0.9: not an endpoint",
+        ),
+        (
+            &["--etcd", "http://x:2379/v3"][..],
+            "--etcd http://x:2379/v3: not an endpoint",
+        ),
+        (
+            &["--etcd", "x:2379", "--network", "a b"][..],
+            "--network \"a b\": 1 to 64",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let e = cfg(&args).unwrap_err();
+        assert!(e.starts_with(want), "{args:?}: {e}");
+    }
+    let e = cfg(&["--ports", "a", "--etcd", "x:2379"]).unwrap_err();
+    assert!(e.starts_with("--etcd needs --vtep"), "{e}");
+    let e = cfg(&["--ports", "a", "--network", "blue"]).unwrap_err();
+    assert!(e.starts_with("--network names a network in etcd"), "{e}");
 }
 
 #[test]

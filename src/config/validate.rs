@@ -2,7 +2,7 @@
 //! run-time `port add` path shares with it. Each refusal is a one-line
 //! [`ConfigError`] naming the culprit and keyed by the setting at fault.
 
-use super::{Cli, Config, ConfigError, Ipv4Net, PortSpec, UplinkSpec};
+use super::{Cli, Config, ConfigError, DirectoryOpts, Ipv4Net, PortSpec, UplinkSpec};
 use crate::gateway::WanAddr;
 use crate::gateway::nat::{NatConfig, NatTimeouts};
 use crate::port::vxlan::VxlanConfig;
@@ -306,10 +306,17 @@ impl Cli {
                 "--vxlan-port 0 is not a port",
             ));
         }
-        if self.vxlan_peer.is_empty() {
+        let directory = !self.etcd.is_empty();
+        if directory && !self.vxlan_peer.is_empty() {
+            return Err(ConfigError::opt(
+                "vxlan_peer",
+                "--vxlan-peer is for static mode: with --etcd the directory lists the hosts",
+            ));
+        }
+        if !directory && self.vxlan_peer.is_empty() {
             return Err(ConfigError::opt(
                 "vtep",
-                "--vtep without --vxlan-peer: give the other hosts' VTEP addresses (static mode)",
+                "--vtep without --vxlan-peer or --etcd: give the other hosts' VTEP addresses (static mode) or etcd's URL (directory mode)",
             ));
         }
         let mut peers: Vec<Ipv4Addr> = Vec::new();
@@ -342,7 +349,62 @@ impl Cli {
             port: self.vxlan_port,
             vni: self.vni,
             peers,
+            directory,
         }))
+    }
+
+    /// `--etcd` and `--network`: checked only for form here (reaching
+    /// etcd is the daemon's business).
+    fn directory_opts(&self) -> Result<Option<DirectoryOpts>, ConfigError> {
+        if self.etcd.is_empty() {
+            if self.network.is_some() {
+                return Err(ConfigError::opt(
+                    "network",
+                    "--network names a network in etcd: it needs --etcd",
+                ));
+            }
+            return Ok(None);
+        }
+        if self.vtep.is_none() {
+            return Err(ConfigError::opt(
+                "etcd",
+                "--etcd needs --vtep (this host's underlay address)",
+            ));
+        }
+        let mut endpoints = Vec::new();
+        for e in &self.etcd {
+            let e = e.trim();
+            let hostport = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"))
+                .unwrap_or(e);
+            let ok = match hostport.rsplit_once(':') {
+                Some((h, p)) => !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0),
+                None => false,
+            };
+            if !ok || hostport.contains('/') {
+                return Err(ConfigError::opt(
+                    "etcd",
+                    format!(
+                        "--etcd {e}: not an endpoint (give http://HOST:PORT, e.g. http://10.77.0.9:2379)"
+                    ),
+                ));
+            }
+            endpoints.push(if e.contains("://") {
+                e.to_string()
+            } else {
+                format!("http://{e}")
+            });
+        }
+        let network = self.network.clone().unwrap_or_else(|| self.name.clone());
+        let good = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if network.is_empty() || network.len() > 64 || !network.chars().all(good) {
+            return Err(ConfigError::opt(
+                "network",
+                format!("--network {network:?}: 1 to 64 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        Ok(Some(DirectoryOpts { endpoints, network }))
     }
 
     fn nat_config(&self) -> Result<Option<NatConfig>, ConfigError> {
@@ -428,6 +490,7 @@ impl Cli {
                     format!("--ports: namespace {ns} is listed twice"),
                 ));
             }
+            let addr_given = addr.is_some();
             let addr = match addr {
                 Some(a) => a,
                 None => subnet.host(10 + i as u32 + 1).ok_or_else(|| {
@@ -445,7 +508,11 @@ impl Cli {
             let taken: Vec<(String, Ipv4Addr)> =
                 ports.iter().map(|p| (p.netns.clone(), p.addr)).collect();
             check_port_addr(&ns, addr, subnet, gateway, &taken)?;
-            ports.push(PortSpec { netns: ns, addr });
+            ports.push(PortSpec {
+                netns: ns,
+                addr,
+                explicit: addr_given,
+            });
         }
         // An explicit address later in the list may collide with an earlier
         // default one; the loop above catches that in either order.
@@ -529,8 +596,10 @@ impl Cli {
         let uplink = self.uplink_spec(subnet)?;
         let nat = self.nat_config()?;
         let overlay = self.overlay_config(subnet)?;
+        let directory = self.directory_opts()?;
         Ok(Config {
             overlay,
+            directory,
             mtu_given: self.mtu.is_some(),
             uplink,
             nat,

@@ -1,7 +1,7 @@
 //! `vswitchctl trace`: what the switch would do with a frame, step by step,
 //! as `ovs-appctl ofproto/trace` does for Open vSwitch.
 //!
-//! The frame runs through the datapath's own decision code: [`decide`] on a
+//! The frame runs through the datapath's own decision code: [`decide_in`] on a
 //! copy of the MAC table (so nothing is learned), and the gateway's
 //! [`crate::gateway::Gateway::trace_lan`], which takes the same routing,
 //! TTL/MTU, NAT and neighbour paths as forwarding through `&self` methods (so
@@ -20,7 +20,7 @@
 use crate::datapath::{GW_PORT, PortInfo, Switch};
 use crate::port::Port;
 use crate::reason::Reason;
-use crate::switch::{Decision, FloodReason, Learned, Millis, PortId, decide};
+use crate::switch::{Decision, FloodReason, Learned, Millis, PortId, decide_in};
 use crate::wire::ipv4::{self, Ipv4Hdr, Ipv4Net, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::{MacAddr, build};
 use std::collections::HashMap;
@@ -309,7 +309,7 @@ pub fn trace<P: Port, U: Port>(
     )];
     // The datapath's decision, on a copy of the table: nothing is learned.
     let mut fdb = sw.fdb().clone();
-    let v = decide(&mut fdb, frame, in_port, Some(mtu), now);
+    let v = decide_in(&mut fdb, sw.directory(), frame, in_port, Some(mtu), now);
     let src = if frame.len() >= 12 {
         MacAddr::from_slice(&frame[6..12]).to_string()
     } else {
@@ -360,6 +360,12 @@ pub fn trace<P: Port, U: Port>(
             ));
             t.extend(sw.gateway().trace_lan(frame, now, egress_of));
         }
+        Decision::Unicast(p) if sw.directory().is_some_and(|d| d.overlay_port() == p) => {
+            t.push(format!(
+                "decision: destination {dst} is a remote port's (directory): to the overlay"
+            ));
+            t.push(format!("egress: port {}", name(p)));
+        }
         Decision::Unicast(p) => {
             t.push(format!(
                 "decision: destination {dst} learned on port {}: unicast",
@@ -367,14 +373,32 @@ pub fn trace<P: Port, U: Port>(
             ));
             t.push(format!("egress: port {}", name(p)));
         }
-        Decision::Flood(why) => {
+        Decision::Answer(mac) => {
+            t.push(format!(
+                "decision: ARP request for a remote port's address: answered from the directory ({mac}), nothing crosses the overlay"
+            ));
+            t.push(format!("egress: the reply, port {}", name(in_port)));
+        }
+        Decision::Flood(why) | Decision::FloodLocal(why) => {
+            let local = matches!(v.decision, Decision::FloodLocal(_));
             let why = match why {
                 FloodReason::Broadcast => "broadcast",
                 FloodReason::Multicast => "multicast",
                 FloodReason::UnknownUnicast => "unknown unicast (destination not learned)",
             };
-            t.push(format!("decision: flood, {why}"));
-            let mut to = others;
+            t.push(format!(
+                "decision: flood, {why}{}",
+                if local {
+                    " (on this host only: the directory knows the address, or it is the gateway's)"
+                } else {
+                    ""
+                }
+            ));
+            let overlay = sw.directory().map(|d| name(d.overlay_port()));
+            let mut to: Vec<String> = others
+                .into_iter()
+                .filter(|n| !local || Some(n) != overlay.as_ref())
+                .collect();
             if in_port != GW_PORT {
                 // The gateway port gets its copy too: what it does with it.
                 t.extend(sw.gateway().trace_lan(frame, now, egress_of));

@@ -24,8 +24,9 @@ use tx::{flood, log_learning, record, send_counted, transmit};
 use crate::capture::{Captures, Point, Session};
 use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::{FrameRing, Port};
+use crate::switch::directory::{Directory, arp_answer};
 use crate::switch::fdb::FdbError;
-use crate::switch::{Decision, DropReason, Fdb, Millis, PortId, decide};
+use crate::switch::{Decision, DropReason, Fdb, Millis, PortId, decide_in};
 use crate::wire::MacAddr;
 use crate::wire::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use std::io;
@@ -60,6 +61,10 @@ pub struct Switch<P, U = P> {
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
     evict_log: LogLimit,
+    /// The overlay's directory (directory mode only).
+    directory: Option<Directory>,
+    /// ARP requests answered from the directory.
+    arp_answered: u64,
 }
 
 /// The gateway's port id.
@@ -85,6 +90,8 @@ impl<P: Port, U: Port> Switch<P, U> {
             scratch: Vec::with_capacity(FRAME_BUF),
             scratch2: Vec::with_capacity(FRAME_BUF),
             evict_log: LogLimit::default(),
+            directory: None,
+            arp_answered: 0,
         }
     }
 
@@ -149,6 +156,21 @@ impl<P: Port, U: Port> Switch<P, U> {
         &self.fdb
     }
 
+    /// The overlay's directory, in directory mode.
+    pub fn directory(&self) -> Option<&Directory> {
+        self.directory.as_ref()
+    }
+
+    /// ARP requests the switch answered from the directory.
+    pub fn arp_answered(&self) -> u64 {
+        self.arp_answered
+    }
+
+    /// The port itself, to change it (the overlay's peers).
+    pub fn port_mut(&mut self, id: PortId) -> Option<&mut P> {
+        Some(&mut self.ports.get_mut(id as usize)?.as_mut()?.port)
+    }
+
     // ---- commands (the control plane's only way to change the engine) ----
 
     /// Expires aged MAC entries (the timers do it too; views call it first
@@ -163,6 +185,23 @@ impl<P: Port, U: Port> Switch<P, U> {
     /// Adds a static MAC entry on `port`.
     pub fn fdb_add_static(&mut self, mac: MacAddr, port: PortId) -> Result<(), FdbError> {
         self.fdb.add_static(mac, port)
+    }
+    /// Switches to directory mode: forwarding follows `dir` from now on.
+    pub fn set_directory(&mut self, dir: Directory) {
+        self.directory = Some(dir);
+    }
+    /// The directory, to apply an update; the gateway's neighbour entry
+    /// of a remote port is pinned or released with it by the caller
+    /// ([`Switch::pin_remote`], [`Switch::unpin_remote`]).
+    pub fn directory_mut(&mut self) -> Option<&mut Directory> {
+        self.directory.as_mut()
+    }
+    /// The gateway never asks for a remote port's MAC: it is pinned.
+    pub fn pin_remote(&mut self, addr: std::net::Ipv4Addr, mac: MacAddr) {
+        self.gateway.pin_inside(addr, mac);
+    }
+    pub fn unpin_remote(&mut self, addr: std::net::Ipv4Addr) {
+        self.gateway.forget_inside(addr);
     }
     /// Removes one MAC entry; whether it was there.
     pub fn fdb_remove(&mut self, mac: MacAddr) -> bool {
@@ -239,6 +278,8 @@ impl<P: Port, U: Port> Switch<P, U> {
             scratch,
             scratch2,
             captures,
+            directory,
+            arp_answered,
             ..
         } = self;
         let whole = rx.get(rx_slot);
@@ -246,8 +287,10 @@ impl<P: Port, U: Port> Switch<P, U> {
         let hdr = VnetHdr::parse(whole).unwrap_or_default();
         // A super-frame's size was bounded per segment by its sender.
         let limit = (!hdr.is_gso()).then_some(*mtu);
-        let verdict = decide(fdb, frame, in_port, limit, now);
+        let dir = directory.as_ref();
+        let verdict = decide_in(fdb, dir, frame, in_port, limit, now);
         log_learning(ports, fdb, evict_log, verdict.learned, frame, in_port, now);
+        let overlay = dir.map(Directory::overlay_port);
         if !captures.is_empty() {
             record(
                 captures,
@@ -255,6 +298,7 @@ impl<P: Port, U: Port> Switch<P, U> {
                 frame,
                 Point::Port(in_port),
                 verdict.decision,
+                overlay,
             );
         }
         let mut to_gateway = false;
@@ -271,8 +315,28 @@ impl<P: Port, U: Port> Switch<P, U> {
                 }
             }
             Decision::Flood(_) => {
-                flood(ports, in_port, &hdr, whole, scratch, scratch2);
+                flood(ports, in_port, None, &hdr, whole, scratch, scratch2);
                 to_gateway = true;
+            }
+            Decision::FloodLocal(_) => {
+                flood(ports, in_port, overlay, &hdr, whole, scratch, scratch2);
+                to_gateway = true;
+            }
+            Decision::Answer(mac) => {
+                *arp_answered += 1;
+                if let Some(reply) = arp_answer(frame, mac) {
+                    // A plain frame behind an empty virtio-net header.
+                    let mut out = [0u8; VNET_HDR_LEN + crate::wire::build::ARP_FRAME_LEN];
+                    out[VNET_HDR_LEN..].copy_from_slice(&reply);
+                    if !captures.is_empty() {
+                        captures.record(&reply, || std::iter::once(Point::Port(in_port)));
+                    }
+                    if in_port == GW_PORT {
+                        gateway.handle_lan(&reply, now, outbox);
+                    } else if let Some(Some(slot)) = ports.get_mut(in_port as usize) {
+                        transmit(slot, &VnetHdr::default(), &out, scratch, scratch2);
+                    }
+                }
             }
         }
         if to_gateway {
@@ -310,8 +374,11 @@ impl<P: Port, U: Port> Switch<P, U> {
             scratch,
             scratch2,
             captures,
+            directory,
             ..
         } = self;
+        let dir = directory.as_ref();
+        let overlay = dir.map(Directory::overlay_port);
         for i in 0..outbox.len() {
             let (eg, whole) = outbox.get(i);
             let frame = &whole[VNET_HDR_LEN..];
@@ -321,9 +388,10 @@ impl<P: Port, U: Port> Switch<P, U> {
                     gw_counters.rx_packets += 1;
                     gw_counters.rx_bytes += frame.len() as u64;
                     let limit = (!hdr.is_gso()).then_some(*mtu);
-                    let decision = decide(fdb, frame, GW_PORT, limit, now).decision;
+                    let decision = decide_in(fdb, dir, frame, GW_PORT, limit, now).decision;
                     if !captures.is_empty() {
-                        record(captures, ports, frame, Point::Port(GW_PORT), decision);
+                        let at = Point::Port(GW_PORT);
+                        record(captures, ports, frame, at, decision, overlay);
                     }
                     match decision {
                         Decision::Unicast(out) => {
@@ -331,7 +399,15 @@ impl<P: Port, U: Port> Switch<P, U> {
                                 transmit(slot, &hdr, whole, scratch, scratch2);
                             }
                         }
-                        Decision::Flood(_) => flood(ports, GW_PORT, &hdr, whole, scratch, scratch2),
+                        Decision::Flood(_) => {
+                            flood(ports, GW_PORT, None, &hdr, whole, scratch, scratch2)
+                        }
+                        Decision::FloodLocal(_) => {
+                            flood(ports, GW_PORT, overlay, &hdr, whole, scratch, scratch2)
+                        }
+                        // The gateway's neighbours on the overlay are
+                        // pinned: it does not ask, so nothing to answer.
+                        Decision::Answer(_) => {}
                         Decision::Drop(r) => gw_counters.drops.add(r),
                     }
                 }

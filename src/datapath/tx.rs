@@ -19,6 +19,7 @@ pub(super) fn record<P>(
     frame: &[u8],
     ingress: Point,
     decision: Decision,
+    overlay: Option<PortId>,
 ) {
     let in_id = match ingress {
         Point::Port(id) => id,
@@ -27,14 +28,24 @@ pub(super) fn record<P>(
     captures.record(frame, || {
         let egress: Box<dyn Iterator<Item = Point>> = match decision {
             Decision::Unicast(out) => Box::new(std::iter::once(Point::Port(out))),
-            Decision::Flood(_) => Box::new(
-                ports
-                    .iter()
-                    .enumerate()
-                    .filter(move |(i, s)| *i as PortId != in_id && (*i == 0 || s.is_some()))
-                    .map(|(i, _)| Point::Port(i as PortId)),
-            ),
-            Decision::Drop(_) => Box::new(std::iter::empty()),
+            Decision::Flood(_) | Decision::FloodLocal(_) => {
+                let skip = match decision {
+                    Decision::FloodLocal(_) => overlay,
+                    _ => None,
+                };
+                Box::new(
+                    ports
+                        .iter()
+                        .enumerate()
+                        .filter(move |(i, s)| {
+                            let i = *i as PortId;
+                            i != in_id && Some(i) != skip && (i == 0 || s.is_some())
+                        })
+                        .map(|(i, _)| Point::Port(i as PortId)),
+                )
+            }
+            // The answer is recorded as a frame of its own.
+            Decision::Drop(_) | Decision::Answer(_) => Box::new(std::iter::empty()),
         };
         std::iter::once(ingress).chain(egress)
     });
@@ -87,6 +98,7 @@ pub(super) fn log_learning<P>(
 pub(super) fn flood<P: Port>(
     ports: &mut [Option<PortSlot<P>>],
     in_port: PortId,
+    skip: Option<PortId>,
     hdr: &VnetHdr,
     whole: &[u8],
     copy: &mut Vec<u8>,
@@ -94,6 +106,7 @@ pub(super) fn flood<P: Port>(
 ) {
     for (i, slot) in ports.iter_mut().enumerate() {
         if i != in_port as usize
+            && Some(i as PortId) != skip
             && let Some(slot) = slot
         {
             transmit(slot, hdr, whole, copy, seg);

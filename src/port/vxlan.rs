@@ -21,6 +21,11 @@
 //! datagrams, as it would for its own vxlan device.
 //! An inner TCP/UDP checksum left for offload by a peer on the same machine
 //! is finished on receipt ([`vxlan::finish_inner_checksum`]).
+//!
+//! In directory mode (`--etcd`) the peers are the network's hosts as the
+//! directory lists them ([`Vxlan::add_host`], [`Vxlan::remove_host`]) and
+//! the remote MACs are the directory's ([`Vxlan::set_remote`]): nothing is
+//! learned from traffic.
 
 use super::Port;
 use crate::reason::{Drops, Reason};
@@ -56,6 +61,9 @@ pub struct VxlanConfig {
     pub vni: u32,
     /// The other VTEPs (`--vxlan-peer`).
     pub peers: Vec<Ipv4Addr>,
+    /// Directory mode: peers and remote MACs come from the directory, not
+    /// from the command line and traffic.
+    pub directory: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +115,12 @@ pub struct Vxlan {
     cfg: VxlanConfig,
     rx: UdpSocket,
     tx: Vec<UdpSocket>,
-    peers: Vec<Peer>,
-    /// Inner MAC -> index of the peer it was last seen behind.
+    /// Peer slots (a removed host leaves `None`, reused by the next).
+    peers: Vec<Option<Peer>>,
+    /// VTEP address -> slot.
+    by_addr: HashMap<Ipv4Addr, usize>,
+    /// Inner MAC -> slot of the peer it lives behind (learned, or from the
+    /// directory).
     remote: HashMap<MacAddr, usize>,
     /// The inner MTU (the TAPs'): received TCP super-frames are described
     /// for segmentation to it.
@@ -148,39 +160,83 @@ impl Vxlan {
                 addr: cfg.vtep,
                 source,
             })?;
-        let peers = cfg
-            .peers
-            .iter()
-            .map(|&addr| Peer {
-                addr,
-                rx_packets: 0,
-                tx_packets: 0,
-                last_rx: None,
-            })
-            .collect();
-        Ok(Vxlan {
+        let mut v = Vxlan {
             cfg,
             rx,
             tx,
-            peers,
+            peers: Vec::new(),
+            by_addr: HashMap::new(),
             remote: HashMap::new(),
             mtu,
             out: Vec::with_capacity(2 * UDP_MAX),
             copy: Vec::new(),
             seg: Vec::new(),
             drops: Drops::default(),
-        })
+        };
+        for p in v.cfg.peers.clone() {
+            v.add_host(p);
+        }
+        Ok(v)
+    }
+
+    /// Adds a peer VTEP (a host of the network); nothing if known.
+    pub fn add_host(&mut self, addr: Ipv4Addr) {
+        if self.by_addr.contains_key(&addr) || addr == self.cfg.vtep {
+            return;
+        }
+        let peer = Peer {
+            addr,
+            rx_packets: 0,
+            tx_packets: 0,
+            last_rx: None,
+        };
+        let slot = match self.peers.iter().position(Option::is_none) {
+            Some(i) => {
+                self.peers[i] = Some(peer);
+                i
+            }
+            None => {
+                self.peers.push(Some(peer));
+                self.peers.len() - 1
+            }
+        };
+        self.by_addr.insert(addr, slot);
+    }
+
+    /// Removes a peer VTEP and every MAC behind it.
+    pub fn remove_host(&mut self, addr: Ipv4Addr) {
+        if let Some(slot) = self.by_addr.remove(&addr) {
+            self.peers[slot] = None;
+            self.remote.retain(|_, s| *s != slot);
+        }
+    }
+
+    /// `mac` lives behind `vtep` (directory mode); the host is added if new.
+    pub fn set_remote(&mut self, mac: MacAddr, vtep: Ipv4Addr) {
+        self.add_host(vtep);
+        if let Some(&slot) = self.by_addr.get(&vtep) {
+            self.remote.insert(mac, slot);
+        }
+    }
+
+    pub fn remove_remote(&mut self, mac: MacAddr) {
+        self.remote.remove(&mac);
     }
 
     /// The VTEP a MAC was last seen behind.
     pub fn vtep_of(&self, mac: MacAddr) -> Option<Ipv4Addr> {
-        self.remote.get(&mac).map(|&i| self.peers[i].addr)
+        let slot = *self.remote.get(&mac)?;
+        self.peers[slot].as_ref().map(|p| p.addr)
     }
 
     pub fn view(&self) -> OverlayView {
         let now = Instant::now();
         OverlayView {
-            mode: "static".into(),
+            mode: if self.cfg.directory {
+                "directory".into()
+            } else {
+                "static".into()
+            },
             vni: self.cfg.vni,
             vtep: self.cfg.vtep,
             port: self.cfg.port,
@@ -188,6 +244,7 @@ impl Vxlan {
                 .peers
                 .iter()
                 .enumerate()
+                .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
                 .map(|(i, p)| HostView {
                     vtep: p.addr,
                     macs: self.remote.values().filter(|&&j| j == i).count(),
@@ -212,22 +269,23 @@ impl Vxlan {
 fn send_datagrams(
     sock: &UdpSocket,
     port: u16,
-    peers: &mut [Peer],
+    peers: &mut [Option<Peer>],
     to: std::ops::Range<usize>,
     out: &[u8],
     each: usize,
 ) -> io::Result<()> {
     let per_send = GSO_MAX_SEGS.min(UDP_MAX / each).max(1) * each;
     let mut result = Ok(());
-    for i in to {
-        let dst = SockaddrIn::from(SocketAddrV4::new(peers[i].addr, port));
+    for p in &mut peers[to] {
+        let Some(p) = p else { continue };
+        let dst = SockaddrIn::from(SocketAddrV4::new(p.addr, port));
         for chunk in out.chunks(per_send) {
             let seg = each as u16;
             let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
             let cmsgs: &[ControlMessage] = if chunk.len() > each { &cmsg } else { &[] };
             let iov = [std::io::IoSlice::new(chunk)];
             match sendmsg(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), Some(&dst)) {
-                Ok(_) => peers[i].tx_packets += chunk.len().div_ceil(each) as u64,
+                Ok(_) => p.tx_packets += chunk.len().div_ceil(each) as u64,
                 Err(e) if result.is_ok() => result = Err(io::Error::from(e)),
                 Err(_) => {}
             }
@@ -295,7 +353,7 @@ impl Port for Vxlan {
             let std::net::SocketAddr::V4(from) = from else {
                 continue;
             };
-            let Some(peer) = self.peers.iter().position(|p| p.addr == *from.ip()) else {
+            let Some(&peer) = self.by_addr.get(from.ip()) else {
                 self.drops.add(VxlanDrop::UnknownVtep);
                 continue;
             };
@@ -303,14 +361,17 @@ impl Port for Vxlan {
                 self.drops.add(why);
                 continue;
             }
-            let p = &mut self.peers[peer];
+            let Some(p) = self.peers[peer].as_mut() else {
+                continue;
+            };
             p.rx_packets += 1;
             p.last_rx = Some(Instant::now());
             let end = AT + n;
             let hdr = describe(&mut buf[VNET_HDR_LEN..end], self.mtu);
             hdr.write(&mut buf[..VNET_HDR_LEN]);
             let src = vxlan::inner_source(&buf[VNET_HDR_LEN..end]);
-            if src.is_valid_source()
+            if !self.cfg.directory
+                && src.is_valid_source()
                 && (self.remote.len() < REMOTE_MAX || self.remote.contains_key(&src))
             {
                 self.remote.insert(src, peer);

@@ -10,7 +10,12 @@
 //!    its port, unless that is the ingress port (`SameSegment`: the
 //!    destination is on the segment the frame came from); an unknown
 //!    unicast floods. Flooding never includes the ingress port.
+//!
+//! In the overlay's directory mode, [`decide_in`] also follows the
+//! [`Directory`] (see there): remote MACs go to the overlay port, ARP for
+//! remote addresses is answered, gateway frames stay on their host.
 
+use super::directory::{Directory, Steer};
 use super::fdb::{Fdb, Learned, Millis, PortId};
 pub use crate::reason::Reason;
 use crate::wire::{ETH_HEADER_LEN, ETHERTYPE_QINQ, ETHERTYPE_VLAN, MacAddr, VLAN_TAG_LEN};
@@ -36,10 +41,13 @@ pub enum DropReason {
     /// An uplink frame whose offload header (checksum start, GSO) could not
     /// be honoured.
     BadOffload,
+    /// A frame of the distributed gateway that would cross the overlay
+    /// (directory mode: every host has its own gateway).
+    OverlayGateway,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 }
 
 impl Reason for DropReason {
@@ -51,6 +59,7 @@ impl Reason for DropReason {
         DropReason::TxQueueFull,
         DropReason::TxError,
         DropReason::BadOffload,
+        DropReason::OverlayGateway,
     ];
 
     /// Stable snake_case name used in `vswitchctl` output and JSON.
@@ -63,6 +72,7 @@ impl Reason for DropReason {
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::TxError => "tx_error",
             DropReason::BadOffload => "bad_offload",
+            DropReason::OverlayGateway => "overlay_gateway",
         }
     }
 
@@ -79,6 +89,12 @@ pub enum Decision {
     Unicast(PortId),
     /// To every port but the ingress port.
     Flood(FloodReason),
+    /// To every port but the ingress port and the overlay (directory mode:
+    /// a broadcast the hosts need not see).
+    FloodLocal(FloodReason),
+    /// Answered by the switch: an ARP reply on behalf of the remote port
+    /// with this MAC goes back out of the ingress port (directory mode).
+    Answer(MacAddr),
     /// Nowhere.
     Drop(DropReason),
 }
@@ -125,6 +141,19 @@ pub fn decide(
     mtu: Option<usize>,
     now: Millis,
 ) -> Verdict {
+    decide_in(fdb, None, frame, in_port, mtu, now)
+}
+
+/// [`decide`], following the overlay's directory when there is one.
+#[inline]
+pub fn decide_in(
+    fdb: &mut Fdb,
+    dir: Option<&Directory>,
+    frame: &[u8],
+    in_port: PortId,
+    mtu: Option<usize>,
+    now: Millis,
+) -> Verdict {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return Verdict::drop(DropReason::Runt);
     };
@@ -137,8 +166,32 @@ pub fn decide(
     if !src.is_valid_source() {
         return Verdict::drop(DropReason::BadSource);
     }
-    let learned = Some(fdb.learn(src, in_port, now));
+    let steer = dir.map_or(Steer::Pass, |d| d.steer(frame, in_port));
+    if steer == Steer::GatewayCrossing {
+        return Verdict::drop(DropReason::OverlayGateway);
+    }
+    let learned = match dir {
+        Some(d) if !d.learns_on(in_port) => None,
+        _ => Some(fdb.learn(src, in_port, now)),
+    };
     let dst = MacAddr::from_slice(eth.dst_addr().as_bytes());
+    if let Some(d) = dir {
+        let decision = match steer {
+            Steer::Answer(mac) => Some(Decision::Answer(mac)),
+            Steer::LocalOnly => Some(Decision::FloodLocal(FloodReason::Broadcast)),
+            _ if d.is_remote_mac(dst) => Some(if in_port == d.overlay_port() {
+                Decision::Drop(DropReason::SameSegment)
+            } else if d.gateway_crossing(in_port, d.overlay_port()) {
+                Decision::Drop(DropReason::OverlayGateway)
+            } else {
+                Decision::Unicast(d.overlay_port())
+            }),
+            _ => None,
+        };
+        if let Some(decision) = decision {
+            return Verdict { decision, learned };
+        }
+    }
     let decision = if dst == MacAddr::BROADCAST {
         Decision::Flood(FloodReason::Broadcast)
     } else if dst.is_multicast() {
@@ -149,6 +202,13 @@ pub fn decide(
             Some(p) => Decision::Unicast(p),
             None => Decision::Flood(FloodReason::UnknownUnicast),
         }
+    };
+    let decision = match (decision, dir) {
+        (Decision::Flood(r), Some(d)) if d.floods_locally(in_port) => Decision::FloodLocal(r),
+        (Decision::Unicast(out), Some(d)) if d.gateway_crossing(in_port, out) => {
+            Decision::Drop(DropReason::OverlayGateway)
+        }
+        (d, _) => d,
     };
     Verdict { decision, learned }
 }
@@ -168,6 +228,83 @@ mod tests {
     const A: &str = "02:00:00:00:00:0a";
     const B: &str = "02:00:00:00:00:0b";
     const BC: &str = "ff:ff:ff:ff:ff:ff";
+
+    #[test]
+    fn directory_mode_keeps_gateway_floods_home_and_drops_gateway_unicast_to_overlay() {
+        let gw = "02:00:00:00:00:01";
+        let mut d = Directory::new(
+            9,
+            0,
+            "192.168.88.1".parse().unwrap(),
+            gw.parse().unwrap(),
+            4,
+        );
+        d.insert("192.168.88.21".parse().unwrap(), B.parse().unwrap(), true)
+            .unwrap();
+        let mut fdb = Fdb::new(300_000, 100);
+        let v = decide_in(
+            &mut fdb,
+            Some(&d),
+            &frame(BC, gw, 0x0806, 28),
+            0,
+            Some(1500),
+            0,
+        );
+        assert_eq!(v.decision, Decision::FloodLocal(FloodReason::Broadcast));
+        let v = decide_in(
+            &mut fdb,
+            Some(&d),
+            &frame(A, gw, 0x0800, 46),
+            0,
+            Some(1500),
+            0,
+        );
+        assert_eq!(
+            v.decision,
+            Decision::FloodLocal(FloodReason::UnknownUnicast)
+        );
+        let v = decide_in(
+            &mut fdb,
+            Some(&d),
+            &frame(B, gw, 0x0800, 46),
+            0,
+            Some(1500),
+            0,
+        );
+        assert_eq!(v.decision, Decision::Drop(DropReason::OverlayGateway));
+        // From a port: the remote MAC goes to the overlay; from the overlay
+        // itself it would go back where it came from.
+        let v = decide_in(
+            &mut fdb,
+            Some(&d),
+            &frame(B, A, 0x0800, 46),
+            3,
+            Some(1500),
+            0,
+        );
+        assert_eq!(v.decision, Decision::Unicast(9));
+        let v = decide_in(
+            &mut fdb,
+            Some(&d),
+            &frame(B, A, 0x0800, 46),
+            9,
+            Some(1500),
+            0,
+        );
+        assert_eq!(v.decision, Decision::Drop(DropReason::SameSegment));
+        assert_eq!(v.learned, None, "nothing is learned from the overlay");
+        // A learned or static entry toward the overlay from the gateway.
+        fdb.add_static(A.parse().unwrap(), 9).unwrap();
+        let v = decide_in(
+            &mut fdb,
+            Some(&d),
+            &frame(A, gw, 0x0800, 46),
+            0,
+            Some(1500),
+            0,
+        );
+        assert_eq!(v.decision, Decision::Drop(DropReason::OverlayGateway));
+    }
 
     #[test]
     fn unknown_then_known_unicast() {

@@ -1,9 +1,12 @@
 //! The pure L2 switching core: the MAC table ([`fdb`]) and the forwarding
-//! decision ([`forward`]). Frames, ports and time go in; decisions come out.
+//! decision ([`forward`]), which follows the overlay's [`directory`] in
+//! directory mode. Frames, ports and time go in; decisions come out.
 //! Nothing here does I/O or reads a clock.
 
+pub mod directory;
 pub mod fdb;
 pub mod forward;
 
+pub use directory::{Directory, DirectoryError};
 pub use fdb::{Fdb, FdbStats, Learned, Millis, PortId};
-pub use forward::{Decision, DropReason, FloodReason, Verdict, decide};
+pub use forward::{Decision, DropReason, FloodReason, Verdict, decide, decide_in};
