@@ -17,6 +17,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod etcd;
+
 pub const VSWITCHD: &str = env!("CARGO_BIN_EXE_vswitchd");
 pub const VSWITCHCTL: &str = env!("CARGO_BIN_EXE_vswitchctl");
 
