@@ -12,7 +12,7 @@
 //! namespaces this process created are deleted unless `--keep-netns`; every
 //! failure is logged and teardown carries on.
 
-use crate::config::Config;
+use crate::config::{Config, DirectoryOpts};
 use crate::control::Instance;
 use crate::control::api::PortControl;
 use crate::control::netlink::Netlink;
@@ -20,6 +20,7 @@ use crate::control::netns::{Netns, NetnsError};
 use crate::control::proto::{RUN_DIR, socket_path};
 use crate::control::server::Server;
 use crate::datapath::{PortInfo, Switch, UplinkSlot};
+use crate::directory::{self, DirConfig, DirError, DirStatus, NetworkRecord, PortRecord, Update};
 use crate::event_loop::{self, Clock, LoopParts};
 use crate::gateway::{Gateway, GatewayConfig, WanConfig};
 use crate::port::AnyPort;
@@ -81,6 +82,19 @@ pub enum DaemonError {
         underlay: u32,
         max: u32,
     },
+    #[error("overlay directory: {0}")]
+    Directory(#[from] DirError),
+    #[error(
+        "network {network} in etcd has {field} {theirs}, but this host has {ours}: every host of a network must agree (change --{field}, or use another --network)"
+    )]
+    Contradicts {
+        network: String,
+        field: &'static str,
+        ours: String,
+        theirs: String,
+    },
+    #[error("cannot create the directory's wake-up eventfd: {0}")]
+    EventFd(nix::Error),
 }
 
 /// Exclusive lock on an instance name, held for the life of the process.
@@ -148,13 +162,70 @@ impl Drop for InstanceLock {
 pub struct PortManager {
     cfg: Config,
     namespaces: BTreeMap<String, Netns>,
+    /// Directory mode: the etcd client, and the address each port claimed.
+    directory: Option<Joined>,
+    claims: BTreeMap<String, Ipv4Addr>,
+}
+
+/// This host in the overlay's directory.
+pub struct Joined {
+    dir: directory::Directory,
+    wake: std::sync::Arc<nix::sys::eventfd::EventFd>,
+    vtep: Ipv4Addr,
+    /// The network's record as etcd holds it.
+    record: NetworkRecord,
+    /// The other hosts and ports when we joined.
+    snapshot: Option<directory::Snapshot>,
 }
 
 impl PortManager {
-    fn new(cfg: &Config) -> PortManager {
+    fn new(cfg: &Config, directory: Option<Joined>) -> PortManager {
         PortManager {
             cfg: cfg.clone(),
             namespaces: BTreeMap::new(),
+            directory,
+            claims: BTreeMap::new(),
+        }
+    }
+
+    /// Claims `addr` (or the lowest free address) for port `ns` in the
+    /// directory; the address to use. Without a directory, `addr` as given.
+    fn claim_for(
+        &mut self,
+        ns: &str,
+        addr: Option<Ipv4Addr>,
+        local: &[Ipv4Addr],
+    ) -> Result<Option<Ipv4Addr>, DirError> {
+        let Some(j) = &self.directory else {
+            return Ok(addr);
+        };
+        let mac = port_mac(&self.cfg, ns).to_string();
+        let ip = match addr {
+            Some(ip) => {
+                j.dir.claim(PortRecord {
+                    ip,
+                    mac,
+                    host: j.vtep,
+                    port: ns.to_string(),
+                })?;
+                ip
+            }
+            None => {
+                let mut skip = local.to_vec();
+                skip.push(self.cfg.gateway);
+                j.dir.claim_free(self.cfg.subnet, &skip, ns, &mac)?
+            }
+        };
+        self.claims.insert(ns.to_string(), ip);
+        Ok(Some(ip))
+    }
+
+    /// Gives back the address port `ns` claimed, if any.
+    fn unclaim(&mut self, ns: &str) {
+        if let (Some(ip), Some(j)) = (self.claims.remove(ns), &self.directory)
+            && let Err(e) = j.dir.release(ip)
+        {
+            tracing::warn!(port = %ns, "overlay directory: releasing {ip}: {e} (it expires with the lease)");
         }
     }
 
@@ -229,10 +300,15 @@ impl PortControl<AnyPort> for PortManager {
     fn create(&mut self, ns: &str, addr: Ipv4Addr) -> Result<(AnyPort, PortInfo), String> {
         self.open_port(ns, addr)
             .map(|(tap, info)| (AnyPort::Tap(tap), info))
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                // Nothing half-done: a claimed address goes back.
+                self.unclaim(ns);
+                e.to_string()
+            })
     }
 
     fn release(&mut self, ns: &str) {
+        self.unclaim(ns);
         if let Some(mut n) = self.namespaces.remove(ns) {
             if !n.created() {
                 return;
@@ -260,12 +336,139 @@ impl PortControl<AnyPort> for PortManager {
     fn gateway(&self) -> Ipv4Addr {
         self.cfg.gateway
     }
+
+    fn claim(
+        &mut self,
+        ns: &str,
+        addr: Option<Ipv4Addr>,
+        local: &[Ipv4Addr],
+    ) -> Result<Option<Ipv4Addr>, String> {
+        if self.directory.is_none() {
+            return Ok(None);
+        }
+        self.claim_for(ns, addr, local).map_err(|e| e.to_string())
+    }
+
+    fn directory_status(&self) -> Option<DirStatus> {
+        self.directory.as_ref().map(|j| j.dir.status())
+    }
+
+    fn directory_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.directory.as_ref().map(|j| j.wake.as_fd())
+    }
+
+    fn directory_updates(&mut self) -> Vec<Update> {
+        let Some(j) = &self.directory else {
+            return Vec::new();
+        };
+        let _ = j.wake.read(); // reset the counter (non-blocking)
+        std::iter::from_fn(|| j.dir.try_recv()).collect()
+    }
+}
+
+/// A port's MAC: stable across restarts; with the overlay's directory it
+/// also depends on the host (two hosts may both have a namespace `ns01`).
+fn port_mac(cfg: &Config, ns: &str) -> MacAddr {
+    match (&cfg.directory, &cfg.overlay) {
+        (Some(_), Some(o)) => MacAddr::stable_local(&format!("{}/{ns}/{}", o.vtep, cfg.ifname)),
+        _ => MacAddr::stable_local(&format!("{ns}/{}", cfg.ifname)),
+    }
+}
+
+/// The gateway's MAC on the LAN: the network's (every host the same) in
+/// directory mode, else stable per instance.
+fn gateway_mac(cfg: &Config) -> MacAddr {
+    MacAddr::stable_local(&format!("vswitchd/{}/gateway", cfg.name))
+}
+
+/// Joins the network in etcd: connects, creates or reads the network's
+/// record and checks this host agrees with it (adopting its MTU when
+/// `--mtu` was not given, and its gateway MAC). Nothing is left in etcd if
+/// it fails (the lease is revoked as the client drops).
+fn join_directory(
+    cfg: &mut Config,
+    opts: &DirectoryOpts,
+    vtep: Ipv4Addr,
+    vni: u32,
+) -> Result<Joined, DaemonError> {
+    use nix::sys::eventfd::{EfdFlags, EventFd};
+    let wake = std::sync::Arc::new(
+        EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(DaemonError::EventFd)?,
+    );
+    let waker = wake.clone();
+    let want = NetworkRecord {
+        subnet: cfg.subnet.to_string(),
+        gateway: cfg.gateway,
+        vni,
+        gateway_mac: gateway_mac(cfg).to_string(),
+        mtu: cfg.mtu as usize,
+    };
+    let (dir, record, snapshot) = directory::Directory::start(
+        DirConfig::new(opts.endpoints.clone(), &opts.network, vtep, &cfg.name),
+        want.clone(),
+        Box::new(move || {
+            let _ = waker.write(1);
+        }),
+    )?;
+    let contradicts = |field: &'static str, ours: String, theirs: String| {
+        Err(DaemonError::Contradicts {
+            network: opts.network.clone(),
+            field,
+            ours,
+            theirs,
+        })
+    };
+    if record.subnet != want.subnet {
+        return contradicts("subnet", want.subnet, record.subnet);
+    }
+    if record.gateway != want.gateway {
+        return contradicts(
+            "gateway",
+            want.gateway.to_string(),
+            record.gateway.to_string(),
+        );
+    }
+    if record.vni != want.vni {
+        return contradicts("vni", want.vni.to_string(), record.vni.to_string());
+    }
+    if record.mtu != want.mtu && (cfg.mtu_given || record.mtu > want.mtu) {
+        // Without --mtu, a smaller network MTU is adopted; a larger one
+        // does not fit this host's underlay.
+        return contradicts("mtu", want.mtu.to_string(), record.mtu.to_string());
+    }
+    cfg.mtu = record.mtu as u32;
+    if record.gateway_mac.parse::<MacAddr>().is_err() {
+        return Err(DirError::BadRecord {
+            key: directory::network_key(&opts.network),
+            error: format!("gateway_mac {:?} is not a MAC", record.gateway_mac),
+        }
+        .into());
+    }
+    tracing::info!(
+        network = %opts.network,
+        hosts = snapshot.hosts.len(),
+        ports = snapshot.ports.len(),
+        "overlay directory: joined in etcd {} (gateway {} {}, MTU {})",
+        opts.endpoints.join(","),
+        record.gateway,
+        record.gateway_mac,
+        record.mtu
+    );
+    Ok(Joined {
+        dir,
+        wake,
+        vtep,
+        record,
+        snapshot: Some(snapshot),
+    })
 }
 
 /// Creates and configures the TAP of one port inside `ns`.
 fn setup_port(cfg: &Config, ns: &Netns, addr: Ipv4Addr) -> Result<(Tap, MacAddr), DaemonError> {
     let netns = ns.name().to_string();
-    let mac = MacAddr::stable_local(&format!("{netns}/{}", cfg.ifname));
+    let mac = port_mac(cfg, &netns);
     ns.run(|| -> Result<(Tap, MacAddr), DaemonError> {
         let nl_err = |step: String| {
             let netns = netns.clone();
@@ -338,9 +541,9 @@ fn notify_ready() {
 }
 
 /// The gateway's configuration: its stable MACs and addresses.
-fn gateway_config(cfg: &Config, uplink: Option<&RawPort>) -> GatewayConfig {
+fn gateway_config(cfg: &Config, lan_mac: MacAddr, uplink: Option<&RawPort>) -> GatewayConfig {
     GatewayConfig {
-        lan_mac: MacAddr::stable_local(&format!("vswitchd/{}/gateway", cfg.name)),
+        lan_mac,
         lan_ip: cfg.gateway,
         subnet: cfg.subnet,
         lan_mtu: cfg.mtu as usize,
@@ -355,6 +558,30 @@ fn gateway_config(cfg: &Config, uplink: Option<&RawPort>) -> GatewayConfig {
         }),
         nat: cfg.nat,
     }
+}
+
+/// Claims every port's address in the directory: explicit ones first (so
+/// a default never takes an address the command line names), then the
+/// lowest free ones for the rest. Each spec gets the address claimed.
+fn claim_ports(manager: &mut PortManager, cfg: &mut Config) -> Result<(), DaemonError> {
+    let explicit: Vec<Ipv4Addr> = cfg
+        .ports
+        .iter()
+        .filter(|p| p.explicit)
+        .map(|p| p.addr)
+        .collect();
+    for spec in cfg.ports.iter().filter(|p| p.explicit) {
+        manager.claim_for(&spec.netns, Some(spec.addr), &explicit)?;
+    }
+    let mut local = explicit;
+    for spec in cfg.ports.iter_mut().filter(|p| !p.explicit) {
+        if let Some(a) = manager.claim_for(&spec.netns, None, &local)? {
+            spec.addr = a;
+            local.push(a);
+        }
+    }
+    manager.cfg.ports = cfg.ports.clone();
+    Ok(())
 }
 
 /// The TAP MTU with the overlay: `--mtu` if given and it fits the
@@ -408,13 +635,26 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     // The overlay too: its socket and the MTU it allows, before any
     // namespace exists.
     let mut cfg = cfg;
-    let overlay = match &cfg.overlay {
-        Some(o) => {
-            cfg.mtu = overlay_mtu(&cfg, o)?;
-            Some(Vxlan::open(o.clone(), cfg.mtu as usize)?)
+    if let Some(o) = &cfg.overlay {
+        cfg.mtu = overlay_mtu(&cfg, o)?;
+    }
+    // Directory mode: join the network in etcd (which may lower the MTU to
+    // the network's), before any namespace exists: a refusal leaves nothing.
+    let joined = match (&cfg.directory, &cfg.overlay) {
+        (Some(d), Some(o)) => {
+            let (d, vtep, vni) = (d.clone(), o.vtep, o.vni);
+            Some(join_directory(&mut cfg, &d, vtep, vni)?)
         }
+        _ => None,
+    };
+    let overlay = match &cfg.overlay {
+        Some(o) => Some(Vxlan::open(o.clone(), cfg.mtu as usize)?),
         None => None,
     };
+    let lan_mac = joined
+        .as_ref()
+        .and_then(|j| j.record.gateway_mac.parse().ok())
+        .unwrap_or_else(|| gateway_mac(&cfg));
 
     // Metrics next: a busy address is refused before any namespace exists.
     let mut metrics = match cfg.metrics {
@@ -427,7 +667,10 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
 
     // On error, every port opened so far is dropped with `manager` and
     // `opened`: TAPs closed, created namespaces deleted.
-    let mut manager = PortManager::new(&cfg);
+    let mut manager = PortManager::new(&cfg, joined);
+    if manager.directory.is_some() {
+        claim_ports(&mut manager, &mut cfg)?;
+    }
     let mut opened = Vec::with_capacity(cfg.ports.len());
     for spec in &cfg.ports {
         match manager.open_port(&spec.netns, spec.addr) {
@@ -442,7 +685,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     }
 
     let clock = Clock::new();
-    let gateway = Gateway::new(gateway_config(&cfg, uplink.as_ref()), clock.now());
+    let gateway = Gateway::new(gateway_config(&cfg, lan_mac, uplink.as_ref()), clock.now());
     tracing::info!(
         mac = %gateway.mac(),
         "gateway {} on the switch{}",
@@ -479,7 +722,14 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        sw.add_port(AnyPort::Vxlan(Box::new(v)), overlay_port_info(o));
+        let id = sw.add_port(AnyPort::Vxlan(Box::new(v)), overlay_port_info(o));
+        if let Some(j) = manager.directory.as_mut() {
+            sw.set_directory(crate::overlay::directory_for(id, cfg.gateway, lan_mac));
+            let mut stats = crate::overlay::SyncStats::default();
+            if let Some(s) = j.snapshot.take() {
+                crate::overlay::apply(&mut sw, Update::Resync(s), &mut stats);
+            }
+        }
     }
     let sock = socket_path(&cfg.name);
     let result = (|| {

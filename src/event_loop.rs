@@ -50,6 +50,7 @@ const TOKEN_SIGNAL: u64 = 0;
 const TOKEN_CONTROL: u64 = 1;
 const TOKEN_UPLINK: u64 = 2;
 const TOKEN_METRICS: u64 = 3;
+const TOKEN_DIRECTORY: u64 = 4;
 /// Metrics-connection tokens: `TOKEN_METRICS_BASE + connection id`.
 pub const TOKEN_METRICS_BASE: u64 = 2 << 32;
 /// Control-connection tokens: `TOKEN_CLIENT_BASE + client id`.
@@ -107,6 +108,10 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
     if let Some(u) = sw.uplink() {
         watch(u.port.as_fd(), TOKEN_UPLINK)?;
     }
+    if let Some(fd) = parts.port_ctl.directory_fd() {
+        watch(fd, TOKEN_DIRECTORY)?;
+    }
+    let mut sync = crate::overlay::SyncStats::default();
     let clock = parts.clock;
     let mut events = vec![EpollEvent::empty(); 64];
     sw.announce(clock.now());
@@ -150,6 +155,12 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
             spin_until = Some(t + parts.busy_poll);
         }
         for ev in &events[..n] {
+            if ev.data() == TOKEN_DIRECTORY {
+                for u in parts.port_ctl.directory_updates() {
+                    crate::overlay::apply(sw, u, &mut sync);
+                }
+                continue;
+            }
             if let Next::Stop = dispatch(ev.data(), sw, &mut parts, &epoll, now)? {
                 return Ok(());
             }

@@ -17,6 +17,7 @@ pub mod directory;
 pub mod event_loop;
 pub mod gateway;
 pub mod hash;
+pub mod overlay;
 pub mod port;
 pub mod reason;
 pub mod switch;

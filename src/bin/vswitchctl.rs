@@ -282,14 +282,31 @@ fn print_overlay(result: serde_json::Value) -> Result<(), String> {
         "overlay: {} mode, VNI {}, VTEP {} (UDP {})",
         o.mode, o.vni, o.vtep, o.port
     );
+    if let Some(d) = &o.directory {
+        println!(
+            "directory: network {} in etcd {} ({}), lease {:x} TTL {} s; {} remote ports, {} ARP requests answered",
+            d.network,
+            d.endpoint,
+            if d.connected {
+                "connected"
+            } else {
+                "LOST: retrying, forwarding with the last known directory"
+            },
+            d.lease_id,
+            d.ttl_secs,
+            d.remote_ports,
+            d.arp_answered
+        );
+    }
     println!(
-        "{:<16} {:>6} {:>10} {:>10} {:>10}",
-        "HOST (VTEP)", "MACS", "RX_PKTS", "TX_PKTS", "LAST_SEEN"
+        "{:<16} {:<16} {:>6} {:>10} {:>10} {:>10}",
+        "HOST (VTEP)", "NAME", "MACS", "RX_PKTS", "TX_PKTS", "LAST_SEEN"
     );
     for h in &o.hosts {
         println!(
-            "{:<16} {:>6} {:>10} {:>10} {:>10}",
+            "{:<16} {:<16} {:>6} {:>10} {:>10} {:>10}",
             h.vtep.to_string(),
+            h.name.as_deref().unwrap_or("-"),
             h.macs,
             h.rx_packets,
             h.tx_packets,

@@ -12,6 +12,7 @@ use crate::config::{check_port_addr, parse_port_spec};
 use crate::datapath::{GW_PORT, PortCounters, PortInfo, Switch};
 use crate::gateway::RouteView;
 use crate::port::Port;
+use crate::port::vxlan::DirectoryView;
 use crate::switch::{FdbStats, Millis, PortId};
 use crate::wire::MacAddr;
 use crate::wire::ipv4::Ipv4Net;
@@ -31,6 +32,29 @@ pub trait PortControl<P> {
     fn vanished(&mut self) -> Vec<String>;
     fn subnet(&self) -> Ipv4Net;
     fn gateway(&self) -> Ipv4Addr;
+    /// Directory mode: claims an address for port `ns` in the directory
+    /// (`addr`, or the lowest free one, not one of `local`), before the
+    /// port is created; `Ok(None)` without a directory (the caller picks).
+    fn claim(
+        &mut self,
+        _ns: &str,
+        _addr: Option<Ipv4Addr>,
+        _local: &[Ipv4Addr],
+    ) -> Result<Option<Ipv4Addr>, String> {
+        Ok(None)
+    }
+    /// Directory mode: etcd and the lease, for `vswitchctl overlay`.
+    fn directory_status(&self) -> Option<crate::directory::DirStatus> {
+        None
+    }
+    /// Directory mode: the fd that becomes readable when updates wait.
+    fn directory_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+    /// Directory mode: the updates waiting (the fd is drained).
+    fn directory_updates(&mut self) -> Vec<crate::directory::Update> {
+        Vec::new()
+    }
 }
 
 fn drops_map(c: &PortCounters) -> BTreeMap<String, u64> {
@@ -131,7 +155,12 @@ fn port_add<P: Port, U: Port>(
         .ports()
         .map(|(_, s)| (s.info.name.clone(), s.info.addr))
         .collect();
-    let addr = match addr {
+    if let Some(a) = addr {
+        check_port_addr(&ns, a, subnet, gateway, &taken)?;
+    }
+    let local: Vec<Ipv4Addr> = taken.iter().map(|(_, a)| *a).collect();
+    let claimed = ports.claim(&ns, addr, &local)?;
+    let addr = match claimed.or(addr) {
         Some(a) => a,
         None => (11..)
             .map_while(|n| subnet.host(n))
@@ -267,9 +296,20 @@ pub fn handle<P: Port, U: Port>(
         Request::Overlay => sw
             .ports()
             .find_map(|(_, s)| s.port.overlay())
-            .map(Reply::ok)
+            .map(|mut v| {
+                v.directory = ports.directory_status().map(|d| DirectoryView {
+                    network: d.network,
+                    endpoint: d.endpoint,
+                    connected: d.connected,
+                    lease_id: d.lease_id,
+                    ttl_secs: d.ttl_secs,
+                    remote_ports: sw.directory().map_or(0, |d| d.remote_len()),
+                    arp_answered: sw.arp_answered(),
+                });
+                Reply::ok(v)
+            })
             .ok_or_else(|| {
-                "there is no overlay (start vswitchd with --vtep and --vxlan-peer)".into()
+                "there is no overlay (start vswitchd with --vtep and --vxlan-peer or --etcd)".into()
             }),
         Request::PortAdd { spec } => port_add(&spec, sw, ports).map(Reply::ok),
         Request::PortDel { port } => port_del(&port, sw, ports).map(|()| {

@@ -100,6 +100,10 @@ impl<P: Port, U: Port> Switch<P, U> {
         // vswitchd gave the port its address and MAC: the gateway's
         // neighbour entry for it is fixed, whatever ARP others send.
         self.gateway.pin_inside(info.addr, info.mac);
+        if let Some(d) = self.directory.as_mut() {
+            // A local port's address: ARP for it stays on this host.
+            let _ = d.insert(info.addr, info.mac, false);
+        }
         let slot = Some(PortSlot {
             port,
             info,
@@ -132,6 +136,11 @@ impl<P: Port, U: Port> Switch<P, U> {
         let slot = self.ports.get_mut(id as usize)?.take()?;
         self.fdb.forget_port(id);
         self.gateway.forget_inside(slot.info.addr);
+        if let Some(d) = self.directory.as_mut()
+            && d.mac_of(slot.info.addr).is_some_and(|(_, remote)| !remote)
+        {
+            d.remove(slot.info.addr);
+        }
         Some(slot)
     }
     pub fn port(&self, id: PortId) -> Option<&PortSlot<P>> {
@@ -187,7 +196,14 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.fdb.add_static(mac, port)
     }
     /// Switches to directory mode: forwarding follows `dir` from now on.
-    pub fn set_directory(&mut self, dir: Directory) {
+    /// The ports already there enter it as local.
+    pub fn set_directory(&mut self, mut dir: Directory) {
+        for (id, s) in self.ports() {
+            // (The overlay port's own entry has no MAC: skip it.)
+            if id != dir.overlay_port() {
+                let _ = dir.insert(s.info.addr, s.info.mac, false);
+            }
+        }
         self.directory = Some(dir);
     }
     /// The directory, to apply an update; the gateway's neighbour entry

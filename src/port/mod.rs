@@ -163,6 +163,11 @@ pub trait Port {
     fn overlay(&self) -> Option<vxlan::OverlayView> {
         None
     }
+    /// For an overlay port: the endpoint, to set its hosts and remote MACs
+    /// from the directory.
+    fn vxlan_mut(&mut self) -> Option<&mut vxlan::Vxlan> {
+        None
+    }
 }
 
 /// The ports a running daemon has: TAPs in namespaces and, with an
@@ -201,6 +206,12 @@ impl Port for AnyPort {
         match self {
             AnyPort::Tap(_) => None,
             AnyPort::Vxlan(v) => Some(v.view()),
+        }
+    }
+    fn vxlan_mut(&mut self) -> Option<&mut vxlan::Vxlan> {
+        match self {
+            AnyPort::Tap(_) => None,
+            AnyPort::Vxlan(v) => Some(v),
         }
     }
 }

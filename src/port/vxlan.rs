@@ -82,6 +82,8 @@ pub enum VxlanError {
 #[derive(Clone, Debug)]
 struct Peer {
     addr: Ipv4Addr,
+    /// The host's name, from the directory.
+    name: Option<String>,
     rx_packets: u64,
     tx_packets: u64,
     last_rx: Option<Instant>,
@@ -91,6 +93,9 @@ struct Peer {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct HostView {
     pub vtep: Ipv4Addr,
+    /// The host's name (directory mode).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Inner MACs last seen behind this VTEP.
     pub macs: usize,
     pub rx_packets: u64,
@@ -108,6 +113,24 @@ pub struct OverlayView {
     pub port: u16,
     pub hosts: Vec<HostView>,
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// Directory mode: etcd and what came from it.
+    #[serde(default)]
+    pub directory: Option<DirectoryView>,
+}
+
+/// The directory part of `vswitchctl overlay`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DirectoryView {
+    pub network: String,
+    /// The etcd endpoint in use.
+    pub endpoint: String,
+    pub connected: bool,
+    pub lease_id: i64,
+    pub ttl_secs: i64,
+    /// Remote ports known from the directory.
+    pub remote_ports: usize,
+    /// ARP requests answered from the directory.
+    pub arp_answered: u64,
 }
 
 /// The VXLAN endpoint.
@@ -174,18 +197,25 @@ impl Vxlan {
             drops: Drops::default(),
         };
         for p in v.cfg.peers.clone() {
-            v.add_host(p);
+            v.add_host(p, None);
         }
         Ok(v)
     }
 
-    /// Adds a peer VTEP (a host of the network); nothing if known.
-    pub fn add_host(&mut self, addr: Ipv4Addr) {
-        if self.by_addr.contains_key(&addr) || addr == self.cfg.vtep {
+    /// Adds a peer VTEP (a host of the network), or names it if known.
+    pub fn add_host(&mut self, addr: Ipv4Addr, name: Option<&str>) {
+        if addr == self.cfg.vtep {
+            return;
+        }
+        if let Some(&slot) = self.by_addr.get(&addr) {
+            if let (Some(p), Some(n)) = (self.peers[slot].as_mut(), name) {
+                p.name = Some(n.to_string());
+            }
             return;
         }
         let peer = Peer {
             addr,
+            name: name.map(str::to_string),
             rx_packets: 0,
             tx_packets: 0,
             last_rx: None,
@@ -203,6 +233,11 @@ impl Vxlan {
         self.by_addr.insert(addr, slot);
     }
 
+    /// The peer VTEPs.
+    pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.peers.iter().flatten().map(|p| p.addr)
+    }
+
     /// Removes a peer VTEP and every MAC behind it.
     pub fn remove_host(&mut self, addr: Ipv4Addr) {
         if let Some(slot) = self.by_addr.remove(&addr) {
@@ -213,7 +248,7 @@ impl Vxlan {
 
     /// `mac` lives behind `vtep` (directory mode); the host is added if new.
     pub fn set_remote(&mut self, mac: MacAddr, vtep: Ipv4Addr) {
-        self.add_host(vtep);
+        self.add_host(vtep, None);
         if let Some(&slot) = self.by_addr.get(&vtep) {
             self.remote.insert(mac, slot);
         }
@@ -247,6 +282,7 @@ impl Vxlan {
                 .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
                 .map(|(i, p)| HostView {
                     vtep: p.addr,
+                    name: p.name.clone(),
                     macs: self.remote.values().filter(|&&j| j == i).count(),
                     rx_packets: p.rx_packets,
                     tx_packets: p.tx_packets,
@@ -258,6 +294,7 @@ impl Vxlan {
                 .iter()
                 .map(|(r, n)| (r.name().to_string(), n))
                 .collect(),
+            directory: None,
         }
     }
 }

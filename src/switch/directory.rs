@@ -151,6 +151,14 @@ impl Directory {
         Some(e.mac)
     }
 
+    /// The remote ports: (address, MAC).
+    pub fn remote_entries(&self) -> impl Iterator<Item = (Ipv4Addr, MacAddr)> + '_ {
+        self.by_ip
+            .iter()
+            .filter(|(_, e)| e.remote)
+            .map(|(&ip, e)| (Ipv4Addr::from_bits(ip), e.mac))
+    }
+
     /// Whether `mac` is a remote port's.
     #[inline]
     pub fn is_remote_mac(&self, mac: MacAddr) -> bool {

@@ -42,6 +42,10 @@ pub fn free_port() -> u16 {
 /// One etcd member, running unless [`Etcd::stop`]ped.
 pub struct Etcd {
     name: String,
+    /// Where it runs: a namespace (`nsenter --net`) and an address there,
+    /// or the root namespace's 127.0.0.1.
+    netns: Option<String>,
+    ip: Ipv4Addr,
     dir: TempDir,
     client_port: u16,
     peer_port: u16,
@@ -67,6 +71,8 @@ impl Etcd {
             };
             let mut e = Etcd {
                 name: unique("etcd"),
+                netns: None,
+                ip: Ipv4Addr::LOCALHOST,
                 dir: TempDir::new(),
                 client_port: c,
                 peer_port: p,
@@ -80,9 +86,28 @@ impl Etcd {
         panic!("etcd did not start (three tries): {last}");
     }
 
+    /// Starts a fresh etcd inside namespace `netns` on `ip` (ports 2379
+    /// and 2380: the namespace is the test's own), for hosts simulated as
+    /// namespaces to reach over their underlay.
+    pub fn start_in(netns: &str, ip: &str) -> Etcd {
+        let mut e = Etcd {
+            name: unique("etcd"),
+            netns: Some(netns.to_string()),
+            ip: ip.parse().expect("an IPv4 address"),
+            dir: TempDir::new(),
+            client_port: 2379,
+            peer_port: 2380,
+            child: None,
+        };
+        if let Err(log) = e.try_start() {
+            panic!("etcd did not start in {netns}: {log}");
+        }
+        e
+    }
+
     /// The client URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.ip, self.client_port)
     }
 
     /// Starts it again, on the same data directory and ports.
@@ -108,13 +133,21 @@ impl Etcd {
     }
 
     fn try_start(&mut self) -> Result<(), String> {
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer = format!("http://{}:{}", self.ip, self.peer_port);
         let log = File::options()
             .create(true)
             .append(true)
             .open(self.dir.0.join("etcd.log"))
             .map_err(|e| format!("etcd log: {e}"))?;
-        let child = Command::new(ETCD)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(ETCD);
+                c
+            }
+            None => Command::new(ETCD),
+        };
+        let child = cmd
             .arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
@@ -155,7 +188,15 @@ impl Etcd {
 
     /// `GET /health` answers `"health":"true"` (the member has a leader).
     fn healthy(&self) -> bool {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port));
+        if let Some(ns) = &self.netns {
+            let url = format!("{}/health", self.url());
+            let out = Command::new("ip")
+                .args(["netns", "exec", ns, "curl", "-s", "-m", "1", &url])
+                .output();
+            return out
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"health\":\"true\""));
+        }
+        let addr = SocketAddr::from((self.ip, self.client_port));
         let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
             return false;
         };

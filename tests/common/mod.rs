@@ -155,13 +155,32 @@ impl Daemon {
     }
 
     pub fn start_named(name: &str, args: &[&str]) -> Daemon {
+        Self::start_inside(None, name, args)
+    }
+
+    /// Starts vswitchd inside network namespace `netns` (a simulated host),
+    /// with `nsenter --net`: unlike `ip netns exec` it keeps the mount
+    /// namespace, so the port namespaces it creates are everyone's.
+    pub fn start_in(netns: &str, name: &str, args: &[&str]) -> Daemon {
+        Self::start_inside(Some(netns), name, args)
+    }
+
+    fn start_inside(netns: Option<&str>, name: &str, args: &[&str]) -> Daemon {
         let dir = TempDir::new();
         let sock_path = dir.0.join("notify");
         let sock = UnixDatagram::bind(&sock_path).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let log = File::create(dir.0.join("log")).unwrap();
-        let child = Command::new(VSWITCHD)
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(VSWITCHD);
+                c
+            }
+            None => Command::new(VSWITCHD),
+        };
+        let child = cmd
             .args(["--name", name])
             .args(args)
             .env("NOTIFY_SOCKET", &sock_path)
@@ -278,6 +297,18 @@ impl Daemon {
                     return Err(format!("vswitchd did not exit within 10 s of {sig}"));
                 }
             }
+        }
+    }
+
+    /// `kill -9` (by PID), as a crash: nothing is cleaned up by vswitchd.
+    /// Its stale control socket and lock file are removed here.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ext in ["sock", "lock"] {
+            let _ = std::fs::remove_file(format!("/run/vswitchd/{}.{ext}", self.name));
         }
     }
 
