@@ -2,12 +2,13 @@
 //! ([`crate::directory::Update`]) to the running switch, between batches of
 //! frames, on the event loop's thread.
 //!
-//! A remote port becomes three things at once: an entry of the switch's
+//! A remote port becomes two things at once: an entry of the switch's
 //! [`Directory`] (its MAC forwards to the overlay, ARP for its address is
-//! answered locally), a remote MAC of the VXLAN endpoint (sent to its
-//! host's VTEP only), and a pinned neighbour of the gateway (never asked
-//! for). A host becomes a peer of the endpoint (broadcasts reach it). Each
-//! goes when the directory says so, or all at once on a resync.
+//! answered locally, also to the gateway) and a remote MAC of the VXLAN
+//! endpoint (sent to its host's VTEP only). A host becomes a peer of the
+//! endpoint (broadcasts reach it). Each goes when the directory says so, or
+//! all at once on a resync. Nothing goes into the gateway's neighbour
+//! table: it never sends to a remote port (its frames stay on their host).
 
 use crate::datapath::Switch;
 use crate::directory::{HostRecord, PortRecord, Snapshot, Update};
@@ -115,7 +116,6 @@ fn port_up<P: Port, U: Port>(sw: &mut Switch<P, U>, p: &PortRecord) -> bool {
     if let Some(v) = vxlan(sw) {
         v.set_remote(mac, p.host);
     }
-    sw.pin_remote(p.ip, mac);
     tracing::debug!(port = %p.port, "overlay: port {} {mac} on host {}", p.ip, p.host);
     true
 }
@@ -130,7 +130,6 @@ fn port_down<P: Port, U: Port>(sw: &mut Switch<P, U>, ip: Ipv4Addr) {
     if !still_used && let Some(v) = vxlan(sw) {
         v.remove_remote(mac);
     }
-    sw.unpin_remote(ip);
 }
 
 /// Replaces everything remote with `s`; returns the records rejected.

@@ -349,7 +349,7 @@ fn status<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> StatusReply {
 }
 
 fn fdb_show<P: Port, U: Port>(sw: &Switch<P, U>, now: Millis) -> FdbShowReply {
-    let entries = sw
+    let mut entries: Vec<FdbRow> = sw
         .fdb()
         .entries(now)
         .into_iter()
@@ -365,6 +365,21 @@ fn fdb_show<P: Port, U: Port>(sw: &Switch<P, U>, now: Millis) -> FdbShowReply {
             vtep: sw.port(e.port).and_then(|s| s.port.vtep_of(e.mac)),
         })
         .collect();
+    // Directory mode: the remote ports, from the directory (they are not
+    // in the MAC table), as static entries on the overlay port.
+    if let Some(d) = sw.directory() {
+        let overlay = sw.port(d.overlay_port());
+        let name = overlay.map_or_else(|| "overlay".to_string(), |s| s.info.name.clone());
+        let mut macs: Vec<MacAddr> = d.remote_entries().map(|(_, m)| m).collect();
+        macs.sort_unstable();
+        macs.dedup();
+        entries.extend(macs.into_iter().map(|mac| FdbRow {
+            port: name.clone(),
+            mac,
+            age: None,
+            vtep: overlay.and_then(|s| s.port.vtep_of(mac)),
+        }));
+    }
     FdbShowReply {
         entries,
         summary: summary(sw),

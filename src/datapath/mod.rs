@@ -206,18 +206,9 @@ impl<P: Port, U: Port> Switch<P, U> {
         }
         self.directory = Some(dir);
     }
-    /// The directory, to apply an update; the gateway's neighbour entry
-    /// of a remote port is pinned or released with it by the caller
-    /// ([`Switch::pin_remote`], [`Switch::unpin_remote`]).
+    /// The directory, to apply an update.
     pub fn directory_mut(&mut self) -> Option<&mut Directory> {
         self.directory.as_mut()
-    }
-    /// The gateway never asks for a remote port's MAC: it is pinned.
-    pub fn pin_remote(&mut self, addr: std::net::Ipv4Addr, mac: MacAddr) {
-        self.gateway.pin_inside(addr, mac);
-    }
-    pub fn unpin_remote(&mut self, addr: std::net::Ipv4Addr) {
-        self.gateway.forget_inside(addr);
     }
     /// Removes one MAC entry; whether it was there.
     pub fn fdb_remove(&mut self, mac: MacAddr) -> bool {
@@ -395,6 +386,9 @@ impl<P: Port, U: Port> Switch<P, U> {
         } = self;
         let dir = directory.as_ref();
         let overlay = dir.map(Directory::overlay_port);
+        // Rare (the gateway's first ARP for a remote port): no allocation
+        // unless it happens.
+        let mut answers = Vec::new();
         for i in 0..outbox.len() {
             let (eg, whole) = outbox.get(i);
             let frame = &whole[VNET_HDR_LEN..];
@@ -421,9 +415,13 @@ impl<P: Port, U: Port> Switch<P, U> {
                         Decision::FloodLocal(_) => {
                             flood(ports, GW_PORT, overlay, &hdr, whole, scratch, scratch2)
                         }
-                        // The gateway's neighbours on the overlay are
-                        // pinned: it does not ask, so nothing to answer.
-                        Decision::Answer(_) => {}
+                        // The gateway asked for a remote port: the answer
+                        // goes back to it once the outbox is sent.
+                        Decision::Answer(mac) => {
+                            if let Some(reply) = arp_answer(frame, mac) {
+                                answers.push(reply);
+                            }
+                        }
                         Decision::Drop(r) => gw_counters.drops.add(r),
                     }
                 }
@@ -438,6 +436,13 @@ impl<P: Port, U: Port> Switch<P, U> {
             }
         }
         outbox.clear();
+        if !answers.is_empty() {
+            self.arp_answered += answers.len() as u64;
+            for reply in answers {
+                self.gateway.handle_lan(&reply, now, &mut self.outbox);
+            }
+            self.flush_outbox(now);
+        }
     }
 
     /// Reads and routes up to `budget` frames from the uplink.
