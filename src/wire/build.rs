@@ -220,4 +220,27 @@ mod tests {
         assert_eq!(super::super::checksum::checksum(&f[34..]), 0);
         assert_eq!(ipv4::get16(&f, 34 + 6), 1400);
     }
+
+    #[test]
+    fn arp_frames_are_42_bytes_and_short_l4_is_left_alone() {
+        let a = Arp::request(
+            MacAddr::from_bytes([2, 0, 0, 0, 0, 1]),
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+        );
+        assert_eq!(a.frame(MacAddr::BROADCAST).len(), 42);
+        // A UDP "header" too short to hold the checksum field: copied as
+        // it is, no checksum written, no panic.
+        let ip = Ipv4 {
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            proto: ipv4::PROTO_UDP,
+            ttl: 64,
+            id: 1,
+            dont_frag: false,
+        };
+        let f = ipv4_frame(MacAddr::BROADCAST, MacAddr::ZERO, ip, &[9; 7]);
+        assert_eq!(f.len(), 14 + 20 + 7);
+        assert_eq!(&f[34..], &[9; 7]);
+    }
 }

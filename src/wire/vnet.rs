@@ -445,4 +445,38 @@ mod tests {
             Err(VnetError::UnsupportedGso)
         );
     }
+
+    #[test]
+    fn a_plain_frame_is_emitted_untouched() {
+        // No NEEDS_CSUM flag: the checksum fields (here, at offset 0) are
+        // never touched.
+        let mut f = super_frame(&[1, 2, 3], 0x18);
+        let want = f.clone();
+        let mut got = Vec::new();
+        complete(&VnetHdr::default(), &mut f, &mut Vec::new(), |s| {
+            got.push(s.to_vec())
+        })
+        .unwrap();
+        assert_eq!(got, vec![want]);
+    }
+
+    #[test]
+    fn small_super_frames_are_cut_and_other_versions_refused() {
+        // A 10-byte payload behind 40 bytes of headers still segments.
+        let f = super_frame(&[7; 10], 0x18);
+        let mut n = 0;
+        segment_tcpv4(&f, 4, &mut Vec::new(), |s| {
+            n += 1;
+            assert!(s.len() <= 14 + 40 + 4);
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        // Not IPv4 (version 6 in the first nibble), whatever the rest says.
+        let mut v6 = f.clone();
+        v6[14] = 0x65;
+        assert_eq!(
+            segment_tcpv4(&v6, 4, &mut Vec::new(), |_| {}),
+            Err(VnetError::Malformed)
+        );
+    }
 }
