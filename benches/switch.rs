@@ -146,6 +146,7 @@ fn pipeline_bench(c: &mut Criterion) {
                 mac,
                 addr: Ipv4Addr::new(10, 0, 0, 1 + i as u8),
                 prefix_len: 24,
+                security: false,
             },
         ));
     }

@@ -231,7 +231,12 @@ impl PortManager {
 
     /// Opens or creates `ns` and its TAP; on error nothing is left behind
     /// (the namespace, if created here, is deleted as it drops).
-    fn open_port(&mut self, ns_name: &str, addr: Ipv4Addr) -> Result<(Tap, PortInfo), DaemonError> {
+    fn open_port(
+        &mut self,
+        ns_name: &str,
+        addr: Ipv4Addr,
+        security: bool,
+    ) -> Result<(Tap, PortInfo), DaemonError> {
         // A namespace this instance already holds (its port went away when
         // its TAP was deleted underneath, the namespace stayed) is reused:
         // whether vswitchd created it was decided once and moves with the
@@ -272,6 +277,7 @@ impl PortManager {
             mac,
             addr,
             prefix_len: self.cfg.subnet.prefix_len,
+            security,
         };
         Ok((tap, info))
     }
@@ -297,8 +303,14 @@ impl PortManager {
 }
 
 impl PortControl<AnyPort> for PortManager {
-    fn create(&mut self, ns: &str, addr: Ipv4Addr) -> Result<(AnyPort, PortInfo), String> {
-        self.open_port(ns, addr)
+    fn create(
+        &mut self,
+        ns: &str,
+        addr: Ipv4Addr,
+        security: Option<bool>,
+    ) -> Result<(AnyPort, PortInfo), String> {
+        let security = security.unwrap_or(self.cfg.port_security);
+        self.open_port(ns, addr, security)
             .map(|(tap, info)| (AnyPort::Tap(tap), info))
             .map_err(|e| {
                 // Nothing half-done: a claimed address goes back.
@@ -609,6 +621,7 @@ fn overlay_port_info(o: &VxlanConfig) -> PortInfo {
         mac: MacAddr::ZERO,
         addr: o.vtep,
         prefix_len: 32,
+        security: false,
     }
 }
 
@@ -673,7 +686,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     }
     let mut opened = Vec::with_capacity(cfg.ports.len());
     for spec in &cfg.ports {
-        match manager.open_port(&spec.netns, spec.addr) {
+        match manager.open_port(&spec.netns, spec.addr, cfg.port_security) {
             Ok(p) => opened.push(p),
             Err(e) => {
                 // A failed start removes what it created, --keep-netns or not.

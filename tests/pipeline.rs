@@ -44,6 +44,7 @@ impl Rig {
                     ifname: "eth0".into(),
                     addr: Ipv4Addr::new(192, 168, 88, 11 + i as u8),
                     prefix_len: 24,
+                    security: false,
                 },
             ));
             ports.push(p);
@@ -362,6 +363,7 @@ fn a_failing_write_is_a_tx_error_on_that_port() {
                 ifname: "eth0".into(),
                 addr: Ipv4Addr::new(192, 168, 88, 11 + i as u8),
                 prefix_len: 24,
+                security: false,
             },
         ));
         mems.push(m);

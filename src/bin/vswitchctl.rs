@@ -104,7 +104,16 @@ enum Cmd {
 enum PortCmd {
     /// Add a port: NS[=ADDR], created or existing namespace, as at start
     /// (without ADDR: the lowest free host from .11 up).
-    Add { spec: String },
+    Add {
+        spec: String,
+        /// Port security for this port: only its own MAC and address may
+        /// send (default: as the daemon's --port-security).
+        #[arg(long, conflicts_with = "no_port_security")]
+        port_security: bool,
+        /// No port security for this port, whatever --port-security says.
+        #[arg(long)]
+        no_port_security: bool,
+    },
     /// Remove a port: its TAP, MAC entries and NAT flows go; a namespace
     /// vswitchd created is deleted (unless --keep-netns).
     Del { port: String },
@@ -427,6 +436,12 @@ fn print_ports(result: serde_json::Value) -> Result<(), String> {
             p.tx_bytes,
             p.drops.values().sum::<u64>()
         );
+        if p.info.security {
+            println!(
+                "    port security: only {} / {} may send",
+                p.info.mac, p.info.addr
+            );
+        }
         if !p.drops.is_empty() {
             let parts: Vec<String> = p.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!("    drops: {}", parts.join(" "));
@@ -538,8 +553,20 @@ fn main() -> ExitCode {
             frame: frame.join(" "),
         },
         Cmd::Port {
-            cmd: PortCmd::Add { spec },
-        } => Request::PortAdd { spec: spec.clone() },
+            cmd:
+                PortCmd::Add {
+                    spec,
+                    port_security,
+                    no_port_security,
+                },
+        } => Request::PortAdd {
+            spec: spec.clone(),
+            security: match (port_security, no_port_security) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+        },
         Cmd::Port {
             cmd: PortCmd::Del { port },
         } => Request::PortDel { port: port.clone() },

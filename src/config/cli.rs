@@ -76,6 +76,16 @@ pub struct Cli {
     #[arg(long, default_value_t = 200, value_name = "USECS")]
     pub busy_poll: u64,
 
+    /// Port security on every port: a port may only send frames with its
+    /// own MAC as source and its own IPv4 address as IPv4/ARP sender (or
+    /// 0.0.0.0: DHCP, ARP probes); others are dropped (`spoofed_source`),
+    /// as OVN's port_security does. Off by default, like a Linux bridge:
+    /// a namespace that runs its own bridge, VMs or a router behind its
+    /// port sends with other addresses. `port add --port-security` secures
+    /// one port.
+    #[arg(long)]
+    pub port_security: bool,
+
     /// Open the TAPs without the virtio-net header and offloads: the kernel
     /// then finishes checksums and segments to the MTU before handing frames
     /// over (slower; for comparison and debugging).

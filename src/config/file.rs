@@ -20,6 +20,7 @@ struct FileConfig {
     keep_netns: Option<Spanned<bool>>,
     busy_poll: Option<Spanned<u64>>,
     offload: Option<Spanned<bool>>,
+    port_security: Option<Spanned<bool>>,
     metrics: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     #[serde(default)]
@@ -188,6 +189,9 @@ impl Cli {
         take!("busy_poll", "busy_poll", file.busy_poll => cli.busy_poll);
         if let Some(v) = cx.take("no_offload", "offload", &file.offload) {
             cli.no_offload |= !v;
+        }
+        if let Some(v) = cx.take("port_security", "port_security", &file.port_security) {
+            cli.port_security |= v;
         }
         take!("metrics", "metrics", file.metrics => cli.metrics);
         take!("log_level", "log_level", file.log_level => cli.log_level);

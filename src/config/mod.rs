@@ -144,6 +144,8 @@ pub struct Config {
     pub keep_netns: bool,
     /// TAPs with virtio-net header, checksum and TCP segmentation offload.
     pub offload: bool,
+    /// `--port-security` on every port given at start.
+    pub port_security: bool,
     /// Busy-poll window after traffic, microseconds.
     pub busy_poll_us: u64,
     /// Prometheus endpoint.

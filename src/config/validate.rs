@@ -612,6 +612,7 @@ impl Cli {
             mtu,
             keep_netns: self.keep_netns,
             offload: !self.no_offload,
+            port_security: self.port_security,
             busy_poll_us: self.busy_poll,
             metrics,
             ports,

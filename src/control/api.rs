@@ -22,8 +22,14 @@ use std::net::Ipv4Addr;
 /// What the control plane does to ports beyond the switch itself: their
 /// namespaces and TAPs. The daemon implements it; the handler decides.
 pub trait PortControl<P> {
-    /// Creates (or opens) namespace `ns` and its configured TAP with `addr`.
-    fn create(&mut self, ns: &str, addr: Ipv4Addr) -> Result<(P, PortInfo), String>;
+    /// Creates (or opens) namespace `ns` and its configured TAP with `addr`,
+    /// port security as `security` says (`None`: the daemon's default).
+    fn create(
+        &mut self,
+        ns: &str,
+        addr: Ipv4Addr,
+        security: Option<bool>,
+    ) -> Result<(P, PortInfo), String>;
     /// Lets go of namespace `ns`: deleted if vswitchd created it (unless
     /// `--keep-netns`), left alone otherwise.
     fn release(&mut self, ns: &str);
@@ -142,6 +148,7 @@ fn report(info: &PortInfo, c: &PortCounters) -> PortReport {
 /// at start; without an address, the lowest free host from .11 up.
 fn port_add<P: Port, U: Port>(
     spec: &str,
+    security: Option<bool>,
     sw: &mut Switch<P, U>,
     ports: &mut dyn PortControl<P>,
 ) -> Result<PortReport, String> {
@@ -168,7 +175,7 @@ fn port_add<P: Port, U: Port>(
             .ok_or_else(|| format!("no free address left in {subnet} for port {ns}"))?,
     };
     check_port_addr(&ns, addr, subnet, gateway, &taken)?;
-    let (port, info) = ports.create(&ns, addr)?;
+    let (port, info) = ports.create(&ns, addr, security)?;
     let id = sw.add_port(port, info);
     let slot = sw.port(id).expect("just added");
     tracing::info!(port = %ns, "port added: {} {} {}", slot.info.ifname, slot.info.mac, addr);
@@ -311,7 +318,7 @@ pub fn handle<P: Port, U: Port>(
             .ok_or_else(|| {
                 "there is no overlay (start vswitchd with --vtep and --vxlan-peer or --etcd)".into()
             }),
-        Request::PortAdd { spec } => port_add(&spec, sw, ports).map(Reply::ok),
+        Request::PortAdd { spec, security } => port_add(&spec, security, sw, ports).map(Reply::ok),
         Request::PortDel { port } => port_del(&port, sw, ports).map(|()| {
             tracing::info!(port = %port, "port removed");
             Reply::ok(CountReply { removed: 1 })
@@ -446,6 +453,7 @@ fn trace<P: Port, U: Port>(
                 .find_map(|r| r.via)
                 .unwrap_or(addr),
             prefix_len,
+            security: false,
         };
         let bytes = built(trace::build_frame(frame, &remote, Some(wmac), sw))?;
         return Ok(TraceReply {

@@ -46,6 +46,9 @@ pub enum Request {
     /// `NS[=ADDR]`, as on the command line.
     PortAdd {
         spec: String,
+        /// Port security for this port (`None`: as `--port-security`).
+        #[serde(default)]
+        security: Option<bool>,
     },
     PortDel {
         port: String,

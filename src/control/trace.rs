@@ -1,7 +1,7 @@
 //! `vswitchctl trace`: what the switch would do with a frame, step by step,
 //! as `ovs-appctl ofproto/trace` does for Open vSwitch.
 //!
-//! The frame runs through the datapath's own decision code: [`decide_in`] on a
+//! The frame runs through the datapath's own decision code: [`decide_guarded`] on a
 //! copy of the MAC table (so nothing is learned), and the gateway's
 //! [`crate::gateway::Gateway::trace_lan`], which takes the same routing,
 //! TTL/MTU, NAT and neighbour paths as forwarding through `&self` methods (so
@@ -20,7 +20,7 @@
 use crate::datapath::{GW_PORT, PortInfo, Switch};
 use crate::port::Port;
 use crate::reason::Reason;
-use crate::switch::{Decision, FloodReason, Learned, Millis, PortId, decide_in};
+use crate::switch::{Decision, FloodReason, Learned, Millis, PortId, decide_guarded};
 use crate::wire::ipv4::{self, Ipv4Hdr, Ipv4Net, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::{MacAddr, build};
 use std::collections::HashMap;
@@ -309,7 +309,16 @@ pub fn trace<P: Port, U: Port>(
     )];
     // The datapath's decision, on a copy of the table: nothing is learned.
     let mut fdb = sw.fdb().clone();
-    let v = decide_in(&mut fdb, sw.directory(), frame, in_port, Some(mtu), now);
+    let guard = sw.port(in_port).and_then(|s| s.info.guard());
+    let v = decide_guarded(
+        &mut fdb,
+        sw.directory(),
+        guard.as_ref(),
+        frame,
+        in_port,
+        Some(mtu),
+        now,
+    );
     let src = if frame.len() >= 12 {
         MacAddr::from_slice(&frame[6..12]).to_string()
     } else {

@@ -26,7 +26,7 @@ use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::{FrameRing, Port};
 use crate::switch::directory::{Directory, arp_answer};
 use crate::switch::fdb::FdbError;
-use crate::switch::{Decision, DropReason, Fdb, Millis, PortId, decide_in};
+use crate::switch::{Decision, DropReason, Fdb, Millis, PortId, decide_guarded, decide_in};
 use crate::wire::MacAddr;
 use crate::wire::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use std::io;
@@ -266,13 +266,14 @@ impl<P: Port, U: Port> Switch<P, U> {
     /// Decide, then act, for the frame in receive slot `rx_slot`.
     fn forward(&mut self, in_port: PortId, rx_slot: usize, now: Millis) {
         let len = self.rx.get(rx_slot).len() - VNET_HDR_LEN;
-        {
+        let guard = {
             let Some(Some(slot)) = self.ports.get_mut(in_port as usize) else {
                 return;
             };
             slot.counters.rx_packets += 1;
             slot.counters.rx_bytes += len as u64;
-        }
+            slot.info.guard()
+        };
         let Switch {
             ports,
             fdb,
@@ -295,7 +296,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         // A super-frame's size was bounded per segment by its sender.
         let limit = (!hdr.is_gso()).then_some(*mtu);
         let dir = directory.as_ref();
-        let verdict = decide_in(fdb, dir, frame, in_port, limit, now);
+        let verdict = decide_guarded(fdb, dir, guard.as_ref(), frame, in_port, limit, now);
         log_learning(ports, fdb, evict_log, verdict.learned, frame, in_port, now);
         let overlay = dir.map(Directory::overlay_port);
         if !captures.is_empty() {

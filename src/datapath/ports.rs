@@ -16,6 +16,19 @@ pub struct PortInfo {
     pub mac: MacAddr,
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
+    /// Port security: frames must carry this port's MAC and address.
+    #[serde(default)]
+    pub security: bool,
+}
+
+impl PortInfo {
+    /// The identity the port's frames must carry, if secured.
+    pub fn guard(&self) -> Option<crate::switch::Guard> {
+        self.security.then_some(crate::switch::Guard {
+            mac: self.mac,
+            addr: self.addr,
+        })
+    }
 }
 
 /// Per-port counters. Drops are counted on the port where they happened:

@@ -11,12 +11,16 @@
 //!    destination is on the segment the frame came from); an unknown
 //!    unicast floods. Flooding never includes the ingress port.
 //!
+//! A secured port's frames are checked first ([`decide_guarded`], see
+//! [`super::security`]).
+//!
 //! In the overlay's directory mode, [`decide_in`] also follows the
 //! [`Directory`] (see there): remote MACs go to the overlay port, ARP for
 //! remote addresses is answered, gateway frames stay on their host.
 
 use super::directory::{Directory, Steer};
 use super::fdb::{Fdb, Learned, Millis, PortId};
+use super::security::Guard;
 pub use crate::reason::Reason;
 use crate::wire::{ETH_HEADER_LEN, ETHERTYPE_QINQ, ETHERTYPE_VLAN, MacAddr, VLAN_TAG_LEN};
 use smoltcp::wire::EthernetFrame;
@@ -44,10 +48,13 @@ pub enum DropReason {
     /// A frame of the distributed gateway that would cross the overlay
     /// (directory mode: every host has its own gateway).
     OverlayGateway,
+    /// From a secured port, with a source MAC or IPv4/ARP sender that is
+    /// not the port's own (`--port-security`).
+    SpoofedSource,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 }
 
 impl Reason for DropReason {
@@ -60,6 +67,7 @@ impl Reason for DropReason {
         DropReason::TxError,
         DropReason::BadOffload,
         DropReason::OverlayGateway,
+        DropReason::SpoofedSource,
     ];
 
     /// Stable snake_case name used in `vswitchctl` output and JSON.
@@ -73,6 +81,7 @@ impl Reason for DropReason {
             DropReason::TxError => "tx_error",
             DropReason::BadOffload => "bad_offload",
             DropReason::OverlayGateway => "overlay_gateway",
+            DropReason::SpoofedSource => "spoofed_source",
         }
     }
 
@@ -142,6 +151,28 @@ pub fn decide(
     now: Millis,
 ) -> Verdict {
     decide_in(fdb, None, frame, in_port, mtu, now)
+}
+
+/// [`decide_in`] for a frame from a port that may be secured: with a
+/// `guard`, a frame that does not carry the port's own identity is dropped
+/// (`SpoofedSource`) before anything is learned from it.
+#[inline]
+pub fn decide_guarded(
+    fdb: &mut Fdb,
+    dir: Option<&Directory>,
+    guard: Option<&Guard>,
+    frame: &[u8],
+    in_port: PortId,
+    mtu: Option<usize>,
+    now: Millis,
+) -> Verdict {
+    if let Some(g) = guard
+        && frame.len() >= ETH_HEADER_LEN
+        && !g.allows(frame)
+    {
+        return Verdict::drop(DropReason::SpoofedSource);
+    }
+    decide_in(fdb, dir, frame, in_port, mtu, now)
 }
 
 /// [`decide`], following the overlay's directory when there is one.

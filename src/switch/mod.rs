@@ -6,7 +6,9 @@
 pub mod directory;
 pub mod fdb;
 pub mod forward;
+pub mod security;
 
 pub use directory::{Directory, DirectoryError};
 pub use fdb::{Fdb, FdbStats, Learned, Millis, PortId};
-pub use forward::{Decision, DropReason, FloodReason, Verdict, decide, decide_in};
+pub use forward::{Decision, DropReason, FloodReason, Verdict, decide, decide_guarded, decide_in};
+pub use security::Guard;
