@@ -347,27 +347,42 @@ class Cleanup:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def start_etcd(cl, tmp):
-    data = os.path.join(tmp, "etcd-data")
-    client, peer = free_port(), free_port()
-    while peer == client:
-        peer = free_port()
-    cu, pu = "http://127.0.0.1:%d" % client, "http://127.0.0.1:%d" % peer
-    logf = open(os.path.join(tmp, "etcd.log"), "w")
-    p = subprocess.Popen(
-        [ETCD, "--name", "scale", "--data-dir", data,
-         "--listen-client-urls", cu, "--advertise-client-urls", cu,
-         "--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
-         "--initial-cluster", "scale=" + pu, "--initial-cluster-state", "new"],
-        stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-    cl.procs.append(("etcd", p))
-    etcd = Etcd(client)
-    end = now() + 30
-    while not etcd.healthy():
-        if p.poll() is not None or now() > end:
-            raise RuntimeError("etcd did not start; its log: %s" % os.path.join(tmp, "etcd.log"))
-        time.sleep(0.1)
-    return etcd, cu, p
+class EtcdProc:
+    """Our etcd: 127.0.0.1, free ports, its own data dir; restartable on
+    the same ports and data."""
+
+    def __init__(self, cl, tmp):
+        self.cl, self.tmp = cl, tmp
+        self.data = os.path.join(tmp, "etcd-data")
+        self.client = free_port()
+        self.peer = free_port()
+        while self.peer == self.client:
+            self.peer = free_port()
+        self.url = "http://127.0.0.1:%d" % self.client
+        self.api = Etcd(self.client)
+        self.p = None
+        self.starts = 0
+
+    def start(self):
+        cu, pu = self.url, "http://127.0.0.1:%d" % self.peer
+        logf = open(os.path.join(self.tmp, "etcd.log"), "a")
+        self.p = subprocess.Popen(
+            [ETCD, "--name", "scale", "--data-dir", self.data,
+             "--listen-client-urls", cu, "--advertise-client-urls", cu,
+             "--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
+             "--initial-cluster", "scale=" + pu,
+             "--initial-cluster-state", "new" if self.starts == 0 else "existing"],
+            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        self.starts += 1
+        self.cl.procs.append(("etcd", self.p))
+        end = now() + 30
+        while not self.api.healthy():
+            if self.p.poll() is not None or now() > end:
+                raise RuntimeError("etcd did not start; its log: %s" % os.path.join(self.tmp, "etcd.log"))
+            time.sleep(0.05)
+
+    def stop(self):
+        self.cl.stop_proc("etcd", self.p)
 
 
 def proc_status(pid):
@@ -393,13 +408,14 @@ def cpu_secs(pid):
 
 
 class Vswitchd:
-    def __init__(self, cl, tmp, name, ns, network, etcd_url, vxlan_port):
+    def __init__(self, cl, tmp, name, ns, network, etcd_url, vxlan_port, log_level):
         self.cl, self.name, self.ns, self.network = cl, name, ns, network
         self.log_path = os.path.join(tmp, name + ".log")
         self.sock_path = os.path.join(tmp, name + ".notify")
         self.argv = [os.path.join(BIN, "vswitchd"), "--name", name, "--ports", ns,
                      "--vtep", "127.0.0.1", "--vxlan-port", str(vxlan_port),
-                     "--etcd", etcd_url, "--network", network, "--subnet", SUBNET]
+                     "--etcd", etcd_url, "--network", network, "--subnet", SUBNET,
+                     "--log-level", log_level]
         self.p = None
 
     def start(self, timeout):
@@ -459,6 +475,20 @@ class Vswitchd:
         j, dt = self.ctl("overlay")
         return j["directory"]["remote_ports"], len(j["hosts"]), j, dt
 
+    def counts(self):
+        """((remote_ports, hosts), seconds the call took): `vswitchctl overlay`."""
+        ports, hosts, _, dt = self.overlay()
+        return (ports, hosts), dt
+
+    def forwards_to_overlay(self, mac, ip):
+        """(whether the datapath sends a unicast to `mac` to the overlay as
+        a remote port's, seconds the call took): `vswitchctl trace`, which
+        runs the datapath's decision code on a made-up frame from our port
+        without sending it or changing any state."""
+        j, dt = self.ctl("trace", "--port", self.ns, "eth", "dst=" + mac, "ip", "dst=" + ip,
+                         "udp", "dport=9")
+        return any("remote port" in step for step in j["steps"]), dt
+
     def stop(self):
         """SIGTERM; (seconds to exit, exit code, namespace left behind)."""
         dt = self.cl.stop_proc("vswitchd " + self.name, self.p)
@@ -468,14 +498,15 @@ class Vswitchd:
 
 
 class Poller:
-    """Polls `vswitchctl --json overlay` every `interval` s until
-    `cond(remote_ports, hosts)`; remembers how long each poll took."""
+    """Polls a probe every `interval` s until `cond(value)`; remembers how
+    long each call took and the achieved interval between polls."""
 
-    def __init__(self, vsw, interval):
-        self.vsw, self.interval = vsw, interval
-        self.call_times, self.gaps = [], []
+    def __init__(self, interval):
+        self.interval = interval
+        self.call_times, self.gaps = {}, {}
+        self.polls = 0
 
-    def until(self, cond, timeout, what):
+    def until(self, kind, probe, cond, timeout, what):
         end = now() + timeout
         last = None
         self.polls = 0
@@ -483,18 +514,58 @@ class Poller:
             self.polls += 1
             start = now()
             if last is not None:
-                self.gaps.append(start - last)
+                self.gaps.setdefault(kind, []).append(start - last)
             last = start
-            ports, hosts, _, dt = self.vsw.overlay()
-            self.call_times.append(dt)
-            if cond(ports, hosts):
-                return now(), ports, hosts
+            value, dt = probe()
+            self.call_times.setdefault(kind, []).append(dt)
+            if cond(value):
+                return now(), value
             if now() > end:
-                raise RuntimeError("timed out (%d s) waiting for %s: remote_ports=%d hosts=%d"
-                                   % (timeout, what, ports, hosts))
+                raise RuntimeError("timed out (%d s) waiting for %s: %r" % (timeout, what, value))
             rest = self.interval - (now() - start)
             if rest > 0:
                 time.sleep(rest)
+
+
+class StallMonitor:
+    """Calls `vswitchctl status` every `interval` s from a thread: a slow
+    answer means vswitchd's event loop (which also forwards frames) was
+    busy for that long."""
+
+    def __init__(self, vsw, interval=0.02):
+        self.vsw, self.interval = vsw, interval
+        self.times, self.starts = [], []
+        self.errors = 0
+        self.ev = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.ev.is_set():
+            try:
+                t = now()
+                self.times.append(self.vsw.ctl("status")[1])
+                self.starts.append(t)
+            except Exception:
+                self.errors += 1
+            self.ev.wait(self.interval)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.ev.set()
+        self.t.join(90)
+
+    def summary(self, ref=None):
+        out = {"calls": len(self.times), "errors": self.errors,
+               "median_ms": ms(med(self.times)),
+               "max_ms": ms(max(self.times)) if self.times else None,
+               "over_100ms": sum(1 for t in self.times if t > 0.1)}
+        if ref is not None and self.times:
+            i = self.times.index(max(self.times))
+            out["max_started_after_ref_s"] = round(self.starts[i] - ref, 2)
+        return out
 
 
 # --------------------------------------------------------------------------
@@ -531,15 +602,18 @@ class SimNet:
         run_threads(work, threads)
         self.leases = dict(enumerate(ids))
 
-    def load_ports(self, threads):
-        """Every host key and port key, on their host's lease, in
-        transactions of TXN_OPS puts; returns the transactions sent."""
+    def load_ports(self, threads, first=0, last=None, host_keys=True):
+        """Host keys and ports first..last-1 of every host, on their
+        host's lease, in transactions of TXN_OPS puts; returns (txns,
+        keys)."""
+        last = self.pph if last is None else last
         ops = []
         for h in range(self.hosts):
             lease = self.leases[h]
-            k, v = self.host_kv(h)
-            ops.append((k, v, lease))
-            for p in range(self.pph):
+            if host_keys:
+                k, v = self.host_kv(h)
+                ops.append((k, v, lease))
+            for p in range(first, last):
                 idx = h * self.pph + p
                 k, v = self.port_kv(h, PORT_BASE + idx, idx, "p%d" % p)
                 ops.append((k, v, lease))
@@ -619,7 +693,9 @@ def run(args, cl, R):
                    "loadavg_at_start": os.getloadavg()[0]}
 
     log("starting etcd (127.0.0.1, data dir in %s)" % tmp)
-    etcd, etcd_url, etcd_p = start_etcd(cl, tmp)
+    ep = EtcdProc(cl, tmp)
+    ep.start()
+    etcd, etcd_url = ep.api, ep.url
     R["config"]["etcd"] = etcd_url
     vxlan_port = free_port(socket.SOCK_DGRAM)
 
@@ -634,13 +710,15 @@ def run(args, cl, R):
                    args.keepalive_threads)
     cl.keepalive = ka
     ka.start()
-    log("loading %d host keys + %d port keys in txns of %d puts" % (args.hosts, total, TXN_OPS))
+    pre = args.ports_per_host if args.preload is None else args.preload
+    start_total = args.hosts * pre
+    log("loading %d host keys + %d port keys in txns of %d puts" % (args.hosts, start_total, TXN_OPS))
     t2 = now()
-    ntxn, nops = sim.load_ports(args.load_threads)
+    ntxn, nops = sim.load_ports(args.load_threads, 0, pre)
     t_put = now() - t2
     n = etcd.count(sim.prefix + "ports/")
-    if n != total:
-        raise RuntimeError("etcd holds %d port keys, expected %d" % (n, total))
+    if n != start_total:
+        raise RuntimeError("etcd holds %d port keys, expected %d" % (n, start_total))
     m = etcd.metrics()
     R["load"] = {"leases_s": round(t_grant, 2), "puts_s": round(t_put, 2),
                  "total_s": round(t_grant + t_put, 2), "txns": ntxn, "keys": nops,
@@ -652,7 +730,8 @@ def run(args, cl, R):
     # (2, 3) baseline, then the real host
     if not args.no_baseline:
         log("baseline: vswitchd against an empty network")
-        b = Vswitchd(cl, tmp, tag + "b", tag + "b", net + "-empty", etcd_url, vxlan_port)
+        b = Vswitchd(cl, tmp, tag + "b", tag + "b", net + "-empty", etcd_url, vxlan_port,
+                     args.vswitchd_log_level)
         ready = b.start(args.ready_timeout)
         time.sleep(0.5)
         st = proc_status(b.p.pid)
@@ -660,7 +739,8 @@ def run(args, cl, R):
         R["baseline"] = {"ready_s": round(ready, 3), "rss_kb": st.get("VmRSS"),
                          "hwm_kb": st.get("VmHWM"), "stop_s": round(dt, 2), "exit": rc,
                          "netns_left": left}
-    vsw = Vswitchd(cl, tmp, tag, tag, net, etcd_url, vxlan_port)
+    vsw = Vswitchd(cl, tmp, tag, tag, net, etcd_url, vxlan_port,
+                     args.vswitchd_log_level)
     log("starting vswitchd: %s" % " ".join(vsw.argv))
     R["vswitchd_argv"] = " ".join(vsw.argv)
     try:
@@ -669,25 +749,71 @@ def run(args, cl, R):
         R["vswitchd_error"] = str(e)
         R["vswitchd_log_tail"] = vsw.log_tail(30)
         log("vswitchd FAILED: %s" % e)
+        # a refused start must leave nothing behind: no host key, no namespace
+        R["vswitchd_failed_left"] = {
+            "own_host_key": etcd.count(sim.prefix + "hosts/127.0.0.1"),
+            "netns": cl.netns_exists(vsw.ns)}
         steady_state(args, etcd, ka, None, R)
         return 2
     st_ready = proc_status(vsw.p.pid)
     cpu_ready = cpu_secs(vsw.p.pid)
-    poll = Poller(vsw, args.poll_ms / 1000.0)
-    t_full, ports, hosts = poll.until(lambda p, h: p >= total and h >= args.hosts,
-                                      args.wait_timeout, "every remote port")
+    poll = Poller(args.poll_ms / 1000.0)
+    t_full, (ports, hosts) = poll.until("overlay", vsw.counts,
+                                        lambda v: v[0] >= start_total and v[1] >= args.hosts,
+                                        args.wait_timeout, "every remote port")
     R["start"] = {"ready_s": round(ready, 3), "all_known_s": round(t_full - vsw.t0, 3),
                   "remote_ports": ports, "hosts": hosts, "cpu_s_to_ready": cpu_ready,
                   "rss_kb_ready": st_ready.get("VmRSS"), "hwm_kb_ready": st_ready.get("VmHWM")}
     log("ready in %.2f s, all %d ports known %.2f s after spawn" % (ready, ports, t_full - vsw.t0))
 
-    # the cost of the poll itself
-    calls = []
-    for _ in range(5):
-        calls.append(vsw.overlay()[3])
+    if start_total < total:
+        # the rest of the ports while vswitchd runs: they come through its
+        # watch, one event each
+        log("growing the network while vswitchd runs: %d -> %d ports" % (start_total, total))
+        # no `overlay` call while it grows (each costs the loop ~100 ms at
+        # this size): the status monitor alone, then the last port through
+        # trace, then the count
+        grow = Poller(args.poll_ms / 1000.0)
+        last = PORT_BASE + total - 1
+        with StallMonitor(vsw) as mon:
+            t0 = now()
+            g_txn, g_keys = sim.load_ports(args.load_threads, pre, args.ports_per_host, False)
+            t_loaded = now()
+            grow.until("trace", lambda: vsw.forwards_to_overlay(mac_of(last - PORT_BASE), ip_str(last)),
+                       bool, args.wait_timeout, "the last port of the grown network")
+        grow.interval = 0.2
+        t_all, (ports, hosts) = grow.until("overlay", vsw.counts, lambda v: v[0] >= total,
+                                           args.wait_timeout * 5, "the grown network")
+        st = proc_status(vsw.p.pid)
+        R["grow"] = {"from_ports": start_total, "to_ports": total, "txns": g_txn,
+                     "keys": g_keys, "load_s": round(t_loaded - t0, 2),
+                     "all_known_s": round(t_all - t0, 2),
+                     "after_last_put_s": round(t_all - t_loaded, 2),
+                     "status_monitor": mon.summary(),
+                     "rss_kb": st.get("VmRSS"), "hwm_kb": st.get("VmHWM")}
+        log("grown: all %d known %.2f s after the first put" % (ports, t_all - t0))
+
+    # what the probes cost; a status call while an overlay call is served
+    # shows whether the event loop is blocked meanwhile
+    calls = [vsw.overlay()[3] for _ in range(5)]
     scalls = [vsw.ctl("status")[1] for _ in range(5)]
+    tcalls = [vsw.forwards_to_overlay(mac_of(0), ip_str(PORT_BASE))[1] for _ in range(5)]
+    during = []
+    for _ in range(3):
+        bg = subprocess.Popen([os.path.join(BIN, "vswitchctl"), "--name", vsw.name, "--json",
+                               "overlay"], stdout=subprocess.DEVNULL)
+        time.sleep(0.010)
+        during.append(vsw.ctl("status")[1])
+        bg.wait(60)
+    c0 = cpu_secs(vsw.p.pid)
+    for _ in range(10):
+        vsw.overlay()
+    c1 = cpu_secs(vsw.p.pid)
     R["ctl"] = {"overlay_call_ms_median": ms(med(calls)), "overlay_call_ms_max": ms(max(calls)),
-                "status_call_ms_median": ms(med(scalls))}
+                "overlay_call_vswitchd_cpu_ms": round((c1 - c0) * 100, 1),
+                "status_call_ms_median": ms(med(scalls)),
+                "status_call_during_overlay_ms_median": ms(med(during)),
+                "trace_call_ms_median": ms(med(tcalls))}
 
     # fdb: remote ports do not use the MAC table
     status, _ = vsw.ctl("status")
@@ -695,71 +821,87 @@ def run(args, cl, R):
                 "refused": status["fdb"]["refused"], "evicted": status["fdb"]["evicted"],
                 "remote_ports": ports}
 
-    # (4) propagation: a port added / removed on a simulated host
+    def dp(mac, ip):
+        return lambda: vsw.forwards_to_overlay(mac, ip)
+
+    # (4) propagation: a port added / removed on a simulated host; first
+    # the datapath's decision (trace), then `overlay`'s count
     log("propagation: %d ports added and removed on simulated hosts" % args.repeat)
-    add, rm, put_rtt, add_polls = [], [], [], []
+    P = {"add_dp": [], "add_ov": [], "del_dp": [], "del_ov": [], "put": [], "add_dp_polls": []}
     for k in range(args.repeat):
         h = (k * 7919) % args.hosts
         ip = sim.extra_ip()
         key, val = sim.port_kv(h, ip, ip - PORT_BASE, "new%d" % k)
-        base, _, _, _ = vsw.overlay()
+        mac = mac_of(ip - PORT_BASE)
+        (base, _), _ = vsw.counts()
         t0 = now()
         etcd.put(key, val, sim.leases[h])
-        put_rtt.append(now() - t0)
-        t1, _, _ = poll.until(lambda p, _h: p == base + 1, args.wait_timeout, "the new port")
-        add.append(t1 - t0)
-        add_polls.append(poll.polls)
+        P["put"].append(now() - t0)
+        t1, _ = poll.until("trace", dp(mac, ip_str(ip)), bool, args.wait_timeout, "the new port")
+        P["add_dp"].append(t1 - t0)
+        P["add_dp_polls"].append(poll.polls)
+        t2, _ = poll.until("overlay", vsw.counts, lambda v: v[0] == base + 1, args.wait_timeout,
+                           "the new port counted")
+        P["add_ov"].append(t2 - t0)
         time.sleep(0.2)
         t0 = now()
         etcd.delete(key)
-        t1, _, _ = poll.until(lambda p, _h: p == base, args.wait_timeout, "the port gone")
-        rm.append(t1 - t0)
+        t1, _ = poll.until("trace", dp(mac, ip_str(ip)), lambda v: not v, args.wait_timeout,
+                           "the port gone")
+        P["del_dp"].append(t1 - t0)
+        t2, _ = poll.until("overlay", vsw.counts, lambda v: v[0] == base, args.wait_timeout,
+                           "the port gone from the count")
+        P["del_ov"].append(t2 - t0)
         time.sleep(0.2)
-    R["propagation"] = {"runs": args.repeat, "add_ms_median": ms(med(add)), "add_ms_max": ms(max(add)),
-                        "del_ms_median": ms(med(rm)), "del_ms_max": ms(max(rm)),
-                        "etcd_put_ms_median": ms(med(put_rtt)),
-                        "poll_interval_ms_median": ms(med(poll.gaps)),
-                        "poll_call_ms_median": ms(med(poll.call_times)),
-                        "add_ms": [ms(x) for x in add], "del_ms": [ms(x) for x in rm],
-                        "add_polls": add_polls}
+    R["propagation"] = {"runs": args.repeat, "etcd_put_ms_median": ms(med(P["put"])),
+                        "trace_polls_to_see_add": P["add_dp_polls"]}
+    for k in ("add_dp", "add_ov", "del_dp", "del_ov"):
+        R["propagation"][k + "_ms"] = [ms(x) for x in P[k]]
+        R["propagation"][k + "_ms_median"] = ms(med(P[k]))
+        R["propagation"][k + "_ms_max"] = ms(max(P[k]))
 
-    # (5) a host whose lease expires; a host that leaves cleanly
+    # (5) a host whose lease expires; a host that leaves cleanly. The
+    # datapath check uses the host's last port (deleted with the lease, in
+    # the same revision as the host key and the others).
     log("host lease expiry (TTL %d s, %d ports) x %d, clean leave x %d"
         % (args.expiry_ttl, args.ports_per_host, args.expiry_runs, args.expiry_runs))
-    exp, join, leave, exp_polls = [], [], [], []
+    H = {k: [] for k in ("join_dp", "join_ov", "expiry_dp", "expiry_ov", "leave_dp", "leave_ov")}
     hidx = args.hosts + 10
-    for r in range(args.expiry_runs):
-        base_p, base_h, _, _ = vsw.overlay()
-        t_send = now()
-        lease, ttl = etcd.grant(args.expiry_ttl)
-        t_granted = now()
-        sim.add_host(hidx, lease, args.ports_per_host)
-        t_join, _, _ = poll.until(lambda p, h: p == base_p + args.ports_per_host and h == base_h + 1,
-                                  args.wait_timeout, "the expiring host's ports")
-        join.append(t_join - t_granted)
-        expected = t_granted + ttl
-        t_gone, _, _ = poll.until(lambda p, h: p == base_p and h == base_h,
-                                  ttl + args.wait_timeout, "the expired host gone")
-        exp.append(t_gone - expected)
-        exp_polls.append(poll.polls)
-        hidx += 1
-    for r in range(args.expiry_runs):
-        base_p, base_h, _, _ = vsw.overlay()
-        lease, _ = etcd.grant(args.sim_ttl)
-        sim.add_host(hidx, lease, args.ports_per_host)
-        poll.until(lambda p, h: p == base_p + args.ports_per_host and h == base_h + 1,
-                   args.wait_timeout, "the leaving host's ports")
-        t0 = now()
-        etcd.revoke(lease)
-        t1, _, _ = poll.until(lambda p, h: p == base_p and h == base_h, args.wait_timeout,
-                              "the leaving host gone")
-        leave.append(t1 - t0)
-        hidx += 1
-    R["host_events"] = {"ports_per_host": args.ports_per_host, "expiry_ttl_s": args.expiry_ttl,
-                        "join_ms": [ms(x) for x in join],
-                        "expiry_after_expected_ms": [ms(x) for x in exp],
-                        "expiry_polls": exp_polls,
-                        "leave_ms": [ms(x) for x in leave]}
+    for leaving in (False, True):
+        for r in range(args.expiry_runs):
+            (base_p, base_h), _ = vsw.counts()
+            lease, ttl = etcd.grant(args.sim_ttl if leaving else args.expiry_ttl)
+            t_granted = t_send = now()
+            sim.add_host(hidx, lease, args.ports_per_host)
+            last = sim.next_ip - 1
+            probe = dp(mac_of(last - PORT_BASE), ip_str(last))
+            back = (base_p + args.ports_per_host, base_h + 1)
+            t1, _ = poll.until("trace", probe, bool, args.wait_timeout, "the new host's port")
+            t2, _ = poll.until("overlay", vsw.counts, lambda v: v == back, args.wait_timeout,
+                               "the new host's ports counted")
+            if not leaving:
+                H["join_dp"].append(t1 - t_send)
+                H["join_ov"].append(t2 - t_send)
+                t0 = t_granted + ttl  # expected expiry
+                limit = ttl + args.wait_timeout
+            else:
+                t0 = now()
+                etcd.revoke(lease)
+                limit = args.wait_timeout
+            t1, _ = poll.until("trace", probe, lambda v: not v, limit, "the host's port gone")
+            t2, _ = poll.until("overlay", vsw.counts, lambda v: v == (base_p, base_h),
+                               args.wait_timeout, "the host gone from the count")
+            key = "leave" if leaving else "expiry"
+            H[key + "_dp"].append(t1 - t0)
+            H[key + "_ov"].append(t2 - t0)
+            hidx += 1
+    R["host_events"] = {"ports_per_host": args.ports_per_host, "expiry_ttl_s": args.expiry_ttl}
+    for k, v in H.items():
+        R["host_events"][k + "_ms"] = [ms(x) for x in v]
+    R["poll"] = {"interval_ms": args.poll_ms}
+    for kind in poll.call_times:
+        R["poll"][kind + "_call_ms_median"] = ms(med(poll.call_times[kind]))
+        R["poll"][kind + "_gap_ms_median"] = ms(med(poll.gaps.get(kind, [])))
 
     # (6) steady state
     steady_state(args, etcd, ka, vsw, R)
@@ -773,9 +915,13 @@ def run(args, cl, R):
                 "vxlan_tx_to_sim_hosts": sum(h.get("tx_packets", 0) for h in ov["hosts"]),
                 "vxlan_drops": ov.get("drops"), "arp_answered": ov["directory"]["arp_answered"],
                 "connected": ov["directory"]["connected"]}
-    if "baseline" in R and st_ready.get("VmRSS") and R["baseline"].get("rss_kb"):
+    full_rss = R["grow"]["rss_kb"] if "grow" in R else st_ready.get("VmRSS")
+    if "baseline" in R and full_rss and R["baseline"].get("rss_kb"):
         R["end"]["rss_bytes_per_remote_port"] = round(
-            (st_ready["VmRSS"] - R["baseline"]["rss_kb"]) * 1024 / max(total, 1))
+            (full_rss - R["baseline"]["rss_kb"]) * 1024 / max(total, 1))
+
+    if args.restart_etcd:
+        restart_etcd(args, ep, vsw, total, R)
 
     # stop: vswitchd revokes its lease and deletes its namespace
     own_host_key = sim.prefix + "hosts/127.0.0.1"
@@ -785,6 +931,68 @@ def run(args, cl, R):
                  "own_host_key_before": before, "own_host_key_after": etcd.count(own_host_key)}
     R["vswitchd_warnings"] = vsw.log_lines("WARN", "ERROR")[:20]
     return 0
+
+
+def restart_etcd(args, ep, vsw, total, R):
+    """Stops etcd and starts it again on the same data: vswitchd loses it,
+    reconnects (new lease, its keys again, the whole snapshot: a Resync).
+    Watched through vswitchd's log (free for it) and a `status` call every
+    50 ms (how long its event loop is blocked), not through `overlay` calls,
+    which cost its loop ~100 ms each at 100,000 ports."""
+    log("restarting etcd: vswitchd must reconnect and resync %d ports" % total)
+    out = {}
+    pos = os.path.getsize(vsw.log_path)
+
+    def wait_log(text, timeout):
+        end = now() + timeout
+        while now() < end:
+            with open(vsw.log_path, errors="replace") as f:
+                f.seek(pos)
+                for line in f:
+                    if text in line:
+                        return now(), line.rstrip()
+            time.sleep(0.02)
+        return None, None
+    with StallMonitor(vsw, 0.05) as mon:
+        t0 = now()
+        ep.stop()
+        t_lost, _ = wait_log("lost etcd", 30)
+        out["lost_logged_s"] = None if t_lost is None else round(t_lost - t0, 2)
+        ep.start()
+        t_up = now()
+        c_up = cpu_secs(vsw.p.pid)
+        m_up = ep.api.metrics()
+        out["etcd_down_s"] = round(t_up - t0, 2)
+        t_back, line = wait_log("etcd back at", args.wait_timeout)
+        t_end = t_back if t_back is not None else now()
+        c_end = cpu_secs(vsw.p.pid)
+        m_end = ep.api.metrics()
+        # what vswitchd's attempts cost etcd (the simulated hosts' keep-alives
+        # do not put or grant)
+        for k, name in (("puts", "etcd_mvcc_put_total"), ("deletes", "etcd_mvcc_delete_total"),
+                        ("leases_granted", "etcd_debugging_lease_granted_total"),
+                        ("leases_revoked", "etcd_debugging_lease_revoked_total"),
+                        ("range_requests", "etcd_mvcc_range_total")):
+            a, b = metric(m_up, name), metric(m_end, name)
+            out["etcd_" + k] = None if a is None or b is None else b - a
+        out["vswitchd_cpu_pct_while_reconnecting"] = round((c_end - c_up) / (t_end - t_up) * 100, 1)
+        if t_back is not None:
+            out["back_logged_after_etcd_up_s"] = round(t_back - t_up, 2)
+            time.sleep(3)  # the Resync is applied on the loop right after
+        else:
+            out["not_back_after_s"] = args.wait_timeout
+    ports, hosts, j, _ = vsw.overlay()
+    out["after"] = {"connected": j["directory"]["connected"], "remote_ports": ports, "hosts": hosts}
+    out["status_monitor"] = mon.summary(t_back)
+    with open(vsw.log_path, errors="replace") as f:
+        f.seek(pos)
+        lines = [l.rstrip() for l in f]
+    out["log_lines"] = len(lines)
+    out["log_first"] = lines[:3]
+    still = [l for l in lines if "still unreachable" in l]
+    out["still_unreachable_lines"] = len(still)
+    out["still_unreachable_last"] = still[-1] if still else None
+    R["etcd_restart"] = out
 
 
 def steady_state(args, etcd, ka, vsw, R):
@@ -841,6 +1049,9 @@ def table(R):
         row("(1) etcd db / RSS after load (MB)", "%.1f / %.1f" % ((L["etcd_db_bytes"] or 0) / 1e6, (L["etcd_rss_bytes"] or 0) / 1e6))
     if "vswitchd_error" in R:
         row("(2) vswitchd", "FAILED: " + R["vswitchd_error"].splitlines()[0])
+    if "vswitchd_failed_left" in R:
+        row("(2) after the failed start: own host key, netns left", "%s, %s" % (
+            R["vswitchd_failed_left"]["own_host_key"], R["vswitchd_failed_left"]["netns"]))
     if "baseline" in R:
         B = R["baseline"]
         row("baseline (empty network): ready s / RSS MB", "%s / %.1f" % (B["ready_s"], (B["rss_kb"] or 0) / 1024))
@@ -850,6 +1061,12 @@ def table(R):
         row("(2) spawn -> overlay shows all ports+hosts (s)", "%s (%s ports, %s hosts)" % (S["all_known_s"], S["remote_ports"], S["hosts"]))
         row("(2) vswitchd CPU to ready (s)", S["cpu_s_to_ready"])
         row("(3) RSS at ready / peak (MB)", "%.1f / %.1f" % (S["rss_kb_ready"] / 1024, S["hwm_kb_ready"] / 1024))
+    if "grow" in R:
+        G = R["grow"]
+        row("grow while running: %s -> %s ports: puts done / all known (s)" % (G["from_ports"], G["to_ports"]),
+            "%s / %s" % (G["load_s"], G["all_known_s"]))
+        row("grow: status call latency median / max (ms)", "%s / %s" % (G["status_monitor"]["median_ms"], G["status_monitor"]["max_ms"]))
+        row("(3) RSS after growth / peak (MB)", "%.1f / %.1f" % (G["rss_kb"] / 1024, G["hwm_kb"] / 1024))
     if "end" in R:
         E = R["end"]
         row("(3) RSS at end / peak (MB)", "%.1f / %.1f" % (E["rss_kb"] / 1024, E["hwm_kb"] / 1024))
@@ -858,17 +1075,26 @@ def table(R):
     if "ctl" in R:
         C = R["ctl"]
         row("vswitchctl overlay call (ms, median/max)", "%s / %s" % (C["overlay_call_ms_median"], C["overlay_call_ms_max"]))
-        row("vswitchctl status call (ms, median)", C["status_call_ms_median"])
+        row("  vswitchd CPU per overlay call (ms)", C["overlay_call_vswitchd_cpu_ms"])
+        row("vswitchctl status call: alone / during an overlay call (ms)", "%s / %s" % (C["status_call_ms_median"], C["status_call_during_overlay_ms_median"]))
+        row("vswitchctl trace call (ms, median)", C["trace_call_ms_median"])
     if "propagation" in R:
         P = R["propagation"]
-        row("(4) port added -> remote_ports (ms, median/max)", "%s / %s" % (P["add_ms_median"], P["add_ms_max"]))
-        row("(4) port deleted -> remote_ports (ms, median/max)", "%s / %s" % (P["del_ms_median"], P["del_ms_max"]))
-        row("(4) etcd put RTT / poll interval (ms, median)", "%s / %s" % (P["etcd_put_ms_median"], P["poll_interval_ms_median"]))
+        row("(4) port added -> datapath (trace) (ms, median/max)", "%s / %s" % (P["add_dp_ms_median"], P["add_dp_ms_max"]))
+        row("(4) port added -> overlay count (ms, median/max)", "%s / %s" % (P["add_ov_ms_median"], P["add_ov_ms_max"]))
+        row("(4) port deleted -> datapath (trace) (ms, median/max)", "%s / %s" % (P["del_dp_ms_median"], P["del_dp_ms_max"]))
+        row("(4) port deleted -> overlay count (ms, median/max)", "%s / %s" % (P["del_ov_ms_median"], P["del_ov_ms_max"]))
+        row("(4) etcd put RTT (ms, median)", P["etcd_put_ms_median"])
+    if "poll" in R:
+        Q = R["poll"]
+        row("poll: trace call / gap, overlay call / gap (ms, median)", "%s / %s, %s / %s" % (
+            Q.get("trace_call_ms_median"), Q.get("trace_gap_ms_median"), Q.get("overlay_call_ms_median"), Q.get("overlay_gap_ms_median")))
     if "host_events" in R:
         H = R["host_events"]
-        row("(5) host + %d ports joined -> seen (ms)" % H["ports_per_host"], H["join_ms"])
-        row("(5) lease expiry (TTL %d s): gone after expected (ms)" % H["expiry_ttl_s"], H["expiry_after_expected_ms"])
-        row("(5) clean leave (revoke) -> gone (ms)", H["leave_ms"])
+        n = H["ports_per_host"]
+        row("(5) host + %d ports joined -> datapath / count (ms)" % n, "%s / %s" % (H["join_dp_ms"], H["join_ov_ms"]))
+        row("(5) lease expiry (TTL %d s): gone after expected, datapath / count (ms)" % H["expiry_ttl_s"], "%s / %s" % (H["expiry_dp_ms"], H["expiry_ov_ms"]))
+        row("(5) clean leave (revoke) -> gone, datapath / count (ms)", "%s / %s" % (H["leave_dp_ms"], H["leave_ov_ms"]))
     if "steady" in R:
         T = R["steady"]
         row("(6) keep-alives/s (gRPC LeaseKeepAlive msgs)", T["keepalive_msgs_per_s"])
@@ -884,6 +1110,13 @@ def table(R):
         row("fdb (MAC table) size / --fdb-max with remote ports", "%s / %s with %s remote" % (F["size"], F["max"], F["remote_ports"]))
     if "end" in R:
         row("VXLAN datagrams sent to simulated VTEPs (lo)", R["end"]["vxlan_tx_to_sim_hosts"])
+    if "etcd_restart" in R:
+        X = R["etcd_restart"]
+        row("etcd restart: down (s) / vswitchd back after etcd up (s)",
+            "%s / %s" % (X.get("etcd_down_s"), X.get("back_logged_after_etcd_up_s", "NOT BACK within %s s" % X.get("not_back_after_s"))))
+        row("etcd restart: afterwards connected, ports, hosts", "%s, %s, %s" % (X["after"]["connected"], X["after"]["remote_ports"], X["after"]["hosts"]))
+        row("etcd restart: vswitchd CPU while reconnecting (% of a core)", X["vswitchd_cpu_pct_while_reconnecting"])
+        row("etcd restart: status call latency median / max (ms)", "%s / %s" % (X["status_monitor"]["median_ms"], X["status_monitor"]["max_ms"]))
     if "stop" in R:
         S = R["stop"]
         row("vswitchd stop (s), exit, netns left, own host key after",
@@ -912,6 +1145,14 @@ def main():
     ap.add_argument("--ready-timeout", type=int, default=300)
     ap.add_argument("--wait-timeout", type=int, default=60)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--vswitchd-log-level", default="info,vswitchd::directory::client=debug",
+                    help="vswitchd's --log-level (default: info, and the directory client's debug "
+                         "lines, which say why a reconnect fails)")
+    ap.add_argument("--preload", type=int, metavar="K",
+                    help="load only K ports per host before vswitchd starts, the rest while it runs "
+                         "(through its watch)")
+    ap.add_argument("--restart-etcd", action="store_true",
+                    help="at the end, restart etcd (same data) and time vswitchd's reconnect and resync")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:

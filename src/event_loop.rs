@@ -112,6 +112,7 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
         watch(fd, TOKEN_DIRECTORY)?;
     }
     let mut sync = crate::overlay::SyncStats::default();
+    let mut views = control::views::Views::default();
     let clock = parts.clock;
     let mut events = vec![EpollEvent::empty(); 64];
     sw.announce(clock.now());
@@ -133,7 +134,8 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
         // to what we just forwarded usually comes within microseconds, and
         // catching it without a scheduler wake-up halves the added latency.
         let spinning = spin_until.is_some_and(|until| t < until);
-        let timeout = if spinning {
+        // A view with rows to write goes on as soon as frames allow.
+        let timeout = if spinning || views.has_work() {
             EpollTimeout::ZERO
         } else {
             spin_until = None;
@@ -146,6 +148,9 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
             Err(e) => return Err(e.into()),
         };
         if n == 0 {
+            if !views.is_empty() {
+                views.pump(sw, parts.control, &epoll, now);
+            }
             continue;
         }
         // Events: take the time again (the wait may have slept).
@@ -161,12 +166,15 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
                 }
                 continue;
             }
-            if let Next::Stop = dispatch(ev.data(), sw, &mut parts, &epoll, now)? {
+            if let Next::Stop = dispatch(ev.data(), sw, &mut parts, &epoll, now, &mut views)? {
                 return Ok(());
             }
         }
         if !sw.captures().is_empty() {
             pump_captures(sw, parts.control, &epoll);
+        }
+        if !views.is_empty() {
+            views.pump(sw, parts.control, &epoll, now);
         }
     }
 }
@@ -201,6 +209,7 @@ fn dispatch<P: Port + AsFd, U: Port + AsFd>(
     parts: &mut LoopParts<'_, P>,
     epoll: &Epoll,
     now: Millis,
+    views: &mut control::views::Views,
 ) -> io::Result<Next> {
     match token {
         TOKEN_SIGNAL => {
@@ -223,7 +232,7 @@ fn dispatch<P: Port + AsFd, U: Port + AsFd>(
         t if parts.control.owns(t) => {
             let (inst, port_ctl) = (parts.instance, &mut *parts.port_ctl);
             parts.control.service(epoll, t, |req| {
-                control::api::handle_bytes(req, t, sw, inst, port_ctl, now)
+                control::api::handle_bytes(req, t, sw, inst, port_ctl, now, views)
             });
             register_new_ports(sw, epoll)?;
         }

@@ -254,7 +254,10 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         }
         Cmd::Ports => print_ports(result)?,
         Cmd::Fdb { cmd: FdbCmd::Show } => {
-            let r: FdbShowReply = parse(result)?;
+            let mut r: FdbShowReply = parse(result)?;
+            // The daemon streams rows in table order.
+            r.entries
+                .sort_by(|a, b| (&a.port, a.mac).cmp(&(&b.port, b.mac)));
             println!("{:<16} {:<17} {:>6}", "port", "MAC", "age");
             for e in &r.entries {
                 let age = e
@@ -391,7 +394,10 @@ fn print_status(result: serde_json::Value) -> Result<(), String> {
 
 /// `nat show`: one line per flow, then the table summary.
 fn print_nat(result: serde_json::Value) -> Result<(), String> {
-    let r: NatShowReply = parse(result)?;
+    let mut r: NatShowReply = parse(result)?;
+    // The daemon streams rows in table order.
+    r.flows
+        .sort_by(|a, b| (&a.proto, &a.inside, &a.remote).cmp(&(&b.proto, &b.inside, &b.remote)));
     println!(
         "{:<5} {:<21} {:<21} {:<21} {:<12} {:>8} {:>8} {:>8}",
         "PROTO", "INSIDE", "TRANSLATED", "REMOTE", "STATE", "EXPIRES", "PKTS_OUT", "PKTS_IN"

@@ -7,12 +7,14 @@ use super::Instance;
 use super::proto::*;
 use super::server::Outcome;
 use super::trace;
+use super::views::{self, ViewKind, Views};
 use crate::capture::Point;
 use crate::config::{check_port_addr, parse_port_spec};
 use crate::datapath::{GW_PORT, PortCounters, PortInfo, Switch};
 use crate::gateway::RouteView;
 use crate::port::Port;
 use crate::port::vxlan::DirectoryView;
+use crate::switch::fdb::EntryView;
 use crate::switch::{FdbStats, Millis, PortId};
 use crate::wire::MacAddr;
 use crate::wire::ipv4::Ipv4Net;
@@ -211,6 +213,7 @@ pub fn handle_bytes<P: Port, U: Port>(
     inst: &Instance,
     ports: &mut dyn PortControl<P>,
     now: Millis,
+    views: &mut Views,
 ) -> Outcome {
     let reply = match serde_json::from_slice::<Request>(req) {
         Ok(Request::Capture {
@@ -222,6 +225,25 @@ pub fn handle_bytes<P: Port, U: Port>(
             Ok(()) => return Outcome::Stream,
             Err(e) => Reply::err(e),
         },
+        // Views of whole tables are streamed a chunk per turn of the loop.
+        Ok(Request::NatShow) => {
+            sw.fdb_expire(now);
+            let summary = serde_json::json!({ "summary": nat_summary(sw) });
+            views.start(
+                token,
+                ViewKind::Nat,
+                views::head(&summary, "flows"),
+                Vec::new(),
+            );
+            return Outcome::Stream;
+        }
+        Ok(Request::FdbShow) => {
+            sw.fdb_expire(now);
+            let summary = serde_json::to_value(summary(sw)).expect("summary serializes");
+            let head = views::head(&summary, "entries");
+            views.start(token, ViewKind::Fdb, head, remote_macs(sw));
+            return Outcome::Stream;
+        }
         Ok(req) => handle(req, sw, inst, ports, now),
         Err(e) => Reply::err(format!("bad request: {e}")),
     };
@@ -275,19 +297,16 @@ pub fn handle<P: Port, U: Port>(
     sw.fdb_expire(now);
     let r = match req {
         Request::Status => Ok(Reply::ok(status(sw, inst))),
+        // Streamed by `handle_bytes` (see `views`); never reach here.
+        Request::NatShow | Request::FdbShow => Err("a view is streamed".to_string()),
         Request::Ports => Ok(Reply::ok(
             sw.ports()
                 .map(|(_, s)| report(&s.info, &s.counters))
                 .collect::<Vec<_>>(),
         )),
-        Request::FdbShow => Ok(Reply::ok(fdb_show(sw, now))),
         Request::FdbFlush { port } => fdb_flush(sw, port.as_deref()),
         Request::FdbAdd { mac, port } => fdb_add(sw, mac, &port),
         Request::FdbDel { mac } => fdb_del(sw, mac),
-        Request::NatShow => Ok(Reply::ok(NatShowReply {
-            flows: sw.gateway().nat().map(|n| n.flows(now)).unwrap_or_default(),
-            summary: nat_summary(sw),
-        })),
         Request::NatFlush => sw
             .nat_flush()
             .map(|removed| Reply::ok(CountReply { removed }))
@@ -355,42 +374,42 @@ fn status<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> StatusReply {
     }
 }
 
-fn fdb_show<P: Port, U: Port>(sw: &Switch<P, U>, now: Millis) -> FdbShowReply {
-    let mut entries: Vec<FdbRow> = sw
-        .fdb()
-        .entries(now)
-        .into_iter()
-        .map(|e| FdbRow {
-            port: if e.port == GW_PORT {
-                "gateway".to_string()
-            } else {
-                sw.port(e.port)
-                    .map_or_else(|| format!("#{}", e.port), |s| s.info.name.clone())
-            },
-            mac: e.mac,
-            age: e.age_ms.map(|a| a / 1000),
-            vtep: sw.port(e.port).and_then(|s| s.port.vtep_of(e.mac)),
-        })
-        .collect();
-    // Directory mode: the remote ports, from the directory (they are not
-    // in the MAC table), as static entries on the overlay port.
-    if let Some(d) = sw.directory() {
-        let overlay = sw.port(d.overlay_port());
-        let name = overlay.map_or_else(|| "overlay".to_string(), |s| s.info.name.clone());
-        let mut macs: Vec<MacAddr> = d.remote_entries().map(|(_, m)| m).collect();
-        macs.sort_unstable();
-        macs.dedup();
-        entries.extend(macs.into_iter().map(|mac| FdbRow {
-            port: name.clone(),
-            mac,
-            age: None,
-            vtep: overlay.and_then(|s| s.port.vtep_of(mac)),
-        }));
+/// One `fdb show` row of a MAC table entry.
+pub(super) fn fdb_row<P: Port, U: Port>(sw: &Switch<P, U>, e: &EntryView) -> FdbRow {
+    FdbRow {
+        port: if e.port == GW_PORT {
+            "gateway".to_string()
+        } else {
+            sw.port(e.port)
+                .map_or_else(|| format!("#{}", e.port), |s| s.info.name.clone())
+        },
+        mac: e.mac,
+        age: e.age_ms.map(|a| a / 1000),
+        vtep: sw.port(e.port).and_then(|s| s.port.vtep_of(e.mac)),
     }
-    FdbShowReply {
-        entries,
-        summary: summary(sw),
+}
+
+/// One `fdb show` row of a remote port from the overlay's directory (not
+/// in the MAC table): a static entry on the overlay port, with its VTEP.
+pub(super) fn remote_row<P: Port, U: Port>(sw: &Switch<P, U>, mac: MacAddr) -> FdbRow {
+    let overlay = sw.directory().and_then(|d| sw.port(d.overlay_port()));
+    FdbRow {
+        port: overlay.map_or_else(|| "overlay".to_string(), |s| s.info.name.clone()),
+        mac,
+        age: None,
+        vtep: overlay.and_then(|s| s.port.vtep_of(mac)),
     }
+}
+
+/// The directory's remote MACs, each once.
+fn remote_macs<P: Port, U: Port>(sw: &Switch<P, U>) -> Vec<MacAddr> {
+    let mut macs: Vec<MacAddr> = sw
+        .directory()
+        .map(|d| d.remote_entries().map(|(_, m)| m).collect())
+        .unwrap_or_default();
+    macs.sort_unstable();
+    macs.dedup();
+    macs
 }
 
 fn fdb_flush<P: Port, U: Port>(sw: &mut Switch<P, U>, port: Option<&str>) -> Result<Reply, String> {

@@ -9,6 +9,7 @@ pub mod netns;
 pub mod proto;
 pub mod server;
 pub mod trace;
+pub mod views;
 
 use std::net::Ipv4Addr;
 

@@ -369,6 +369,36 @@ impl Fdb {
         v
     }
 
+    /// Up to `max` live entries from slab slot `from` on, in slot order;
+    /// returns the slot to go on from, `None` at the end (`fdb show` in
+    /// chunks between batches of frames).
+    pub fn entries_page(
+        &self,
+        from: usize,
+        max: usize,
+        now: Millis,
+        mut emit: impl FnMut(EntryView),
+    ) -> Option<usize> {
+        let mut n = 0;
+        for (i, e) in self.slots.iter().enumerate().skip(from) {
+            if n == max {
+                return Some(i);
+            }
+            // A freed slot keeps its old contents: live only if the map
+            // still points here.
+            if self.map.get(&e.mac) != Some(&(i as u32)) || !self.is_live(e, now) {
+                continue;
+            }
+            n += 1;
+            emit(EntryView {
+                mac: MacAddr::from_u64(e.mac),
+                port: e.port,
+                age_ms: (!e.is_static).then(|| now.saturating_sub(e.last_seen)),
+            });
+        }
+        None
+    }
+
     // ---- internals -------------------------------------------------------
 
     fn alloc(&mut self, e: Entry) -> u32 {

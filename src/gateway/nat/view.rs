@@ -18,15 +18,40 @@ pub struct FlowView {
 }
 
 impl Nat {
-    /// The live flows, for `nat show`.
+    /// The live flows, for `nat show`, sorted.
     pub fn flows(&self, now: Millis) -> Vec<FlowView> {
+        let mut v = Vec::new();
+        let mut at = 0;
+        while let Some(next) = self.flows_page(at, usize::MAX, now, |r| v.push(r)) {
+            at = next;
+        }
+        v.sort_by(|a, b| (&a.proto, &a.inside, &a.remote).cmp(&(&b.proto, &b.inside, &b.remote)));
+        v
+    }
+
+    /// Up to `max` live flows from table slot `from` on, in slot order, to
+    /// `emit`; returns the slot to go on from, `None` at the end. For
+    /// `nat show` in chunks between batches of frames: flows that come or
+    /// go meanwhile may or may not be listed, none twice.
+    pub fn flows_page(
+        &self,
+        from: usize,
+        max: usize,
+        now: Millis,
+        mut emit: impl FnMut(FlowView),
+    ) -> Option<usize> {
         let ext = self.ext_ip.map(Ipv4Addr::from);
         let ext = ext.map_or_else(|| "-".to_string(), |a| a.to_string());
-        let mut v: Vec<FlowView> = self
-            .flows
-            .iter()
-            .filter(|f| f.live && f.expires > now)
-            .map(|f| {
+        let mut n = 0;
+        for (i, f) in self.flows.iter().enumerate().skip(from) {
+            if n == max {
+                return Some(i);
+            }
+            if !(f.live && f.expires > now) {
+                continue;
+            }
+            n += 1;
+            emit({
                 let (proto, state) = match f.proto {
                     PROTO_TCP => (
                         "tcp",
@@ -53,9 +78,8 @@ impl Nat {
                     packets_out: f.packets_out,
                     packets_in: f.packets_in,
                 }
-            })
-            .collect();
-        v.sort_by(|a, b| (&a.proto, &a.inside, &a.remote).cmp(&(&b.proto, &b.inside, &b.remote)));
-        v
+            });
+        }
+        None
     }
 }
