@@ -557,4 +557,29 @@ mod tests {
         set_port(&mut edge, 20, 4322, 26, PROTO_UDP);
         assert_eq!(get16(&edge, 20), 4322);
     }
+
+    #[test]
+    fn partial_address_rewrite_leaves_icmp_and_short_packets_alone() {
+        // ICMP has no pseudo-header: only the address and the IP checksum
+        // change.
+        let mut b = vec![0u8; 28];
+        b[0] = 0x45;
+        b[2..4].copy_from_slice(&28u16.to_be_bytes());
+        b[9] = PROTO_ICMP;
+        b[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        b[22..24].copy_from_slice(&[0x12, 0x34]);
+        fill_ip_checksum(&mut b, 20);
+        set_addr_partial(&mut b, 12, [10, 0, 0, 9], 20, PROTO_ICMP);
+        assert_eq!(&b[12..16], &[10, 0, 0, 9]);
+        assert_eq!(&b[22..24], &[0x12, 0x34]);
+        assert!(ip_checksum_ok(&b, 20));
+        // A TCP packet cut inside its checksum field (at 36..38): no
+        // panic, address set, nothing else touched.
+        let mut t = vec![0u8; 20 + 17];
+        t[0] = 0x45;
+        t[9] = PROTO_TCP;
+        set_addr_partial(&mut t, 12, [10, 0, 0, 9], 20, PROTO_TCP);
+        assert_eq!(&t[12..16], &[10, 0, 0, 9]);
+        assert_eq!(&t[20..], &[0; 17]);
+    }
 }

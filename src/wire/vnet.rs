@@ -479,4 +479,25 @@ mod tests {
             Err(VnetError::Malformed)
         );
     }
+
+    #[test]
+    fn gso_of_size_zero_is_a_whole_frame_and_short_tcp_is_refused() {
+        // A GSO type with gso_size 0 asks for no segmentation.
+        let mut f = super_frame(&[1, 2, 3], 0x18);
+        let want = f.clone();
+        let hdr = VnetHdr {
+            gso_type: GSO_TCPV4,
+            gso_size: 0,
+            ..VnetHdr::default()
+        };
+        let mut got = Vec::new();
+        complete(&hdr, &mut f, &mut Vec::new(), |s| got.push(s.to_vec())).unwrap();
+        assert_eq!(got, vec![want]);
+        // An IP header followed by 10 bytes: no TCP header to cut by.
+        let short = super_frame(&[], 0x18)[..14 + 20 + 10].to_vec();
+        assert_eq!(
+            segment_tcpv4(&short, 100, &mut Vec::new(), |_| {}),
+            Err(VnetError::Malformed)
+        );
+    }
 }
