@@ -2,47 +2,61 @@
 """Overlay directory at scale: one real vswitchd host against a real etcd
 that holds many simulated hosts.
 
-A bench, not a test (not in CI). As root, from the repository:
+A bench, not a test (not in CI). As root, from the repository, with the
+release binaries built:
 
-    python3 scripts/overlay_scale.py                          # 1,000 hosts x 100 ports
-    python3 scripts/overlay_scale.py --hosts 20 --ports-per-host 10   # quick
-    python3 scripts/overlay_scale.py --json                   # figures as JSON
+    python3 scripts/overlay_scale.py                                  # 1,000 hosts x 100 ports
+    python3 scripts/overlay_scale.py --hosts 20 --ports-per-host 10   # quick (~30 s)
+    python3 scripts/overlay_scale.py --preload 25 --restart-etcd      # see below
+    python3 scripts/overlay_scale.py --json                           # figures as JSON
 
 What it does:
  1. Starts its own etcd (/usr/bin/etcd) on 127.0.0.1 with free ports and a
-    temporary data dir, and fills it through etcd's v3 JSON gateway (HTTP)
-    with HOSTS simulated hosts x PORTS-PER-HOST ports, in the key layout
-    vswitchd uses (/vswitchd/NET/{network,hosts/VTEP,ports/IP}). Each
-    simulated host has its own lease (--sim-ttl, 30 s by default, so they
-    survive the run) kept alive from threads every --keepalive-period s
-    (3.33 s: what real hosts do at their TTL of 10 s). No datapath exists
-    for them: their VTEPs are loopback addresses 127.1.X.Y, on which nobody
-    listens, so any VXLAN datagram vswitchd sends them stays on lo.
+    temporary data dir, and fills it through etcd's v3 JSON gateway (HTTP,
+    transactions of 128 puts) with HOSTS simulated hosts x PORTS-PER-HOST
+    ports, in vswitchd's key layout (/vswitchd/NET/{network,hosts/VTEP,
+    ports/IP}). Each simulated host has its own lease (--sim-ttl, 30 s, so
+    they survive the run) kept alive from threads every --keepalive-period
+    s (3.33 s: what real hosts do at their TTL of 10 s). No datapath exists
+    for them: their VTEPs are loopback addresses 127.1.X.Y where nobody
+    listens, so what vswitchd sends them stays on lo.
  2. Starts one real vswitchd (root namespace, --vtep 127.0.0.1, one port
     namespace, --subnet 10.0.0.0/14) and times spawn -> READY=1 (systemd
-    notify protocol) and spawn -> `vswitchctl overlay` showing every
-    remote port and host. Before it, a vswitchd against an empty network
-    gives the baseline RSS (--no-baseline skips it).
- 3. VmRSS/VmHWM of vswitchd at ready and at the end.
- 4. Propagation: a port added to (and removed from) a simulated host ->
-    time until remote_ports changes, polling `vswitchctl --json overlay`
-    every --poll-ms (the achieved poll interval is reported: it is also
-    bounded by how long one vswitchctl call takes).
+    notify protocol) and spawn -> `vswitchctl overlay` showing every remote
+    port and host. A vswitchd against an empty network first gives the
+    baseline RSS (--no-baseline skips it). With --preload K only K ports
+    per host exist when it starts; the rest are written while it runs
+    (they reach it through its watch), then every later step runs at full
+    size.
+ 3. VmRSS/VmHWM of vswitchd at ready, after growing, at the end.
+ 4. Propagation: a port added to (then deleted from) a simulated host ->
+    time until the datapath forwards to it (polling `vswitchctl trace`, the
+    datapath's own decision on a made-up frame, every --poll-ms), then
+    until `vswitchctl overlay` counts it. `overlay` is measured too, but it
+    is a poor probe at scale: one call costs vswitchd's event loop ~100 ms
+    at 1,000 hosts x 100,000 ports (the call times are reported).
  5. A simulated host whose lease (TTL --expiry-ttl, 5 s) is never kept
     alive: time from its expected expiry (grant answer + TTL) until its
-    ports are gone on the real host; and a clean leave (lease revoked):
-    time until gone.
- 6. etcd in steady state: its /metrics before and after a --window s
-    window: lease keep-alives/s (gRPC LeaseKeepAlive messages, leases
-    renewed), puts/s, raft proposals and WAL fsyncs/s, etcd CPU; with what
-    a real network of HOSTS hosts at TTL 10 s would send (HOSTS / 3.33 s).
-    Also `vswitchctl status`: the MAC table (--fdb-max) is not used by
-    remote ports.
+    ports are gone (datapath, then count); and a clean leave (lease
+    revoked): time until gone.
+ 6. etcd in steady state: /metrics before and after a --window s window:
+    keep-alives/s (gRPC LeaseKeepAlive messages; the gateway opens one
+    stream per HTTP keep-alive, so messages minus streams opened is what
+    came over long-lived streams, i.e. vswitchd's), leases renewed/s,
+    puts/s, raft proposals and WAL fsyncs/s, etcd CPU; and what a real
+    network of HOSTS hosts at TTL 10 s would send (HOSTS / 3.33 s).
+    `vswitchctl status`: the MAC table (--fdb-max) stays small while the
+    remote ports are known.
+ With --restart-etcd, at the end: etcd is stopped and started again on
+ the same data; vswitchd's reconnect (new lease, the whole snapshot again)
+ is timed from its log, with a `vswitchctl status` every 50 ms to show how
+ long its event loop is blocked meanwhile.
 
 Safety: every packet stays on loopback (etcd on 127.0.0.1, VTEPs 127.0.0.1
 and 127.1.X.Y, a free UDP port for VXLAN). Processes started here are
 stopped by PID; the namespace vswitchd creates is checked and deleted if it
-is still there; etcd's data dir is removed. Also on error and Ctrl-C.
+is still there; the temporary dir (etcd's data, logs) is removed. Also on
+error and Ctrl-C. Exit status 2: vswitchd did not start.
 """
 import argparse
 import base64
@@ -731,7 +745,7 @@ def run(args, cl, R):
     if not args.no_baseline:
         log("baseline: vswitchd against an empty network")
         b = Vswitchd(cl, tmp, tag + "b", tag + "b", net + "-empty", etcd_url, vxlan_port,
-                     args.vswitchd_log_level)
+                 args.vswitchd_log_level)
         ready = b.start(args.ready_timeout)
         time.sleep(0.5)
         st = proc_status(b.p.pid)
@@ -740,7 +754,7 @@ def run(args, cl, R):
                          "hwm_kb": st.get("VmHWM"), "stop_s": round(dt, 2), "exit": rc,
                          "netns_left": left}
     vsw = Vswitchd(cl, tmp, tag, tag, net, etcd_url, vxlan_port,
-                     args.vswitchd_log_level)
+                 args.vswitchd_log_level)
     log("starting vswitchd: %s" % " ".join(vsw.argv))
     R["vswitchd_argv"] = " ".join(vsw.argv)
     try:
@@ -1048,7 +1062,8 @@ def table(R):
         row("(1) keys, txns, keys/s", "%s, %s, %s" % (L["keys"], L["txns"], L["keys_per_s"]))
         row("(1) etcd db / RSS after load (MB)", "%.1f / %.1f" % ((L["etcd_db_bytes"] or 0) / 1e6, (L["etcd_rss_bytes"] or 0) / 1e6))
     if "vswitchd_error" in R:
-        row("(2) vswitchd", "FAILED: " + R["vswitchd_error"].splitlines()[0])
+        lines = [l for l in R["vswitchd_error"].splitlines() if l.strip()]
+        row("(2) vswitchd", "FAILED: " + lines[-1][:160])
     if "vswitchd_failed_left" in R:
         row("(2) after the failed start: own host key, netns left", "%s, %s" % (
             R["vswitchd_failed_left"]["own_host_key"], R["vswitchd_failed_left"]["netns"]))
@@ -1157,6 +1172,8 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (vswitchd creates a namespace and a TAP)")
+    if args.preload is not None and not 0 < args.preload <= args.ports_per_host:
+        sys.exit("--preload must be 1..--ports-per-host")
     if args.keepalive_period >= args.sim_ttl:
         sys.exit("--keepalive-period must be below --sim-ttl")
     signal.signal(signal.SIGTERM, on_sigterm)

@@ -165,6 +165,9 @@ pub struct PortManager {
     /// Directory mode: the etcd client, and the address each port claimed.
     directory: Option<Joined>,
     claims: BTreeMap<String, Ipv4Addr>,
+    /// Namespaces a dead instance of this name created (its state file),
+    /// not yet taken over.
+    inherited: std::collections::BTreeSet<String>,
 }
 
 /// This host in the overlay's directory.
@@ -185,6 +188,66 @@ impl PortManager {
             namespaces: BTreeMap::new(),
             directory,
             claims: BTreeMap::new(),
+            inherited: Default::default(),
+        }
+    }
+
+    /// Reads what a dead instance of this name left (its state file):
+    /// namespaces it created become ours when a port uses them
+    /// ([`PortManager::open_port`]); [`PortManager::drop_unwanted`]
+    /// deletes the rest.
+    fn inherit(&mut self) {
+        if let Some(s) = crate::state::read(&self.cfg.name) {
+            tracing::warn!(
+                pid = s.pid,
+                "instance {} did not exit cleanly; taking over what it created: {}",
+                self.cfg.name,
+                if s.created_netns.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    format!("namespaces {}", s.created_netns.join(", "))
+                }
+            );
+            self.inherited = s.created_netns.into_iter().collect();
+        }
+    }
+
+    /// Deletes the namespaces a dead instance created that no port uses
+    /// now, and records this instance's state.
+    fn drop_unwanted(&mut self) {
+        for name in std::mem::take(&mut self.inherited) {
+            // (Already gone: nothing to do.)
+            if let Ok(mut ns) = Netns::open(&name) {
+                ns.adopt();
+                match ns.delete() {
+                    Ok(()) => tracing::info!(
+                        netns = %name,
+                        "deleted namespace left by the previous instance (no port uses it now)"
+                    ),
+                    Err(e) => tracing::error!("{e}"),
+                }
+            }
+        }
+        self.save_state();
+    }
+
+    /// Rewrites the state file: the namespaces this instance created.
+    fn save_state(&self) {
+        let state = crate::state::State {
+            pid: std::process::id(),
+            created_netns: self
+                .namespaces
+                .iter()
+                .filter(|(_, n)| n.created())
+                .map(|(name, _)| name.clone())
+                .chain(self.inherited.iter().cloned())
+                .collect(),
+        };
+        if let Err(e) = crate::state::write(&self.cfg.name, &state) {
+            tracing::warn!(
+                "cannot write {}: {e} (a crash would leak the namespaces created)",
+                crate::state::path(&self.cfg.name).display()
+            );
         }
     }
 
@@ -242,7 +305,7 @@ impl PortManager {
         // whether vswitchd created it was decided once and moves with the
         // handle. Opening it again would replace that handle, and dropping
         // the old one would delete the namespace under the new port.
-        let (ns, held_before) = match self.namespaces.remove(ns_name) {
+        let (mut ns, held_before) = match self.namespaces.remove(ns_name) {
             Some(old) if old.still_named() => (old, true),
             Some(mut gone) => {
                 gone.keep(); // deleted underneath: nothing of ours to delete
@@ -250,6 +313,10 @@ impl PortManager {
             }
             None => (Netns::open_or_create(ns_name)?, false),
         };
+        if self.inherited.remove(ns_name) && !ns.created() {
+            tracing::info!(netns = %ns_name, "adopting namespace created by the previous instance");
+            ns.adopt();
+        }
         let created = ns.created();
         let (tap, mac) = match setup_port(&self.cfg, &ns, addr) {
             Ok(v) => v,
@@ -271,6 +338,7 @@ impl PortManager {
             self.cfg.subnet.prefix_len
         );
         self.namespaces.insert(ns_name.to_string(), ns);
+        self.save_state();
         let info = PortInfo {
             name: ns_name.to_string(),
             ifname: self.cfg.ifname.clone(),
@@ -297,6 +365,14 @@ impl PortManager {
                 tracing::error!("{e}");
                 failures += 1;
             }
+        }
+        // What was created is deleted (or kept on purpose) now: a later
+        // start has nothing to take over, unless a failed start left what
+        // a dead instance created untouched.
+        if self.inherited.is_empty() {
+            crate::state::remove(&self.cfg.name);
+        } else {
+            self.save_state();
         }
         failures
     }
@@ -330,6 +406,7 @@ impl PortControl<AnyPort> for PortManager {
             } else if let Err(e) = n.delete() {
                 tracing::error!("{e}");
             }
+            self.save_state();
         }
     }
 
@@ -681,6 +758,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     // On error, every port opened so far is dropped with `manager` and
     // `opened`: TAPs closed, created namespaces deleted.
     let mut manager = PortManager::new(&cfg, joined);
+    manager.inherit();
     if manager.directory.is_some() {
         claim_ports(&mut manager, &mut cfg)?;
     }
@@ -696,6 +774,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             }
         }
     }
+    manager.drop_unwanted();
 
     let clock = Clock::new();
     let gateway = Gateway::new(gateway_config(&cfg, lan_mac, uplink.as_ref()), clock.now());

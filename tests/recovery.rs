@@ -226,3 +226,28 @@ fn a_non_root_vswitchctl_is_refused_with_a_reason() {
     );
     assert!(d.ctl(&["status"]).status.success());
 }
+
+#[test]
+fn after_kill_9_a_restart_takes_over_what_the_dead_instance_created() {
+    if !root_or_skip("after_kill_9_a_restart_takes_over_what_the_dead_instance_created") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let name = unique("kr");
+    let mut d1 = Daemon::start_named(&name, &["--ports", &ns.csv()]);
+    let state = format!("/run/vswitchd/{name}.state");
+    let written = std::fs::read_to_string(&state).unwrap();
+    assert!(written.contains(&ns.0[0]) && written.contains(&ns.0[1]), "{written}");
+    d1.kill9();
+    assert!(netns_exists(&ns.0[0]) && netns_exists(&ns.0[1]));
+    // The same name again, with only the first port: that namespace is
+    // adopted, the other one (no port uses it) deleted at once.
+    let d2 = Daemon::start_named(&name, &["--ports", &ns.0[0]]);
+    assert!(!netns_exists(&ns.0[1]), "{}", d2.log());
+    assert!(ping(&ns.0[0], "192.168.88.1"), "{}", d2.log());
+    assert!(d2.log().contains("did not exit cleanly"), "{}", d2.log());
+    d2.stop();
+    // Its clean exit deletes the adopted namespace and the state file.
+    assert!(!netns_exists(&ns.0[0]));
+    assert!(!std::path::Path::new(&state).exists());
+}

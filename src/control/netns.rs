@@ -168,6 +168,12 @@ impl Netns {
         }
     }
 
+    /// Takes the namespace over as if this process had created it (a dead
+    /// instance of ours did: see [`crate::state`]); deleted on drop.
+    pub fn adopt(&mut self) {
+        self.created = true;
+    }
+
     /// Do not delete the namespace on drop (`--keep-netns`).
     pub fn keep(&mut self) {
         self.keep = true;
