@@ -792,6 +792,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         ifname: u.ifname().to_string(),
         port: u,
         counters: Default::default(),
+        state: crate::datapath::LinkState::Up,
+        since: clock.now(),
     });
     let mut sw = Switch::new(
         Fdb::new(cfg.aging_secs * 1000, cfg.fdb_max),

@@ -13,10 +13,11 @@
 //! The [`Clock`] is read here and passed down as a parameter.
 
 use crate::control::api::PortControl;
+use crate::control::netlink::{LinkEvent, LinkWatch};
 use crate::control::server::{Outcome, Server};
 use crate::control::{self, Instance};
-use crate::datapath::{RX_BUDGET, Switch};
-use crate::port::Port;
+use crate::datapath::{LinkState, RX_BUDGET, Switch};
+use crate::port::{Port, Uplink};
 use crate::switch::{Millis, PortId};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signalfd::SignalFd;
@@ -51,6 +52,7 @@ const TOKEN_CONTROL: u64 = 1;
 const TOKEN_UPLINK: u64 = 2;
 const TOKEN_METRICS: u64 = 3;
 const TOKEN_DIRECTORY: u64 = 4;
+const TOKEN_LINKS: u64 = 5;
 /// Metrics-connection tokens: `TOKEN_METRICS_BASE + connection id`.
 pub const TOKEN_METRICS_BASE: u64 = 2 << 32;
 /// Control-connection tokens: `TOKEN_CLIENT_BASE + client id`.
@@ -93,7 +95,7 @@ enum Next {
 }
 
 /// Runs the event loop until SIGINT or SIGTERM arrives on `signals`.
-pub fn run<P: Port + AsFd, U: Port + AsFd>(
+pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
     sw: &mut Switch<P, U>,
     mut parts: LoopParts<'_, P>,
 ) -> io::Result<()> {
@@ -105,8 +107,14 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
         watch(m.listener_fd(), TOKEN_METRICS)?;
     }
     register_new_ports(sw, &epoll)?;
+    // The uplink, and rtnetlink's link announcements to follow it (down,
+    // up, deleted, created again).
+    let mut links = None;
     if let Some(u) = sw.uplink() {
         watch(u.port.as_fd(), TOKEN_UPLINK)?;
+        let w = LinkWatch::open()?;
+        epoll.add(w.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LINKS))?;
+        links = Some(w);
     }
     if let Some(fd) = parts.port_ctl.directory_fd() {
         watch(fd, TOKEN_DIRECTORY)?;
@@ -160,6 +168,12 @@ pub fn run<P: Port + AsFd, U: Port + AsFd>(
             spin_until = Some(t + parts.busy_poll);
         }
         for ev in &events[..n] {
+            if ev.data() == TOKEN_LINKS {
+                if let Some(w) = links.as_mut() {
+                    follow_uplink(sw, w, &epoll, now)?;
+                }
+                continue;
+            }
             if ev.data() == TOKEN_DIRECTORY {
                 for u in parts.port_ctl.directory_updates() {
                     crate::overlay::apply(sw, u, &mut sync);
@@ -200,6 +214,114 @@ fn run_timers<P: Port, U: Port>(
     let gw_next = sw.poll_gateway(now);
     let fdb_next = sw.fdb().next_expiry().unwrap_or(u64::MAX);
     fdb_next.min(gw_next).min(now + 1000).max(now + 1)
+}
+
+/// Follows the uplink's interface from rtnetlink's announcements: down or
+/// deleted, frames to it are dropped (`uplink_down`); up again, or created
+/// again under its name, it is used (opened anew if it was deleted) and the
+/// gateway announces itself there. Each transition is logged once.
+fn follow_uplink<P: Port, U: Uplink + AsFd>(
+    sw: &mut Switch<P, U>,
+    links: &mut LinkWatch,
+    epoll: &Epoll,
+    now: Millis,
+) -> io::Result<()> {
+    let mut events = Vec::new();
+    if let Err(e) = links.drain(|ev| events.push(ev)) {
+        // Announcements were lost (ENOBUFS): look at the link itself.
+        tracing::warn!("link announcements lost ({e}); checking the uplink");
+        if let Some(u) = sw.uplink() {
+            let name = u.ifname.clone();
+            match nix::net::if_::if_nametoindex(name.as_str()) {
+                Ok(index) => events.push(LinkEvent {
+                    index,
+                    name: Some(name),
+                    up: true,
+                    deleted: false,
+                }),
+                Err(_) => events.push(LinkEvent {
+                    index: u.port.index(),
+                    name: Some(name),
+                    up: false,
+                    deleted: true,
+                }),
+            }
+        }
+    }
+    for ev in events {
+        let Some(u) = sw.uplink_mut() else {
+            return Ok(());
+        };
+        let ours = ev.index == u.port.index() && u.state != LinkState::Gone;
+        if !ours && ev.name.as_deref() != Some(u.ifname.as_str()) {
+            continue; // another interface
+        }
+        let was = u.state;
+        if ev.deleted {
+            if ours {
+                let _ = epoll.delete(u.port.as_fd());
+                u.state = LinkState::Gone;
+            }
+        } else if !ours {
+            // An interface of the uplink's name, new (created again).
+            if !ev.up {
+                continue; // wait until it is up
+            }
+            match u.port.reopen() {
+                Ok(new) => {
+                    if was == LinkState::Up {
+                        let _ = epoll.delete(u.port.as_fd());
+                    }
+                    u.port = new;
+                    epoll.add(
+                        u.port.as_fd(),
+                        EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_UPLINK),
+                    )?;
+                    u.state = LinkState::Up;
+                }
+                Err(e) => {
+                    tracing::warn!("uplink {} is back but cannot be opened: {e}", u.ifname);
+                    continue;
+                }
+            }
+        } else {
+            u.state = if ev.up {
+                LinkState::Up
+            } else {
+                LinkState::Down
+            };
+            // A socket on a link that is down reports errors, not frames:
+            // out of the epoll set until the link is up again.
+            match (was, u.state) {
+                (LinkState::Up, LinkState::Down) => {
+                    let _ = epoll.delete(u.port.as_fd());
+                }
+                (LinkState::Down, LinkState::Up) => epoll.add(
+                    u.port.as_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_UPLINK),
+                )?,
+                _ => {}
+            }
+        }
+        if u.state == was {
+            continue;
+        }
+        u.since = now;
+        let name = u.ifname.clone();
+        match u.state {
+            LinkState::Up => {
+                tracing::info!("uplink {name} is up again; forwarding to it resumes");
+                sw.uplink_back(now);
+            }
+            LinkState::Down => tracing::warn!(
+                "uplink {name} is down; frames to it are dropped (uplink_down) until it is up"
+            ),
+            LinkState::Gone => tracing::warn!(
+                "uplink {name} was deleted; frames to it are dropped (uplink_down) until an interface of that name is back"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Hands one epoll event to its owner.

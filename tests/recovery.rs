@@ -237,7 +237,10 @@ fn after_kill_9_a_restart_takes_over_what_the_dead_instance_created() {
     let mut d1 = Daemon::start_named(&name, &["--ports", &ns.csv()]);
     let state = format!("/run/vswitchd/{name}.state");
     let written = std::fs::read_to_string(&state).unwrap();
-    assert!(written.contains(&ns.0[0]) && written.contains(&ns.0[1]), "{written}");
+    assert!(
+        written.contains(&ns.0[0]) && written.contains(&ns.0[1]),
+        "{written}"
+    );
     d1.kill9();
     assert!(netns_exists(&ns.0[0]) && netns_exists(&ns.0[1]));
     // The same name again, with only the first port: that namespace is
@@ -250,4 +253,98 @@ fn after_kill_9_a_restart_takes_over_what_the_dead_instance_created() {
     // Its clean exit deletes the adopted namespace and the state file.
     assert!(!netns_exists(&ns.0[0]));
     assert!(!std::path::Path::new(&state).exists());
+}
+
+#[test]
+fn an_uplink_deleted_and_created_again_is_taken_back_with_the_nat_table() {
+    if !root_or_skip("an_uplink_deleted_and_created_again_is_taken_back_with_the_nat_table") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let d = start_with_uplink(&ns, &wan, &[]);
+    let state = || {
+        let st = d.ctl_json(&["status"]);
+        st["gateway_port"]["uplink"]["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(state(), "up");
+    assert!(ping(&ns.0[0], WAN_HOST), "{}", d.log());
+    let flows = d.ctl_json(&["status"])["gateway_port"]["nat"]["flows"].clone();
+
+    // Down and up again.
+    run_ok("ip", &["link", "set", &wan.uplink, "down"]);
+    assert!(
+        wait_until(Duration::from_secs(2), || state() == "down"),
+        "{}",
+        d.log()
+    );
+    assert!(!ping(&ns.0[0], WAN_HOST));
+    let st = d.ctl_json(&["status"]);
+    assert!(
+        st["gateway_port"]["uplink"]["drops"]["uplink_down"].as_u64() >= Some(1),
+        "{st}"
+    );
+    run_ok("ip", &["link", "set", &wan.uplink, "up"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || state() == "up"),
+        "{}",
+        d.log()
+    );
+    assert!(wait_until(Duration::from_secs(10), || ping(
+        &ns.0[0], WAN_HOST
+    )));
+
+    // Deleted, then created again with the same name and peer.
+    run_ok("ip", &["link", "del", &wan.uplink]);
+    assert!(
+        wait_until(Duration::from_secs(2), || state() == "gone"),
+        "{}",
+        d.log()
+    );
+    run_ok(
+        "ip",
+        &[
+            "link",
+            "add",
+            &wan.uplink,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &wan.ns,
+        ],
+    );
+    run_ok(
+        "ip",
+        &["-n", &wan.ns, "addr", "add", "10.99.0.1/24", "dev", "eth0"],
+    );
+    run_ok("ip", &["-n", &wan.ns, "link", "set", "eth0", "up"]);
+    run_ok("ip", &["link", "set", &wan.uplink, "up"]);
+    let t0 = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(15), || ping(&ns.0[0], WAN_HOST)),
+        "{}",
+        d.log()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(15));
+    assert_eq!(state(), "up");
+    // The NAT table was not flushed on the way (the ping's flow is there).
+    assert!(
+        d.ctl_json(&["status"])["gateway_port"]["nat"]["flows"].as_u64() >= flows.as_u64(),
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    assert_eq!(
+        log.matches("was deleted; frames to it are dropped").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("is up again"), "{log}");
+    d.stop();
 }

@@ -369,8 +369,10 @@ fn print_status(result: serde_json::Value) -> Result<(), String> {
     match &g.uplink {
         Some(u) => {
             println!(
-                "uplink {} {} address {}: rx {} pkts {} bytes, tx {} pkts {} bytes",
+                "uplink {} ({} for {} s) {} address {}: rx {} pkts {} bytes, tx {} pkts {} bytes",
                 u.ifname,
+                u.state,
+                u.state_secs,
                 u.mac,
                 u.address.as_deref().unwrap_or("(none yet)"),
                 u.rx_packets,

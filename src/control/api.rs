@@ -77,7 +77,7 @@ fn nat_summary<P: Port, U: Port>(sw: &Switch<P, U>) -> Option<NatSummary> {
     })
 }
 
-fn gateway_report<P: Port, U: Port>(sw: &Switch<P, U>) -> GatewayReport {
+fn gateway_report<P: Port, U: Port>(sw: &Switch<P, U>, now: Millis) -> GatewayReport {
     let g = sw.gateway();
     let st = g.stats();
     let mut drops: BTreeMap<String, u64> = st
@@ -93,6 +93,8 @@ fn gateway_report<P: Port, U: Port>(sw: &Switch<P, U>) -> GatewayReport {
         address: g.lan_ip().to_string(),
         uplink: sw.uplink().map(|u| UplinkReport {
             ifname: u.ifname.clone(),
+            state: u.state.name().to_string(),
+            state_secs: now.saturating_sub(u.since) / 1000,
             mac: g.wan_mac().unwrap_or_default(),
             address: g.wan_addr().map(|(a, l)| format!("{a}/{l}")),
             rx_packets: u.counters.rx_packets,
@@ -296,7 +298,7 @@ pub fn handle<P: Port, U: Port>(
     // Keep what is shown consistent with what forwarding sees.
     sw.fdb_expire(now);
     let r = match req {
-        Request::Status => Ok(Reply::ok(status(sw, inst))),
+        Request::Status => Ok(Reply::ok(status(sw, inst, now))),
         // Streamed by `handle_bytes` (see `views`); never reach here.
         Request::NatShow | Request::FdbShow => Err("a view is streamed".to_string()),
         Request::Ports => Ok(Reply::ok(
@@ -357,7 +359,7 @@ fn port_id<P: Port, U: Port>(sw: &Switch<P, U>, name: &str) -> Result<PortId, St
         .ok_or_else(|| format!("no port named {name}"))
 }
 
-fn status<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> StatusReply {
+fn status<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance, now: Millis) -> StatusReply {
     StatusReply {
         name: inst.name.clone(),
         pid: std::process::id(),
@@ -370,7 +372,7 @@ fn status<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> StatusReply {
         captures: sw.captures().tokens().len(),
         capture_dropped: sw.captures().dropped(),
         fdb: summary(sw),
-        gateway_port: gateway_report(sw),
+        gateway_port: gateway_report(sw, now),
     }
 }
 

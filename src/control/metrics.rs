@@ -151,6 +151,19 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
         "1 when the uplink has an address.",
     );
     o.val("uplink_has_address", "", g.wan_addr().is_some() as u64);
+    if let Some(u) = sw.uplink() {
+        o.head(
+            "uplink_up",
+            "gauge",
+            "1 while the uplink interface is up with a carrier; 0 while down or deleted (see the state label).",
+        );
+        let label = format!("state=\"{}\"", u.state.name());
+        o.val(
+            "uplink_up",
+            &label,
+            (u.state == crate::datapath::LinkState::Up) as u64,
+        );
+    }
 
     if let Some(n) = g.nat() {
         let ns = n.stats();

@@ -145,3 +145,97 @@ impl Netlink {
         }
     }
 }
+
+/// A change of a network interface, as rtnetlink announces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkEvent {
+    pub index: u32,
+    /// The interface's name (`None` if the message did not carry it).
+    pub name: Option<String>,
+    /// Administratively up (`IFF_UP`) and with a carrier (`IFF_RUNNING`).
+    pub up: bool,
+    /// The interface was deleted (`RTM_DELLINK`).
+    pub deleted: bool,
+}
+
+/// A non-blocking rtnetlink socket subscribed to link changes
+/// (`RTNLGRP_LINK`) in the namespace it was opened in: the uplink's
+/// lifecycle (down, up, deleted, created again) without polling.
+pub struct LinkWatch {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+/// `RTMGRP_LINK`: the link group's bit for `bind`.
+const RTMGRP_LINK: u32 = 1;
+
+impl LinkWatch {
+    pub fn open() -> io::Result<LinkWatch> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind(&SocketAddr::new(0, RTMGRP_LINK))?;
+        sock.set_non_blocking(true)?;
+        Ok(LinkWatch {
+            sock,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Reads every waiting announcement and hands each link change to `f`.
+    /// A message that cannot be parsed is skipped. If the kernel dropped
+    /// announcements (the socket's buffer overflowed, `ENOBUFS`), `f` gets
+    /// nothing for them: the caller should check the link itself then;
+    /// `Err` carries that case.
+    pub fn drain(&mut self, mut f: impl FnMut(LinkEvent)) -> io::Result<()> {
+        loop {
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut off = 0;
+            while off < n {
+                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
+                else {
+                    break;
+                };
+                let step = msg.header.length as usize;
+                let (link, deleted) = match msg.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                        (Some(l), false)
+                    }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                        (Some(l), true)
+                    }
+                    _ => (None, false),
+                };
+                if let Some(l) = link {
+                    let name = l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    });
+                    let flags = l.header.flags;
+                    f(LinkEvent {
+                        index: l.header.index,
+                        name,
+                        up: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running),
+                        deleted,
+                    });
+                }
+                if step == 0 {
+                    break;
+                }
+                off += step;
+            }
+        }
+    }
+}
+
+impl std::os::fd::AsFd for LinkWatch {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the socket's fd stays open as long as `self` (the
+        // borrow's lifetime).
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.sock.as_raw_fd()) }
+    }
+}

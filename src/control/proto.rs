@@ -140,6 +140,12 @@ pub struct GatewayReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UplinkReport {
     pub ifname: String,
+    /// `up`, `down` (no carrier, or set down) or `gone` (deleted).
+    #[serde(default)]
+    pub state: String,
+    /// Seconds in that state.
+    #[serde(default)]
+    pub state_secs: u64,
     pub mac: MacAddr,
     /// `null` while DHCP has not given one.
     pub address: Option<String>,

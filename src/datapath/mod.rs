@@ -18,7 +18,7 @@ mod ports;
 mod tx;
 
 use ports::LogLimit;
-pub use ports::{PortCounters, PortInfo, PortSlot, UplinkSlot};
+pub use ports::{LinkState, PortCounters, PortInfo, PortSlot, UplinkSlot};
 use tx::{flood, log_learning, record, send_counted, transmit};
 
 use crate::capture::{Captures, Point, Session};
@@ -431,7 +431,18 @@ impl<P: Port, U: Port> Switch<P, U> {
                         captures.record(frame, || std::iter::once(Point::Uplink));
                     }
                     if let Some(u) = uplink.as_mut() {
-                        send_counted(&mut u.port, &mut u.counters, &hdr, whole, scratch, scratch2);
+                        if u.state == LinkState::Up {
+                            send_counted(
+                                &mut u.port,
+                                &mut u.counters,
+                                &hdr,
+                                whole,
+                                scratch,
+                                scratch2,
+                            );
+                        } else {
+                            u.counters.drops.add(DropReason::UplinkDown);
+                        }
                     }
                 }
             }
@@ -541,6 +552,18 @@ impl<P: Port, U: Port> Switch<P, U> {
     }
     pub fn uplink(&self) -> Option<&UplinkSlot<U>> {
         self.uplink.as_ref()
+    }
+    /// The uplink, to follow its interface's state (the event loop).
+    pub fn uplink_mut(&mut self) -> Option<&mut UplinkSlot<U>> {
+        self.uplink.as_mut()
+    }
+    /// The uplink is up again (or a new interface of its name was opened):
+    /// the gateway announces itself there, forgets the neighbours it had
+    /// (they may have changed) and asks DHCP again if it uses DHCP.
+    pub fn uplink_back(&mut self, now: Millis) {
+        self.gateway.uplink_back(&mut self.outbox);
+        self.log_gateway_events();
+        self.flush_outbox(now);
     }
     pub fn captures(&self) -> &Captures {
         &self.captures

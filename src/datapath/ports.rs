@@ -84,4 +84,31 @@ pub struct UplinkSlot<U> {
     pub port: U,
     pub ifname: String,
     pub counters: PortCounters,
+    /// Up, down or gone, and since when (loop time).
+    pub state: LinkState,
+    pub since: Millis,
+}
+
+/// The uplink interface's state, from rtnetlink's announcements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Up with a carrier: frames go out.
+    #[default]
+    Up,
+    /// Down, or no carrier: frames to it are dropped (`uplink_down`).
+    Down,
+    /// Deleted: frames to it are dropped until an interface of that name
+    /// is back, which is then opened again.
+    Gone,
+}
+
+impl LinkState {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::Gone => "gone",
+        }
+    }
 }

@@ -110,6 +110,19 @@ impl Gateway {
         next.max(now)
     }
 
+    /// The uplink came back (up again, or a new interface of its name):
+    /// neighbours there are forgotten (they may have changed) and the
+    /// gateway announces itself there. The address stays, and so does the
+    /// NAT table: a DHCP lease is kept and renewed as usual (as RFC 2131
+    /// clients keep a lease across a carrier loss); restarting DHCP would
+    /// drop the address for a moment and every flow with it. A server that
+    /// no longer knows the lease lets it end, and a new one is asked for.
+    pub fn uplink_back(&mut self, out: &mut Outbox) {
+        let Some(w) = self.wan.as_mut() else { return };
+        w.neigh.flush();
+        self.gratuitous_arp(Side::Wan, out);
+    }
+
     /// Announces the gateway: gratuitous ARP on the LAN (and the uplink).
     pub fn announce(&mut self, out: &mut Outbox) {
         self.gratuitous_arp(Side::Lan, out);

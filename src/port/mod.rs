@@ -170,6 +170,15 @@ pub trait Port {
     }
 }
 
+/// An uplink that can be opened again by its name, after its interface
+/// was deleted and created again (the event loop watches link changes).
+pub trait Uplink: Port + Sized {
+    fn name(&self) -> &str;
+    /// The interface index it is bound to.
+    fn index(&self) -> u32;
+    fn reopen(&self) -> io::Result<Self>;
+}
+
 /// The ports a running daemon has: TAPs in namespaces and, with an
 /// overlay, one VXLAN endpoint.
 pub enum AnyPort {

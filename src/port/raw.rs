@@ -36,6 +36,7 @@ pub enum RawError {
 pub struct RawPort {
     fd: OwnedFd,
     ifname: String,
+    index: u32,
     mtu: usize,
 }
 
@@ -127,8 +128,15 @@ impl RawPort {
         Ok(RawPort {
             fd,
             ifname: ifname.into(),
+            index,
             mtu,
         })
+    }
+
+    /// The interface's index when it was opened (one deleted and created
+    /// again under the same name has a new index).
+    pub fn index(&self) -> u32 {
+        self.index
     }
 
     pub fn ifname(&self) -> &str {
@@ -148,6 +156,18 @@ impl AsRawFd for RawPort {
 impl AsFd for RawPort {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+impl super::Uplink for RawPort {
+    fn name(&self) -> &str {
+        &self.ifname
+    }
+    fn index(&self) -> u32 {
+        self.index
+    }
+    fn reopen(&self) -> io::Result<Self> {
+        RawPort::open(&self.ifname).map_err(io::Error::other)
     }
 }
 

@@ -51,10 +51,12 @@ pub enum DropReason {
     /// From a secured port, with a source MAC or IPv4/ARP sender that is
     /// not the port's own (`--port-security`).
     SpoofedSource,
+    /// To the uplink while its interface is down or gone.
+    UplinkDown,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 }
 
 impl Reason for DropReason {
@@ -68,6 +70,7 @@ impl Reason for DropReason {
         DropReason::BadOffload,
         DropReason::OverlayGateway,
         DropReason::SpoofedSource,
+        DropReason::UplinkDown,
     ];
 
     /// Stable snake_case name used in `vswitchctl` output and JSON.
@@ -82,6 +85,7 @@ impl Reason for DropReason {
             DropReason::BadOffload => "bad_offload",
             DropReason::OverlayGateway => "overlay_gateway",
             DropReason::SpoofedSource => "spoofed_source",
+            DropReason::UplinkDown => "uplink_down",
         }
     }
 
