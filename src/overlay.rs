@@ -134,19 +134,23 @@ fn port_down<P: Port, U: Port>(sw: &mut Switch<P, U>, ip: Ipv4Addr) {
 
 /// Replaces everything remote with `s`; returns the records rejected.
 fn resync<P: Port, U: Port>(sw: &mut Switch<P, U>, s: &Snapshot) -> usize {
+    // Sets, not scans: a resync of 100,000 ports must not be quadratic
+    // (it runs on the datapath's thread).
+    let wanted: std::collections::HashSet<Ipv4Addr> = s.ports.iter().map(|p| p.ip).collect();
     let known: Vec<(Ipv4Addr, MacAddr)> = sw
         .directory()
         .map(|d| d.remote_entries().collect())
         .unwrap_or_default();
     for (ip, _) in known {
-        if !s.ports.iter().any(|p| p.ip == ip) {
+        if !wanted.contains(&ip) {
             port_down(sw, ip);
         }
     }
     if let Some(v) = vxlan(sw) {
         let hosts: Vec<Ipv4Addr> = v.hosts().collect();
+        let wanted: std::collections::HashSet<Ipv4Addr> = s.hosts.iter().map(|h| h.vtep).collect();
         for h in hosts {
-            if !s.hosts.iter().any(|x| x.vtep == h) {
+            if !wanted.contains(&h) {
                 v.remove_host(h);
             }
         }

@@ -17,7 +17,7 @@ use super::session::{
 use super::{DirConfig, DirError, DirStatus, NetworkRecord, PortRecord, Snapshot, Update, lock};
 use crate::wire::MacAddr;
 use crate::wire::ipv4::Ipv4Net;
-use etcd_client::{Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, WatchResponse};
+use etcd_client::{Compare, CompareOp, EventType, Txn, TxnOp, WatchResponse};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -406,16 +406,11 @@ impl Worker {
         let mut lost = BTreeSet::new();
         for _ in 0..FREE_RACES {
             let link = &mut conn.link;
-            let resp = link
-                .client
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-                .await
-                .map_err(|e| link.fail(format!("reading {prefix}"), e))?;
             let mut taken = lost.clone();
             let mut previous = None;
-            for kv in resp.kvs() {
+            super::session::read_prefix(link, &prefix, |kv| {
                 let Some(Key::Port(ip)) = records::parse_key(&net, kv.key()) else {
-                    continue;
+                    return;
                 };
                 taken.insert(ip);
                 if let Ok(r) = records::decode_port(kv.key(), ip, kv.value())
@@ -427,7 +422,8 @@ impl Worker {
                 {
                     previous = Some(ip);
                 }
-            }
+            })
+            .await?;
             let ip = previous
                 .or_else(|| records::first_free(subnet, &taken, &skip))
                 .ok_or(DirError::Exhausted { subnet })?;
@@ -458,6 +454,7 @@ impl Worker {
     /// the while. None: stop was asked for.
     async fn reconnect(&mut self, cmds: &mut UnboundedReceiver<Cmd>, old: i64) -> Option<Conn> {
         let mut delay = BACKOFF_START;
+        let mut last_error: Option<String> = None;
         loop {
             let wait = sleep(delay);
             tokio::pin!(wait);
@@ -515,7 +512,17 @@ impl Worker {
                     return Some(est.conn);
                 }
                 Err(e) => {
-                    tracing::debug!("etcd still unreachable: {e}; next try in {delay:?}");
+                    // Unreachable is what "lost" already said; anything
+                    // else (etcd answers but refuses) is news, once.
+                    let msg = e.to_string();
+                    if !matches!(e, DirError::Unreachable { .. })
+                        && last_error.as_ref() != Some(&msg)
+                    {
+                        tracing::warn!("etcd answers but re-registering failed: {msg}; retrying");
+                    } else {
+                        tracing::debug!("etcd still unreachable: {e}; next try in {delay:?}");
+                    }
+                    last_error = Some(msg);
                     delay = (delay * 2).min(BACKOFF_CAP);
                 }
             }

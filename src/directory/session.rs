@@ -326,26 +326,66 @@ pub(super) async fn claim_port(
     .await
 }
 
+/// Keys read per request: a page of port records is about 130 KB, far
+/// under gRPC's 4 MiB message limit (one read of a 100,000-port network
+/// is 14 MB and was refused).
+const PAGE: i64 = 1000;
+
+/// Reads every key under `prefix` in pages of [`PAGE`], all at the
+/// revision of the first page (one consistent view), handing each to `f`.
+/// Returns that revision.
+pub(super) async fn read_prefix(
+    link: &mut Link,
+    prefix: &str,
+    mut f: impl FnMut(&KeyValue),
+) -> Result<i64, DirError> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1; // the prefix ends in '/': the range end is the next byte
+    }
+    let mut from = prefix.as_bytes().to_vec();
+    let mut revision = 0;
+    loop {
+        let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if revision != 0 {
+            opts = opts.with_revision(revision);
+        }
+        let resp = link
+            .client
+            .get(from.clone(), Some(opts))
+            .await
+            .map_err(|e| link.fail(format!("reading {prefix}"), e))?;
+        if revision == 0 {
+            revision = resp.header().map_or(0, |h| h.revision());
+        }
+        for kv in resp.kvs() {
+            f(kv);
+        }
+        match resp.kvs().last() {
+            Some(kv) if resp.more() => {
+                from = kv.key().to_vec();
+                from.push(0); // the next key after it
+            }
+            _ => return Ok(revision),
+        }
+    }
+}
+
 /// The other hosts and ports now, and the revision they are at.
 pub(super) async fn read_snapshot(
     link: &mut Link,
     cfg: &DirConfig,
 ) -> Result<(Snapshot, i64), DirError> {
     let prefix = records::prefix(&cfg.network);
-    let resp = link
-        .client
-        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-        .await
-        .map_err(|e| link.fail(format!("reading {prefix}"), e))?;
-    let revision = resp.header().map_or(0, |h| h.revision());
     let mut snap = Snapshot::default();
-    for kv in resp.kvs() {
+    let revision = read_prefix(link, &prefix, |kv| {
         if let Err(e) =
             records::add_to_snapshot(&mut snap, &cfg.network, cfg.vtep, kv.key(), kv.value())
         {
             tracing::warn!("{e} (ignored)");
         }
-    }
+    })
+    .await?;
     Ok((snap, revision))
 }
 
