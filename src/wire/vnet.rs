@@ -500,4 +500,14 @@ mod tests {
             Err(VnetError::Malformed)
         );
     }
+
+    #[test]
+    fn cwr_stays_on_the_first_segment_only() {
+        let f = super_frame(&[5; 30], 0x80 | 0x18);
+        let mut flags = Vec::new();
+        segment_tcpv4(&f, 10, &mut Vec::new(), |s| flags.push(s[14 + 20 + 13])).unwrap();
+        assert_eq!(flags.len(), 3);
+        assert_eq!(flags[0] & 0x80, 0x80, "CWR on the first");
+        assert!(flags[1..].iter().all(|f| f & 0x80 == 0), "{flags:?}");
+    }
 }

@@ -348,4 +348,53 @@ mod tests {
         assert!(!finish_inner_checksum(&mut f));
         assert_eq!(f, before);
     }
+
+    #[test]
+    fn only_whole_ipv4_udp_tcp_with_a_partial_sum_is_finished() {
+        use crate::wire::build;
+        let (src, dst) = (
+            Ipv4Addr::new(192, 168, 88, 50),
+            Ipv4Addr::new(192, 168, 88, 11),
+        );
+        let ip = build::Ipv4 {
+            src,
+            dst,
+            proto: PROTO_UDP,
+            ttl: 64,
+            id: 1,
+            dont_frag: false,
+        };
+        let udp = |csum: [u8; 2]| {
+            let mut l4 = vec![0u8; 8 + 20];
+            l4[0..2].copy_from_slice(&1000u16.to_be_bytes());
+            l4[2..4].copy_from_slice(&2000u16.to_be_bytes());
+            l4[4..6].copy_from_slice(&28u16.to_be_bytes());
+            let mut f = build::ipv4_frame(MacAddr::BROADCAST, MacAddr::ZERO, ip, &l4);
+            f[ETH_HEADER_LEN + 26..ETH_HEADER_LEN + 28].copy_from_slice(&csum);
+            f
+        };
+        // UDP without a checksum (0): nothing to finish.
+        let mut f = udp([0, 0]);
+        let before = f.clone();
+        assert!(!finish_inner_checksum(&mut f));
+        assert_eq!(f, before);
+        // A partial sum, but in a fragment, or behind another ethertype.
+        let seed =
+            crate::wire::checksum::pseudo_header_v4(src.octets(), dst.octets(), PROTO_UDP, 28);
+        let partial = (!crate::wire::checksum::finish(seed)).to_be_bytes();
+        let mut frag = udp(partial);
+        frag[ETH_HEADER_LEN + 6] |= 0x20; // more fragments
+        ipv4::fill_ip_checksum(&mut frag[ETH_HEADER_LEN..], 20);
+        let before = frag.clone();
+        assert!(!finish_inner_checksum(&mut frag));
+        assert_eq!(frag, before);
+        let mut v6 = udp(partial);
+        v6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+        let before = v6.clone();
+        assert!(!finish_inner_checksum(&mut v6));
+        assert_eq!(v6, before);
+        // The same partial sum in a whole IPv4 datagram is finished.
+        let mut ok = udp(partial);
+        assert!(finish_inner_checksum(&mut ok));
+    }
 }
