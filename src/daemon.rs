@@ -810,11 +810,15 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             "overlay: VXLAN on {}:{}, peers {}",
             o.vtep,
             o.port,
-            o.peers
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            if o.directory {
+                "from the directory".to_string()
+            } else {
+                o.peers
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         );
         let id = sw.add_port(AnyPort::Vxlan(Box::new(v)), overlay_port_info(o));
         if let Some(j) = manager.directory.as_mut() {

@@ -58,10 +58,11 @@ fn vxlan<P: Port, U: Port>(sw: &mut Switch<P, U>) -> Option<&mut crate::port::vx
 }
 
 fn host_up<P: Port, U: Port>(sw: &mut Switch<P, U>, h: &HostRecord) {
-    if let Some(v) = vxlan(sw) {
-        v.add_host(h.vtep, Some(&h.name));
+    if let Some(v) = vxlan(sw)
+        && v.add_host(h.vtep, Some(&h.name))
+    {
+        tracing::info!(host = %h.name, "overlay: host {} joined", h.vtep);
     }
-    tracing::info!(host = %h.name, "overlay: host {} joined", h.vtep);
 }
 
 fn host_down<P: Port, U: Port>(sw: &mut Switch<P, U>, vtep: Ipv4Addr) {

@@ -202,16 +202,17 @@ impl Vxlan {
         Ok(v)
     }
 
-    /// Adds a peer VTEP (a host of the network), or names it if known.
-    pub fn add_host(&mut self, addr: Ipv4Addr, name: Option<&str>) {
+    /// Adds a peer VTEP (a host of the network), or names it if known;
+    /// whether it is new.
+    pub fn add_host(&mut self, addr: Ipv4Addr, name: Option<&str>) -> bool {
         if addr == self.cfg.vtep {
-            return;
+            return false;
         }
         if let Some(&slot) = self.by_addr.get(&addr) {
             if let (Some(p), Some(n)) = (self.peers[slot].as_mut(), name) {
                 p.name = Some(n.to_string());
             }
-            return;
+            return false;
         }
         let peer = Peer {
             addr,
@@ -231,6 +232,7 @@ impl Vxlan {
             }
         };
         self.by_addr.insert(addr, slot);
+        true
     }
 
     /// The peer VTEPs.
