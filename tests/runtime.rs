@@ -410,3 +410,40 @@ fn trace_explains_unicast_flood_and_a_routed_nat_frame() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("frame description"));
     d.stop();
 }
+
+#[test]
+fn list_abbreviations_fdb_port_filter_and_a_not_running_error_that_helps() {
+    if !root_or_skip("list_abbreviations_fdb_port_filter_and_a_not_running_error_that_helps") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let d = Daemon::start(&["--ports", &ns.csv()]);
+    assert!(ping(&ns.0[0], "192.168.88.12"));
+    let list = run_ok(VSWITCHCTL, &["list"]);
+    assert!(list.lines().any(|l| l.starts_with(&d.name)), "{list}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run_ok(VSWITCHCTL, &["--json", "list"])).unwrap();
+    assert_eq!(json[&d.name]["ports"], 2, "{json}");
+    // Abbreviated verbs, as clap infers them.
+    assert!(stdout(&d.ctl(&["stat"])).contains("192.168.88.0/24"));
+    // fdb show --port: only that port's rows.
+    let out = stdout(&d.ctl(&["fdb", "show", "--port", &ns.0[0]]));
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(':'))
+        .filter(|l| !l.starts_with("MAC table"))
+        .collect();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|l| l.starts_with(&ns.0[0])),
+        "{out}"
+    );
+    // An instance that is not running: the error names the ones that are.
+    let bad = run(VSWITCHCTL, &["--name", "nosuchinst", "status"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("no vswitchd instance named nosuchinst") && err.contains(&d.name),
+        "{err}"
+    );
+    d.stop();
+}

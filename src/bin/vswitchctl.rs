@@ -14,7 +14,7 @@ use vswitchd::wire::MacAddr;
 
 /// Inspect and steer a running vswitchd instance.
 #[derive(Parser, Debug)]
-#[command(name = "vswitchctl", version)]
+#[command(name = "vswitchctl", version, infer_subcommands = true)]
 struct Cli {
     /// Instance to talk to (its socket is /run/vswitchd/NAME.sock).
     #[arg(long, default_value = "vsw0", global = true)]
@@ -28,6 +28,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// The running instances (every control socket that answers).
+    List,
     /// Instance summary: ports, MAC table size and counters.
     Status,
     /// Ports with interface, MAC, address and counters.
@@ -130,7 +132,11 @@ enum NatCmd {
 #[derive(Subcommand, Debug)]
 enum FdbCmd {
     /// List entries (port, MAC, age in seconds or `static`) and table counters.
-    Show,
+    Show {
+        /// Only the entries of this port.
+        #[arg(long, value_name = "NS")]
+        port: Option<String>,
+    },
     /// Remove learned entries, of one port or all; static entries stay.
     Flush { port: Option<String> },
     /// Add a static entry: MAC always goes to PORT (never ages, never moves).
@@ -144,16 +150,76 @@ enum FdbCmd {
 fn connect(name: &str) -> Result<UnixStream, String> {
     let path = socket_path(name);
     UnixStream::connect(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
-            "no vswitchd instance named {name} is running ({}: {e})",
-            path.display()
-        ),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            let running = running_instances();
+            format!(
+                "no vswitchd instance named {name} is running ({}: {e}); {}",
+                path.display(),
+                if running.is_empty() {
+                    "none is running".to_string()
+                } else {
+                    format!("running: {} (pick one with --name)", running.join(", "))
+                }
+            )
+        }
         std::io::ErrorKind::PermissionDenied => format!(
             "permission denied on {}: the control socket is root's (mode 0600, and the daemon accepts only uid 0); run vswitchctl as root",
             path.display()
         ),
         _ => format!("cannot connect to {}: {e}", path.display()),
     })
+}
+
+/// Instances whose control socket accepts a connection, by name.
+fn running_instances() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(vswitchd::control::proto::RUN_DIR) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| f.strip_suffix(".sock").map(str::to_string))
+        .filter(|n| UnixStream::connect(socket_path(n)).is_ok())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `list`: each running instance with its subnet, ports and uptime.
+fn list(json: bool) -> Result<(), String> {
+    let mut rows = Vec::new();
+    for name in running_instances() {
+        match call(&name, &Request::Status) {
+            Ok(r) if r.ok => rows.push((name, r.result.unwrap_or_default())),
+            Ok(r) => rows.push((
+                name,
+                serde_json::json!({ "error": r.error.unwrap_or_default() }),
+            )),
+            Err(e) => rows.push((name, serde_json::json!({ "error": e }))),
+        }
+    }
+    if json {
+        let v: serde_json::Map<String, serde_json::Value> = rows.into_iter().collect();
+        println!("{}", serde_json::Value::Object(v));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no vswitchd instance is running");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<18} {:>5} {:>10}",
+        "NAME", "SUBNET", "PORTS", "UPTIME"
+    );
+    for (name, st) in rows {
+        match serde_json::from_value::<StatusReply>(st.clone()) {
+            Ok(s) => println!(
+                "{:<16} {:<18} {:>5} {:>9}s",
+                name, s.subnet, s.ports, s.uptime_secs
+            ),
+            Err(_) => println!("{name:<16} ({})", st["error"].as_str().unwrap_or("?")),
+        }
+    }
+    Ok(())
 }
 
 fn call(name: &str, req: &Request) -> Result<Reply, String> {
@@ -215,7 +281,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         Cmd::Port {
             cmd: PortCmd::Del { port },
         } => println!("port {port} removed"),
-        Cmd::Capture { .. } => {}
+        Cmd::Capture { .. } | Cmd::List => {}
         Cmd::Trace { .. } => {
             let r: vswitchd::control::proto::TraceReply = parse(result)?;
             for (i, s) in r.steps.iter().enumerate() {
@@ -253,8 +319,13 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             }
         }
         Cmd::Ports => print_ports(result)?,
-        Cmd::Fdb { cmd: FdbCmd::Show } => {
+        Cmd::Fdb {
+            cmd: FdbCmd::Show { port },
+        } => {
             let mut r: FdbShowReply = parse(result)?;
+            if let Some(p) = port {
+                r.entries.retain(|e| &e.port == p);
+            }
             // The daemon streams rows in table order.
             r.entries
                 .sort_by(|a, b| (&a.port, a.mac).cmp(&(&b.port, b.mac)));
@@ -513,6 +584,15 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Cmd::List = cli.cmd {
+        return match list(cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vswitchctl: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Cmd::Capture {
         ports,
         uplink,
@@ -539,7 +619,7 @@ fn main() -> ExitCode {
         Cmd::Status => Request::Status,
         Cmd::Ports => Request::Ports,
         Cmd::Fdb { cmd } => match cmd {
-            FdbCmd::Show => Request::FdbShow,
+            FdbCmd::Show { .. } => Request::FdbShow,
             FdbCmd::Flush { port } => Request::FdbFlush { port: port.clone() },
             FdbCmd::Add { mac, port } => Request::FdbAdd {
                 mac: *mac,
@@ -550,7 +630,7 @@ fn main() -> ExitCode {
         Cmd::Nat { cmd: NatCmd::Show } => Request::NatShow,
         Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
         Cmd::Routes => Request::Routes,
-        Cmd::Capture { .. } => unreachable!("handled above"),
+        Cmd::Capture { .. } | Cmd::List => unreachable!("handled above"),
         Cmd::Trace {
             port,
             uplink,
