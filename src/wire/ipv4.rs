@@ -582,4 +582,22 @@ mod tests {
         assert_eq!(&t[12..16], &[10, 0, 0, 9]);
         assert_eq!(&t[20..], &[0; 17]);
     }
+
+    #[test]
+    fn a_bare_header_parses_and_an_option_may_fill_the_option_area() {
+        // Total length = header length: no payload, still a packet.
+        let mut b = vec![0u8; 24];
+        b[0] = 0x46;
+        b[2..4].copy_from_slice(&24u16.to_be_bytes());
+        assert_eq!(
+            Ipv4Hdr::parse(&b).map(|h| (h.ihl, h.total_len)),
+            Some((24, 24))
+        );
+        // Router alert (kind 0x94, length 4) exactly fills the 4 option bytes.
+        b[20..24].copy_from_slice(&[0x94, 4, 0, 0]);
+        assert_eq!(options(&b, 24), Options::Plain);
+        // One byte longer than the area: malformed.
+        b[21] = 5;
+        assert_eq!(options(&b, 24), Options::Malformed);
+    }
 }
