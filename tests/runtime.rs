@@ -437,6 +437,22 @@ fn list_abbreviations_fdb_port_filter_and_a_not_running_error_that_helps() {
         !rows.is_empty() && rows.iter().all(|l| l.starts_with(&ns.0[0])),
         "{out}"
     );
+    // show: one overview, as text and as a Graphviz graph.
+    let show = stdout(&d.ctl(&["show"]));
+    assert!(show.contains("gateway 192.168.88.1"), "{show}");
+    for n in &ns.0 {
+        assert!(
+            show.lines()
+                .any(|l| l.trim_start().starts_with(&format!("port {n}"))),
+            "{show}"
+        );
+    }
+    let dot = stdout(&d.ctl(&["show", "--format", "dot"]));
+    assert!(
+        dot.starts_with("graph ") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    assert!(dot.contains(&format!("switch -- \"{}\"", ns.0[1])), "{dot}");
     // An instance that is not running: the error names the ones that are.
     let bad = run(VSWITCHCTL, &["--name", "nosuchinst", "status"]);
     let err = String::from_utf8_lossy(&bad.stderr);

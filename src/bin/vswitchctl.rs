@@ -30,6 +30,14 @@ struct Cli {
 enum Cmd {
     /// The running instances (every control socket that answers).
     List,
+    /// One overview, like `ovs-vsctl show`: the instance, its subnet and
+    /// gateway, the uplink, the ports, the overlay, table sizes.
+    Show {
+        /// `text`, or `dot` for a Graphviz picture of the topology
+        /// (`vswitchctl show --format dot | dot -Tsvg > topo.svg`).
+        #[arg(long, default_value = "text", value_parser = ["text", "dot"])]
+        format: String,
+    },
     /// Instance summary: ports, MAC table size and counters.
     Status,
     /// Ports with interface, MAC, address and counters.
@@ -170,6 +178,116 @@ fn connect(name: &str) -> Result<UnixStream, String> {
     })
 }
 
+/// The result of one request, or the daemon's error.
+fn ask(name: &str, req: &Request) -> Result<serde_json::Value, String> {
+    let r = call(name, req)?;
+    if !r.ok {
+        return Err(r.error.unwrap_or_default());
+    }
+    Ok(r.result.unwrap_or_default())
+}
+
+/// `show`: status, ports and (if any) the overlay, in one picture.
+fn show(name: &str, format: &str, json: bool) -> Result<(), String> {
+    let status: StatusReply = parse(ask(name, &Request::Status)?)?;
+    let ports: Vec<PortReport> = parse(ask(name, &Request::Ports)?)?;
+    let overlay = ask(name, &Request::Overlay).ok();
+    if json {
+        let v = serde_json::json!({ "status": status, "ports": ports, "overlay": overlay });
+        println!("{v}");
+        return Ok(());
+    }
+    let g = &status.gateway_port;
+    if format == "dot" {
+        println!("graph \"{}\" {{", status.name);
+        println!(
+            "  label=\"vswitchd {} ({})\"; node [shape=box];",
+            status.name, status.subnet
+        );
+        println!(
+            "  switch [shape=ellipse, label=\"switch {}\"];",
+            status.name
+        );
+        println!("  gateway [label=\"gateway\\n{} {}\"];", g.address, g.mac);
+        println!("  switch -- gateway;");
+        for p in ports.iter().filter(|p| p.info.name != "vxlan") {
+            println!(
+                "  \"{0}\" [label=\"{0}\\n{1}/{2}\\n{3}\"]; switch -- \"{0}\";",
+                p.info.name, p.info.addr, p.info.prefix_len, p.info.mac
+            );
+        }
+        if let Some(u) = &g.uplink {
+            println!(
+                "  uplink [shape=ellipse, label=\"uplink {} ({})\\n{}\"]; gateway -- uplink;",
+                u.ifname,
+                u.state,
+                u.address.as_deref().unwrap_or("no address")
+            );
+        }
+        if let Some(o) = &overlay {
+            println!(
+                "  overlay [shape=ellipse, label=\"VXLAN {} VNI {}\\nVTEP {}\"]; switch -- overlay;",
+                o["mode"].as_str().unwrap_or(""),
+                o["vni"],
+                o["vtep"].as_str().unwrap_or("")
+            );
+            for h in o["hosts"].as_array().into_iter().flatten() {
+                let vtep = h["vtep"].as_str().unwrap_or("");
+                println!("  \"host {vtep}\" [shape=ellipse]; overlay -- \"host {vtep}\";");
+            }
+        }
+        println!("}}");
+        return Ok(());
+    }
+    println!(
+        "vswitchd {} (pid {}, up {} s): subnet {}, MTU {}",
+        status.name, status.pid, status.uptime_secs, status.subnet, status.mtu
+    );
+    println!("  gateway {} {}", g.address, g.mac);
+    match &g.uplink {
+        Some(u) => println!(
+            "  uplink {} ({}), address {}{}",
+            u.ifname,
+            u.state,
+            u.address.as_deref().unwrap_or("none yet"),
+            g.nat.as_ref().map_or_else(
+                || ", routing without NAT".to_string(),
+                |n| format!(", NAT {} of {} flows", n.flows, n.max)
+            )
+        ),
+        None => println!("  no uplink"),
+    }
+    for p in &ports {
+        println!(
+            "  port {:<16} {:<8} {} {}/{}{}",
+            p.info.name,
+            p.info.ifname,
+            p.info.mac,
+            p.info.addr,
+            p.info.prefix_len,
+            if p.info.security {
+                " (port security)"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(o) = &overlay {
+        println!(
+            "  overlay: {} mode, VNI {}, VTEP {}, {} other host(s)",
+            o["mode"].as_str().unwrap_or(""),
+            o["vni"],
+            o["vtep"].as_str().unwrap_or(""),
+            o["hosts"].as_array().map_or(0, Vec::len)
+        );
+    }
+    println!(
+        "  MAC table {} of {} entries",
+        status.fdb.size, status.fdb.max
+    );
+    Ok(())
+}
+
 /// Instances whose control socket accepts a connection, by name.
 fn running_instances() -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(vswitchd::control::proto::RUN_DIR) else {
@@ -281,7 +399,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         Cmd::Port {
             cmd: PortCmd::Del { port },
         } => println!("port {port} removed"),
-        Cmd::Capture { .. } | Cmd::List => {}
+        Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } => {}
         Cmd::Trace { .. } => {
             let r: vswitchd::control::proto::TraceReply = parse(result)?;
             for (i, s) in r.steps.iter().enumerate() {
@@ -584,6 +702,15 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Cmd::Show { format } = &cli.cmd {
+        return match show(&cli.name, format, cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vswitchctl: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Cmd::List = cli.cmd {
         return match list(cli.json) {
             Ok(()) => ExitCode::SUCCESS,
@@ -630,7 +757,7 @@ fn main() -> ExitCode {
         Cmd::Nat { cmd: NatCmd::Show } => Request::NatShow,
         Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
         Cmd::Routes => Request::Routes,
-        Cmd::Capture { .. } | Cmd::List => unreachable!("handled above"),
+        Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } => unreachable!("handled above"),
         Cmd::Trace {
             port,
             uplink,
