@@ -95,6 +95,8 @@ pub enum DaemonError {
     },
     #[error("cannot create the directory's wake-up eventfd: {0}")]
     EventFd(nix::Error),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 /// Exclusive lock on an instance name, held for the life of the process.
@@ -856,6 +858,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             "vswitchd ready: switching between {}",
             cfg.ports.iter().map(|p| p.netns.as_str()).collect::<Vec<_>>().join(", ")
         );
+        crate::sandbox::enter(cfg.sandbox)?; // capabilities, seccomp: every thread
         notify_ready();
         let busy = std::time::Duration::from_micros(cfg.busy_poll_us);
         event_loop::run(

@@ -20,6 +20,7 @@ pub mod hash;
 pub mod overlay;
 pub mod port;
 pub mod reason;
+pub mod sandbox;
 pub mod state;
 pub mod switch;
 pub mod sys;

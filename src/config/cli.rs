@@ -192,6 +192,14 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
 
+    /// Do not sandbox the running daemon (for debugging): keep every
+    /// capability, no seccomp filter, no no_new_privs. By default, once
+    /// everything is open, vswitchd keeps only CAP_NET_ADMIN and
+    /// CAP_SYS_ADMIN and allows only the system calls it uses, on every
+    /// thread.
+    #[arg(long)]
+    pub no_sandbox: bool,
+
     /// Log level: error, warn, info, debug or trace, or a tracing filter
     /// such as `vswitchd=debug` (anything else is refused); RUST_LOG
     /// overrides it.

@@ -158,4 +158,7 @@ pub struct Config {
     pub overlay: Option<VxlanConfig>,
     /// Directory mode of the overlay.
     pub directory: Option<DirectoryOpts>,
+    /// Capabilities, no_new_privs and seccomp after start-up (see
+    /// [`crate::sandbox`]); false with `--no-sandbox`.
+    pub sandbox: bool,
 }

@@ -613,6 +613,7 @@ impl Cli {
             keep_netns: self.keep_netns,
             offload: !self.no_offload,
             port_security: self.port_security,
+            sandbox: !self.no_sandbox,
             busy_poll_us: self.busy_poll,
             metrics,
             ports,
