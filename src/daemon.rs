@@ -858,7 +858,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             "vswitchd ready: switching between {}",
             cfg.ports.iter().map(|p| p.netns.as_str()).collect::<Vec<_>>().join(", ")
         );
-        crate::sandbox::enter(cfg.sandbox)?; // capabilities, seccomp: every thread
+        crate::sandbox::enter(cfg.sandbox, cfg.uplink.is_some())?; // capabilities, seccomp: every thread
         notify_ready();
         let busy = std::time::Duration::from_micros(cfg.busy_poll_us);
         event_loop::run(

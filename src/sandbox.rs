@@ -8,13 +8,13 @@
 //! and ambient sets are emptied), one line each:
 //! - `CAP_SYS_ADMIN`: `port add`'s `unshare`, bind mount and `setns`; `port del`'s and shut-down's `umount2`.
 //! - `CAP_NET_ADMIN`: `port add`'s TAP (`TUNSETIFF` in the namespace) and its rtnetlink link, address and route.
+//! - `CAP_NET_RAW`, only with an uplink: its interface deleted and created again is opened anew (an `AF_PACKET` socket).
 //!
 //! Each was checked by keeping the other alone: without `CAP_SYS_ADMIN`
 //! `port add` (new or existing namespace), `port del` and the teardown
 //! fail with EPERM, without `CAP_NET_ADMIN` `TUNSETIFF` does. All the others
 //! go, and the whole feature set and the root tests still pass: among them
-//! `CAP_NET_RAW` (the uplink's `AF_PACKET` socket is open before, and an
-//! open socket needs no capability), `CAP_NET_BIND_SERVICE` (the sockets
+//! `CAP_NET_RAW` without an uplink, `CAP_NET_BIND_SERVICE` (the sockets
 //! are bound before), `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH` (every
 //! file touched afterwards is root's own: `/run/netns`, `/run/vswitchd`,
 //! `/dev/net/tun` 0666, namespace files 0444), `CAP_SETPCAP`,
@@ -71,6 +71,9 @@ use std::time::{Duration, Instant};
 
 /// The capabilities the running daemon keeps.
 pub const KEPT: [Capability; 2] = [Capability::CAP_NET_ADMIN, Capability::CAP_SYS_ADMIN];
+/// Kept too with an uplink: opening it again (a new `AF_PACKET` socket)
+/// after its interface was deleted and created again.
+pub const KEPT_UPLINK: Capability = Capability::CAP_NET_RAW;
 
 /// Why the sandbox could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +91,7 @@ pub enum SandboxError {
 }
 
 /// Sandboxes the process (or, with `enabled` false, says it does not).
-pub fn enter(enabled: bool) -> Result<(), SandboxError> {
+pub fn enter(enabled: bool, uplink: bool) -> Result<(), SandboxError> {
     if !enabled {
         tracing::warn!(
             "sandbox: off (--no-sandbox): every capability kept, no seccomp filter, no no_new_privs"
@@ -97,7 +100,10 @@ pub fn enter(enabled: bool) -> Result<(), SandboxError> {
     }
     // Built first: a filter that cannot be built changes nothing.
     let (filter, syscalls) = filter()?;
-    let keep: CapsHashSet = KEPT.into_iter().collect();
+    let keep: CapsHashSet = KEPT
+        .into_iter()
+        .chain(uplink.then_some(KEPT_UPLINK))
+        .collect();
     drop_caps_here(&keep)?;
     drop_caps_elsewhere(mask(&keep))?;
     install_sigsys_handler()?;
@@ -107,7 +113,11 @@ pub fn enter(enabled: bool) -> Result<(), SandboxError> {
     tracing::info!(
         threads,
         "sandbox: kept capabilities {}; seccomp allowlist of {syscalls} syscalls on every thread; no_new_privs",
-        KEPT.map(|c| c.to_string()).join(", ")
+        {
+            let mut k: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
+            k.sort();
+            k.join(", ")
+        }
     );
     Ok(())
 }
@@ -402,9 +412,14 @@ pub fn allowlist() -> BTreeMap<&'static str, (i64, Vec<SeccompRule>)> {
         SYS_sendmsg,
         SYS_tgkill,
         SYS_unlinkat,
+        // The state file (`state.rs`): written to a temporary file, synced,
+        // renamed over the old one.
+        SYS_fsync,
+        SYS_renameat,
+        SYS_renameat2,
     ];
     #[cfg(target_arch = "x86_64")]
-    let arch = sys![SYS_epoll_wait, SYS_mkdir, SYS_poll, SYS_unlink];
+    let arch = sys![SYS_epoll_wait, SYS_mkdir, SYS_poll, SYS_unlink, SYS_rename];
     #[cfg(not(target_arch = "x86_64"))]
     let arch: [(&str, i64); 0] = [];
     for (name, nr) in seen.into_iter().chain(margin).chain(arch) {
@@ -438,14 +453,21 @@ pub fn allowlist() -> BTreeMap<&'static str, (i64, Vec<SeccompRule>)> {
         (
             "socket",
             libc::SYS_socket,
-            [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6]
-                .into_iter()
-                .map(|d| rule(vec![eq(0, d as u64)]))
-                .chain([rule(vec![
-                    eq(0, libc::AF_NETLINK as u64),
-                    eq(2, libc::NETLINK_ROUTE as u64),
-                ])])
-                .collect(),
+            // AF_PACKET: the uplink opened again after its interface was
+            // deleted and created again (with CAP_NET_RAW, kept then).
+            [
+                libc::AF_UNIX,
+                libc::AF_INET,
+                libc::AF_INET6,
+                libc::AF_PACKET,
+            ]
+            .into_iter()
+            .map(|d| rule(vec![eq(0, d as u64)]))
+            .chain([rule(vec![
+                eq(0, libc::AF_NETLINK as u64),
+                eq(2, libc::NETLINK_ROUTE as u64),
+            ])])
+            .collect(),
         ),
         (
             "ioctl",
