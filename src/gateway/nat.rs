@@ -34,10 +34,20 @@
 //!   (conntrack's early drop; bounded scan), and a flow that has seen
 //!   traffic both ways is never evicted for a newcomer. Only when no such
 //!   flow is near the head of the table is a new flow refused (`table_full`).
-//! * **TCP tracking a blind packet cannot fool**: a flow whose first segment
-//!   is not a SYN is picked up loosely (`PICKED_UP`, a 30-s timeout) until
-//!   the other end answers; a segment with a wrong checksum never opens a
-//!   flow or changes its state (`nat_bad_checksum`).
+//! * **TCP tracking a blind packet cannot fool** (`nat/tcp.rs`): a flow
+//!   whose first segment is not a SYN is picked up loosely (`PICKED_UP`, a
+//!   30-s timeout) until the other end answers; a segment with a wrong
+//!   checksum never opens a flow or changes its state (`nat_bad_checksum`).
+//!   An RST or a FIN changes a flow only when its sequence number is inside
+//!   the window (RFC 5961, as conntrack's `tcp_in_window`): per side the
+//!   flow keeps the end of its furthest segment, its largest window and its
+//!   window scale (16 bytes a flow); one outside is dropped
+//!   (`nat_tcp_out_of_window`) and the flow left as it was. Other segments
+//!   outside the window pass but change nothing. A picked-up flow learns
+//!   where each side stands from its first segments (the ACK of one side is
+//!   where the other stands), its windows read unscaled and widened by the
+//!   data seen in flight; an RST or FIN from a side not placed yet is
+//!   dropped.
 //! * Inbound packets that match no flow are dropped (`no_flow`): nothing from
 //!   outside reaches the inside unasked.
 
@@ -51,11 +61,13 @@ use std::net::Ipv4Addr;
 mod classify;
 mod fair;
 mod peek;
+mod tcp;
 mod translate;
 mod view;
 
 pub use classify::{Class, FlowKey};
 pub use peek::Peek;
+pub use tcp::{Fit, Seg};
 pub use view::FlowView;
 
 /// How long a fragment-tracking entry lives.
@@ -141,6 +153,9 @@ pub enum NatDrop {
     /// A TCP segment that would open or change a flow (any new flow; SYN,
     /// FIN, RST) with a wrong checksum: it changes nothing.
     BadChecksum,
+    /// A TCP RST or FIN whose sequence number is outside its flow's window
+    /// (a blind reset): it changes nothing.
+    OutOfWindow,
 }
 
 impl Reason for NatDrop {
@@ -154,6 +169,7 @@ impl Reason for NatDrop {
         NatDrop::NoAddress,
         NatDrop::ShareExceeded,
         NatDrop::BadChecksum,
+        NatDrop::OutOfWindow,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -166,6 +182,7 @@ impl Reason for NatDrop {
             NatDrop::NoAddress => "nat_no_address",
             NatDrop::ShareExceeded => "nat_port_share_exceeded",
             NatDrop::BadChecksum => "nat_bad_checksum",
+            NatDrop::OutOfWindow => "nat_tcp_out_of_window",
         }
     }
 }
@@ -191,8 +208,8 @@ struct Flow {
     remote_port: u16,
     ext_port: u16,
     tcp: TcpState,
-    fin_out: bool,
-    fin_in: bool,
+    /// Sequence numbers and windows (TCP).
+    track: tcp::Track,
     replied: bool,
     live: bool,
     generation: u32,
@@ -503,8 +520,7 @@ impl Nat {
             remote_port,
             ext_port,
             tcp: TcpState::SynSent,
-            fin_out: false,
-            fin_in: false,
+            track: tcp::Track::default(),
             replied: false,
             live: true,
             generation: 0,
@@ -544,48 +560,22 @@ impl Nat {
         Ok(idx)
     }
 
-    /// Advances TCP state and the expiry after a packet in direction `dir`.
-    fn touch(&mut self, idx: u32, dir: Dir, tcp_flags: u8, now: Millis) {
+    /// Counts a packet in direction `dir`, and unless [`Nat::classify`]
+    /// found it outside the window, advances the flow's state; refreshes
+    /// the expiry.
+    fn touch(&mut self, idx: u32, dir: Dir, seg: &Seg, now: Millis) {
         let f = &mut self.flows[idx as usize];
         match dir {
             Dir::Out => f.packets_out += 1,
-            Dir::In => {
-                f.packets_in += 1;
-                if !f.replied {
-                    f.replied = true;
-                    self.unreplied -= 1;
-                }
-            }
+            Dir::In => f.packets_in += 1,
         }
-        if f.proto == PROTO_TCP {
-            if tcp_flags & TCP_RST != 0 {
-                f.tcp = TcpState::Closed;
-            } else {
-                if tcp_flags & TCP_FIN != 0 {
-                    match dir {
-                        Dir::Out => f.fin_out = true,
-                        Dir::In => f.fin_in = true,
-                    }
-                }
-                f.tcp = match f.tcp {
-                    TcpState::Closed if tcp_flags & TCP_SYN != 0 => TcpState::SynSent,
-                    TcpState::Closed => TcpState::Closed,
-                    _ if f.fin_out && f.fin_in => TcpState::TimeWait,
-                    _ if f.fin_out || f.fin_in => TcpState::FinWait,
-                    TcpState::SynSent
-                        if matches!(dir, Dir::In)
-                            && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK =>
-                    {
-                        TcpState::Established
-                    }
-                    // Picked up mid-stream (e.g. after a restart): no SYN.
-                    // Loose until the other end answers.
-                    TcpState::SynSent if f.packets_out == 1 && tcp_flags & TCP_SYN == 0 => {
-                        TcpState::Loose
-                    }
-                    TcpState::Loose if matches!(dir, Dir::In) => TcpState::Established,
-                    s => s,
-                };
+        if seg.fit != Fit::Ignore {
+            if dir == Dir::In && !f.replied {
+                f.replied = true;
+                self.unreplied -= 1;
+            }
+            if f.proto == PROTO_TCP {
+                self.flows[idx as usize].advance(dir, seg);
             }
         }
         let t = self.timeout_of(&self.flows[idx as usize]);

@@ -1101,3 +1101,5 @@ mod prop {
         }
     }
 }
+
+mod window;

@@ -65,7 +65,7 @@ impl Nat {
         let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
         let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
         let b = &mut b[..h.total_len];
-        let (idx, tcp_flags) = match class {
+        let (idx, seg) = match class {
             Class::Fragment { idx } => {
                 match dir {
                     Dir::Out => set_addr(b, SRC.start, ext, None),
@@ -83,8 +83,8 @@ impl Nat {
                 self.rewrite_icmp_error(b, &h, dir, ext, idx, quoted, quoted_ihl, quoted_proto);
                 return Ok(());
             }
-            Class::Flow { idx, tcp_flags } => (idx, tcp_flags),
-            Class::New { key, tcp_flags } => {
+            Class::Flow { idx, seg } => (idx, seg),
+            Class::New { key, seg } => {
                 let idx = self.create(
                     key.proto,
                     key.inside.ip().octets(),
@@ -93,10 +93,10 @@ impl Nat {
                     key.remote.port(),
                     now,
                 )?;
-                (idx, tcp_flags)
+                (idx, seg)
             }
         };
-        self.touch(idx, dir, tcp_flags, now);
+        self.touch(idx, dir, &seg, now);
         let f = self.flows[idx as usize];
         // (address field, new address, port field, old port, new port)
         let (addr_at, new_addr, port_at, old_port, new_port) = match dir {
