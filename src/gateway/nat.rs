@@ -27,7 +27,14 @@
 //!   fragment (which carries the L4 header) finds or creates the flow and
 //!   records (protocol, source, destination, IP id) -> flow for 30 s; later
 //!   fragments only get their address rewritten. A later fragment that arrives
-//!   before its first fragment is dropped (`fragment_no_flow`).
+//!   before its first fragment is dropped (`fragment_no_flow`). The records
+//!   are shared fairly (`nat/frag.rs`): a source (the inside address
+//!   outbound, the remote address inbound) holds at most 1024 and beyond
+//!   that loses its own oldest, never another's; a full table (8192 records,
+//!   under 1.5 MiB) takes the oldest record of the source holding the most.
+//!   Both are counted (`frag_evicted_source_cap`, `frag_evicted_table_full`).
+//!   So one namespace flooding incomplete first fragments churns only its
+//!   own records.
 //! * **Bounded and fair**: one inside address (one port) holds at most
 //!   `max_per_inside` flows (`nat_port_share_exceeded` beyond it); a full
 //!   table makes room by evicting the oldest flow that never saw a reply
@@ -60,6 +67,7 @@ use std::net::Ipv4Addr;
 
 mod classify;
 mod fair;
+mod frag;
 mod peek;
 mod tcp;
 mod translate;
@@ -70,10 +78,8 @@ pub use peek::Peek;
 pub use tcp::{Fit, Seg};
 pub use view::FlowView;
 
-/// How long a fragment-tracking entry lives.
-const FRAG_TTL_MS: Millis = 30_000;
-/// Most fragment-tracking entries.
-const FRAG_MAX: usize = 8192;
+#[cfg(test)]
+use frag::{FRAG_BYTES_MAX, FRAG_MAX, FRAG_PER_SOURCE, FRAG_TTL_MS};
 
 /// Flow timeouts in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,6 +239,13 @@ pub struct NatStats {
     pub translated_out: u64,
     pub translated_in: u64,
     pub icmp_errors_translated: u64,
+    /// Fragment records a source at its cap lost (its own oldest).
+    #[serde(default)]
+    pub frag_evicted_source_cap: u64,
+    /// Fragment records lost to a full table (the oldest of the source
+    /// holding the most).
+    #[serde(default)]
+    pub frag_evicted_table_full: u64,
 }
 
 fn out_key(proto: u8, in_ip: [u8; 4], in_port: u16, r_ip: [u8; 4], r_port: u16) -> u128 {
@@ -270,7 +283,7 @@ pub struct Nat {
     free: Vec<u32>,
     out_map: FastMap<u128, u32>,
     in_map: FastMap<u128, u32>,
-    frags: FastMap<u128, (u32, u32, Millis)>,
+    frags: frag::Frags,
     live: usize,
     sweep: usize,
     alloc_seed: u64,
@@ -303,7 +316,7 @@ impl Nat {
             free: Vec::new(),
             out_map: FastMap::default(),
             in_map: FastMap::default(),
-            frags: FastMap::default(),
+            frags: frag::Frags::default(),
             live: 0,
             sweep: 0,
             alloc_seed: 0x243f_6a88_85a3_08d3,
@@ -347,6 +360,7 @@ impl Nat {
         self.flows.capacity() * std::mem::size_of::<Flow>()
             + (self.out_map.capacity() + self.in_map.capacity()) * bucket
             + self.free.capacity() * 4
+            + self.frags.heap_bytes()
     }
 
     /// Counts a packet the NAT refused (for the table-wide counters); called
@@ -440,7 +454,7 @@ impl Nat {
         for _ in 0..budget.min(n) {
             if self.sweep >= n {
                 self.sweep = 0;
-                self.frags.retain(|_, (_, _, exp)| *exp > now);
+                self.frags.sweep(now);
             }
             let i = self.sweep;
             self.sweep += 1;

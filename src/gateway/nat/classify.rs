@@ -255,11 +255,11 @@ impl Nat {
         })
     }
 
-    /// The fragment-tracking entry of a later fragment, if its flow lives.
+    /// The fragment-tracking record of a later fragment, if its flow lives.
     pub(super) fn frag_lookup(&self, key: u128, now: Millis) -> Option<u32> {
-        let &(idx, generation, exp) = self.frags.get(&key)?;
+        let (idx, generation) = self.frags.get(key, now)?;
         let f = self.flows.get(idx as usize)?;
-        (exp > now && f.live && f.generation == generation).then_some(idx)
+        (f.live && f.generation == generation).then_some(idx)
     }
 
     /// The key of the flow in slot `idx` (as the inside host sees it).

@@ -1102,4 +1102,5 @@ mod prop {
     }
 }
 
+mod frags;
 mod window;
