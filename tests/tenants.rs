@@ -264,3 +264,65 @@ fn a_blind_reset_from_the_wan_side_does_not_end_a_connection() {
     assert_eq!(gw_drop(&d, "nat_tcp_out_of_window"), spoofed);
     d.stop();
 }
+
+/// One namespace floods incomplete first fragments (UDP, distinct IP ids,
+/// from a raw socket, toward an address the wan host drops without
+/// reassembling); meanwhile the other namespace's fragmented pings (3000
+/// bytes, three fragments each way) all get their replies: the flood only
+/// churns its own fragment records.
+#[test]
+fn a_fragment_flood_from_one_port_leaves_the_others_their_fragments() {
+    if !root_or_skip("a_fragment_flood_from_one_port_leaves_the_others_their_fragments") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let wan = WanHost::new();
+    let d = start_with_uplink(&ns, &wan, &[]);
+    assert!(ping(&ns.0[1], WAN_HOST), "{}", d.log());
+    let flood = Background::start(
+        &ns.0[0],
+        &[
+            "python3",
+            "-u",
+            "-c",
+            "import socket, struct, time\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)\n\
+             dst = socket.inet_aton('198.51.100.1')\n\
+             end = time.time() + 8\n\
+             i = 0\n\
+             while time.time() < end:\n    \
+                 i += 1\n    \
+                 udp = struct.pack('!HHHH', 40000, 9999, 1480, 0) + b'x' * 64\n    \
+                 ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), i % 65535 + 1, 0x2000, 64, 17, 0, bytes(4), dst)\n    \
+                 s.sendto(ip + udp, ('198.51.100.1', 0))\n    \
+                 if i % 5 == 0:\n        time.sleep(0.001)\n    \
+                 if i == 2000:\n        print('flooding', flush=True)\n\
+             print('sent', i, flush=True)\n",
+        ],
+        "flooding",
+    );
+    let nat = || d.ctl_json(&["status"])["gateway_port"]["nat"].clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || nat()["frag_evicted_source_cap"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0),
+        "{}",
+        nat()
+    );
+    let out = ns_exec(
+        &ns.0[1],
+        &[
+            "ping", "-s", "3000", "-c", "5", "-i", "0.2", "-w", "10", WAN_HOST,
+        ],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text} {}", nat());
+    assert!(text.contains("5 received"), "{text}");
+    let n = nat();
+    assert!(n["frag_evicted_source_cap"].as_u64().unwrap() > 0, "{n}");
+    assert_eq!(n["frag_evicted_table_full"].as_u64(), Some(0), "{n}");
+    assert_eq!(gw_drop(&d, "nat_fragment_no_flow"), 0);
+    drop(flood);
+    d.stop();
+}
