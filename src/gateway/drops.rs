@@ -62,6 +62,7 @@ impl Reason for GwDrop {
         GwDrop::Nat(NatDrop::NoAddress),
         GwDrop::Nat(NatDrop::ShareExceeded),
         GwDrop::Nat(NatDrop::BadChecksum),
+        GwDrop::Nat(NatDrop::OutOfWindow),
     ];
 
     fn name(self) -> &'static str {
@@ -87,7 +88,7 @@ impl Reason for GwDrop {
 
 impl GwDrop {
     /// How many reasons there are (the size of [`GatewayStats::drops`]).
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 24;
 }
 
 /// Gateway counters.

@@ -27,17 +27,34 @@
 //!   fragment (which carries the L4 header) finds or creates the flow and
 //!   records (protocol, source, destination, IP id) -> flow for 30 s; later
 //!   fragments only get their address rewritten. A later fragment that arrives
-//!   before its first fragment is dropped (`fragment_no_flow`).
+//!   before its first fragment is dropped (`fragment_no_flow`). The records
+//!   are shared fairly (`nat/frag.rs`): a source (the inside address
+//!   outbound, the remote address inbound) holds at most 1024 and beyond
+//!   that loses its own oldest, never another's; a full table (8192 records,
+//!   under 1.5 MiB) takes the oldest record of the source holding the most.
+//!   Both are counted (`frag_evicted_source_cap`, `frag_evicted_table_full`).
+//!   So one namespace flooding incomplete first fragments churns only its
+//!   own records.
 //! * **Bounded and fair**: one inside address (one port) holds at most
 //!   `max_per_inside` flows (`nat_port_share_exceeded` beyond it); a full
 //!   table makes room by evicting the oldest flow that never saw a reply
 //!   (conntrack's early drop; bounded scan), and a flow that has seen
 //!   traffic both ways is never evicted for a newcomer. Only when no such
 //!   flow is near the head of the table is a new flow refused (`table_full`).
-//! * **TCP tracking a blind packet cannot fool**: a flow whose first segment
-//!   is not a SYN is picked up loosely (`PICKED_UP`, a 30-s timeout) until
-//!   the other end answers; a segment with a wrong checksum never opens a
-//!   flow or changes its state (`nat_bad_checksum`).
+//! * **TCP tracking a blind packet cannot fool** (`nat/tcp.rs`): a flow
+//!   whose first segment is not a SYN is picked up loosely (`PICKED_UP`, a
+//!   30-s timeout) until the other end answers; a segment with a wrong
+//!   checksum never opens a flow or changes its state (`nat_bad_checksum`).
+//!   An RST or a FIN changes a flow only when its sequence number is inside
+//!   the window (RFC 5961, as conntrack's `tcp_in_window`): per side the
+//!   flow keeps the end of its furthest segment, its largest window and its
+//!   window scale (16 bytes a flow); one outside is dropped
+//!   (`nat_tcp_out_of_window`) and the flow left as it was. Other segments
+//!   outside the window pass but change nothing. A picked-up flow learns
+//!   where each side stands from its first segments (the ACK of one side is
+//!   where the other stands), its windows read unscaled and widened by the
+//!   data seen in flight; an RST or FIN from a side not placed yet is
+//!   dropped.
 //! * Inbound packets that match no flow are dropped (`no_flow`): nothing from
 //!   outside reaches the inside unasked.
 
@@ -50,18 +67,19 @@ use std::net::Ipv4Addr;
 
 mod classify;
 mod fair;
+mod frag;
 mod peek;
+mod tcp;
 mod translate;
 mod view;
 
 pub use classify::{Class, FlowKey};
 pub use peek::Peek;
+pub use tcp::{Fit, Seg};
 pub use view::FlowView;
 
-/// How long a fragment-tracking entry lives.
-const FRAG_TTL_MS: Millis = 30_000;
-/// Most fragment-tracking entries.
-const FRAG_MAX: usize = 8192;
+#[cfg(test)]
+use frag::{FRAG_BYTES_MAX, FRAG_MAX, FRAG_PER_SOURCE, FRAG_TTL_MS};
 
 /// Flow timeouts in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +159,9 @@ pub enum NatDrop {
     /// A TCP segment that would open or change a flow (any new flow; SYN,
     /// FIN, RST) with a wrong checksum: it changes nothing.
     BadChecksum,
+    /// A TCP RST or FIN whose sequence number is outside its flow's window
+    /// (a blind reset): it changes nothing.
+    OutOfWindow,
 }
 
 impl Reason for NatDrop {
@@ -154,6 +175,7 @@ impl Reason for NatDrop {
         NatDrop::NoAddress,
         NatDrop::ShareExceeded,
         NatDrop::BadChecksum,
+        NatDrop::OutOfWindow,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -166,6 +188,7 @@ impl Reason for NatDrop {
             NatDrop::NoAddress => "nat_no_address",
             NatDrop::ShareExceeded => "nat_port_share_exceeded",
             NatDrop::BadChecksum => "nat_bad_checksum",
+            NatDrop::OutOfWindow => "nat_tcp_out_of_window",
         }
     }
 }
@@ -191,8 +214,8 @@ struct Flow {
     remote_port: u16,
     ext_port: u16,
     tcp: TcpState,
-    fin_out: bool,
-    fin_in: bool,
+    /// Sequence numbers and windows (TCP).
+    track: tcp::Track,
     replied: bool,
     live: bool,
     generation: u32,
@@ -216,6 +239,13 @@ pub struct NatStats {
     pub translated_out: u64,
     pub translated_in: u64,
     pub icmp_errors_translated: u64,
+    /// Fragment records a source at its cap lost (its own oldest).
+    #[serde(default)]
+    pub frag_evicted_source_cap: u64,
+    /// Fragment records lost to a full table (the oldest of the source
+    /// holding the most).
+    #[serde(default)]
+    pub frag_evicted_table_full: u64,
 }
 
 fn out_key(proto: u8, in_ip: [u8; 4], in_port: u16, r_ip: [u8; 4], r_port: u16) -> u128 {
@@ -253,7 +283,7 @@ pub struct Nat {
     free: Vec<u32>,
     out_map: FastMap<u128, u32>,
     in_map: FastMap<u128, u32>,
-    frags: FastMap<u128, (u32, u32, Millis)>,
+    frags: frag::Frags,
     live: usize,
     sweep: usize,
     alloc_seed: u64,
@@ -286,7 +316,7 @@ impl Nat {
             free: Vec::new(),
             out_map: FastMap::default(),
             in_map: FastMap::default(),
-            frags: FastMap::default(),
+            frags: frag::Frags::default(),
             live: 0,
             sweep: 0,
             alloc_seed: 0x243f_6a88_85a3_08d3,
@@ -330,6 +360,7 @@ impl Nat {
         self.flows.capacity() * std::mem::size_of::<Flow>()
             + (self.out_map.capacity() + self.in_map.capacity()) * bucket
             + self.free.capacity() * 4
+            + self.frags.heap_bytes()
     }
 
     /// Counts a packet the NAT refused (for the table-wide counters); called
@@ -423,7 +454,7 @@ impl Nat {
         for _ in 0..budget.min(n) {
             if self.sweep >= n {
                 self.sweep = 0;
-                self.frags.retain(|_, (_, _, exp)| *exp > now);
+                self.frags.sweep(now);
             }
             let i = self.sweep;
             self.sweep += 1;
@@ -503,8 +534,7 @@ impl Nat {
             remote_port,
             ext_port,
             tcp: TcpState::SynSent,
-            fin_out: false,
-            fin_in: false,
+            track: tcp::Track::default(),
             replied: false,
             live: true,
             generation: 0,
@@ -544,48 +574,22 @@ impl Nat {
         Ok(idx)
     }
 
-    /// Advances TCP state and the expiry after a packet in direction `dir`.
-    fn touch(&mut self, idx: u32, dir: Dir, tcp_flags: u8, now: Millis) {
+    /// Counts a packet in direction `dir`, and unless [`Nat::classify`]
+    /// found it outside the window, advances the flow's state; refreshes
+    /// the expiry.
+    fn touch(&mut self, idx: u32, dir: Dir, seg: &Seg, now: Millis) {
         let f = &mut self.flows[idx as usize];
         match dir {
             Dir::Out => f.packets_out += 1,
-            Dir::In => {
-                f.packets_in += 1;
-                if !f.replied {
-                    f.replied = true;
-                    self.unreplied -= 1;
-                }
-            }
+            Dir::In => f.packets_in += 1,
         }
-        if f.proto == PROTO_TCP {
-            if tcp_flags & TCP_RST != 0 {
-                f.tcp = TcpState::Closed;
-            } else {
-                if tcp_flags & TCP_FIN != 0 {
-                    match dir {
-                        Dir::Out => f.fin_out = true,
-                        Dir::In => f.fin_in = true,
-                    }
-                }
-                f.tcp = match f.tcp {
-                    TcpState::Closed if tcp_flags & TCP_SYN != 0 => TcpState::SynSent,
-                    TcpState::Closed => TcpState::Closed,
-                    _ if f.fin_out && f.fin_in => TcpState::TimeWait,
-                    _ if f.fin_out || f.fin_in => TcpState::FinWait,
-                    TcpState::SynSent
-                        if matches!(dir, Dir::In)
-                            && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK =>
-                    {
-                        TcpState::Established
-                    }
-                    // Picked up mid-stream (e.g. after a restart): no SYN.
-                    // Loose until the other end answers.
-                    TcpState::SynSent if f.packets_out == 1 && tcp_flags & TCP_SYN == 0 => {
-                        TcpState::Loose
-                    }
-                    TcpState::Loose if matches!(dir, Dir::In) => TcpState::Established,
-                    s => s,
-                };
+        if seg.fit != Fit::Ignore {
+            if dir == Dir::In && !f.replied {
+                f.replied = true;
+                self.unreplied -= 1;
+            }
+            if f.proto == PROTO_TCP {
+                self.flows[idx as usize].advance(dir, seg);
             }
         }
         let t = self.timeout_of(&self.flows[idx as usize]);

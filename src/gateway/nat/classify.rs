@@ -4,7 +4,7 @@
 //! translation ([`Nat::outbound`], [`Nat::inbound`]) and by the trace's
 //! [`Nat::peek`], so the two cannot disagree.
 
-use super::{Dir, Nat, NatDrop, TCP_FIN, TCP_RST, TCP_SYN, frag_key, in_key, out_key};
+use super::{Dir, Fit, Nat, NatDrop, Seg, TCP_FIN, TCP_RST, TCP_SYN, frag_key, in_key, out_key};
 use crate::switch::Millis;
 use crate::wire::ipv4::{
     self, DST, Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP, get16, icmp_is_error,
@@ -23,10 +23,11 @@ pub struct FlowKey {
 /// Where a packet stands in the NAT table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
-    /// A packet of the live flow in slot `idx`.
-    Flow { idx: u32, tcp_flags: u8 },
+    /// A packet of the live flow in slot `idx`; for TCP, `seg.fit` says
+    /// whether it is inside the window (what it may change).
+    Flow { idx: u32, seg: Seg },
     /// Outbound with no live flow: translating it creates one for `key`.
-    New { key: FlowKey, tcp_flags: u8 },
+    New { key: FlowKey, seg: Seg },
     /// A later fragment of the flow its first fragment recorded.
     Fragment { idx: u32 },
     /// An ICMP error quoting a packet of flow `idx`; the quoted IPv4
@@ -41,11 +42,11 @@ pub enum Class {
 }
 
 /// The L4 "ports" of a packet: (source, destination) for TCP/UDP, (id, 0)
-/// for ICMP echo, and the TCP flags (0 otherwise).
+/// for ICMP echo, and the TCP segment ([`Seg::NONE`] otherwise).
 pub(super) struct L4 {
     pub sport: u16,
     pub dport: u16,
-    pub tcp_flags: u8,
+    pub seg: Seg,
 }
 
 pub(super) fn l4(b: &[u8], h: &Ipv4Hdr) -> Result<L4, NatDrop> {
@@ -55,17 +56,17 @@ pub(super) fn l4(b: &[u8], h: &Ipv4Hdr) -> Result<L4, NatDrop> {
         PROTO_TCP if len >= 20 => Ok(L4 {
             sport: get16(b, at),
             dport: get16(b, at + 2),
-            tcp_flags: b[at + 13],
+            seg: Seg::parse(b, at, len),
         }),
         PROTO_UDP if len >= 8 => Ok(L4 {
             sport: get16(b, at),
             dport: get16(b, at + 2),
-            tcp_flags: 0,
+            seg: Seg::NONE,
         }),
         PROTO_ICMP if len >= 8 => Ok(L4 {
             sport: get16(b, at + 4),
             dport: 0,
-            tcp_flags: 0,
+            seg: Seg::NONE,
         }),
         PROTO_TCP | PROTO_UDP | PROTO_ICMP => Err(NatDrop::Malformed),
         _ => Err(NatDrop::Unsupported),
@@ -120,15 +121,33 @@ impl Nat {
         let p = l4(b, &h)?;
         // A TCP segment that would open a flow or change its state must be
         // what its sender sent.
+        let sum_ok = || partial || ipv4::l4_checksum(b, &h) == 0;
         let checked = |opens: bool| {
-            let matters = h.proto == PROTO_TCP
-                && !partial
-                && (opens || p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0);
-            if matters && ipv4::l4_checksum(b, &h) != 0 {
+            let matters =
+                h.proto == PROTO_TCP && (opens || p.seg.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0);
+            if matters && !sum_ok() {
                 Err(NatDrop::BadChecksum)
             } else {
                 Ok(())
             }
+        };
+        // A segment of a tracked TCP flow: inside its window or not (an
+        // RST or FIN outside is refused), and with a checksum to trust
+        // before it teaches the flow anything.
+        let flow = |idx: u32| {
+            checked(false)?;
+            let mut seg = p.seg;
+            let f = &self.flows[idx as usize];
+            if h.proto == PROTO_TCP {
+                seg.fit = f.track.fit(dir, &seg, f.tcp)?;
+                if seg.fit != Fit::Ignore
+                    && seg.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
+                    && !sum_ok()
+                {
+                    seg.fit = Fit::Ignore;
+                }
+            }
+            Ok(Class::Flow { idx, seg })
         };
         let live = |idx: u32| {
             let f = &self.flows[idx as usize];
@@ -138,13 +157,7 @@ impl Nat {
             Dir::Out => {
                 let key = out_key(h.proto, h.src, p.sport, h.dst, p.dport);
                 match self.out_map.get(&key).copied().and_then(live) {
-                    Some(idx) => {
-                        checked(false)?;
-                        Ok(Class::Flow {
-                            idx,
-                            tcp_flags: p.tcp_flags,
-                        })
-                    }
+                    Some(idx) => flow(idx),
                     None if self.held_by(h.src) >= self.cfg.max_per_inside => {
                         Err(NatDrop::ShareExceeded)
                     }
@@ -160,7 +173,7 @@ impl Nat {
                             inside: sock(h.src, p.sport),
                             remote: sock(h.dst, p.dport),
                         },
-                        tcp_flags: p.tcp_flags,
+                        seg: p.seg,
                     }),
                 }
             }
@@ -177,11 +190,7 @@ impl Nat {
                     .copied()
                     .and_then(live)
                     .ok_or(NatDrop::NoFlow)?;
-                checked(false)?;
-                Ok(Class::Flow {
-                    idx,
-                    tcp_flags: p.tcp_flags,
-                })
+                flow(idx)
             }
         }
     }
@@ -246,11 +255,11 @@ impl Nat {
         })
     }
 
-    /// The fragment-tracking entry of a later fragment, if its flow lives.
+    /// The fragment-tracking record of a later fragment, if its flow lives.
     pub(super) fn frag_lookup(&self, key: u128, now: Millis) -> Option<u32> {
-        let &(idx, generation, exp) = self.frags.get(&key)?;
+        let (idx, generation) = self.frags.get(key, now)?;
         let f = self.flows.get(idx as usize)?;
-        (exp > now && f.live && f.generation == generation).then_some(idx)
+        (f.live && f.generation == generation).then_some(idx)
     }
 
     /// The key of the flow in slot `idx` (as the inside host sees it).

@@ -1,7 +1,7 @@
 //! What the NAT would do with a packet, for `vswitchctl trace`: the same
 //! [`Nat::classify`] the datapath acts on, described with typed endpoints.
 
-use super::{Class, Dir, FlowKey, Nat, NatDrop};
+use super::{Class, Dir, Fit, FlowKey, Nat, NatDrop};
 use crate::switch::Millis;
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use std::fmt;
@@ -18,12 +18,15 @@ pub(super) fn proto_name(p: u8) -> &'static str {
 /// What translating a packet would do ([`Nat::peek`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Peek {
-    /// A packet of an existing flow; `ext` is its external end.
+    /// A packet of an existing flow; `ext` is its external end. `fit`: a
+    /// TCP segment inside the window (`Learn`), outside it (`Ignore`:
+    /// forwarded, changes nothing), or a SYN starting the flow again.
     Existing {
         dir: Dir,
         key: FlowKey,
         ext: SocketAddrV4,
         expires_in_secs: u64,
+        fit: Fit,
     },
     /// A new flow would be created. `kept`: the inside port stays (the
     /// inbound key it makes is free); otherwise a free port of the range.
@@ -65,27 +68,38 @@ impl fmt::Display for FlowKey {
 
 impl fmt::Display for Peek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tcp = |fit: &Fit| match fit {
+            Fit::Learn => "",
+            Fit::Ignore => {
+                "; TCP segment outside the window (or with a wrong checksum): forwarded, changes nothing"
+            }
+            Fit::Restart => "; a SYN for a new connection: the flow starts again",
+        };
         match self {
             Peek::Existing {
                 dir: Dir::Out,
                 key,
                 ext,
                 expires_in_secs,
+                fit,
             } => write!(
                 f,
-                "existing flow {key}, translated to {ext} ({expires_in_secs} s left)"
+                "existing flow {key}, translated to {ext} ({expires_in_secs} s left){}",
+                tcp(fit)
             ),
             Peek::Existing {
                 dir: Dir::In,
                 key,
                 ext,
                 expires_in_secs,
+                fit,
             } => write!(
                 f,
-                "existing flow {} {} -> {ext}, translated to {} ({expires_in_secs} s left)",
+                "existing flow {} {} -> {ext}, translated to {} ({expires_in_secs} s left){}",
                 proto_name(key.proto),
                 key.remote,
-                key.inside
+                key.inside,
+                tcp(fit)
             ),
             Peek::New {
                 key,
@@ -130,7 +144,7 @@ impl Nat {
     /// A [`Class`] in words and typed endpoints.
     pub fn describe(&self, class: &Class, dir: Dir, now: Millis) -> Peek {
         match *class {
-            Class::Flow { idx, .. } => {
+            Class::Flow { idx, seg } => {
                 let f = &self.flows[idx as usize];
                 let ext_ip = self.ext_ip.map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from);
                 Peek::Existing {
@@ -138,6 +152,7 @@ impl Nat {
                     key: self.key_of(idx),
                     ext: SocketAddrV4::new(ext_ip, f.ext_port),
                     expires_in_secs: f.expires.saturating_sub(now).div_ceil(1000),
+                    fit: seg.fit,
                 }
             }
             Class::New { key, .. } => {

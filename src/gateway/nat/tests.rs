@@ -1101,3 +1101,6 @@ mod prop {
         }
     }
 }
+
+mod frags;
+mod window;

@@ -2,7 +2,8 @@
 //! flow (created first when new). The decision itself is
 //! [`Nat::classify`]'s; nothing here looks a packet up a second time.
 
-use super::{Class, Dir, FRAG_MAX, FRAG_TTL_MS, Nat, NatDrop, frag_key};
+use super::frag::Evicted;
+use super::{Class, Dir, Nat, NatDrop, frag_key};
 use crate::switch::Millis;
 use crate::wire::checksum;
 use crate::wire::ipv4::{self, DST, Ipv4Hdr, PROTO_ICMP, SRC, set_addr, set_port};
@@ -65,7 +66,7 @@ impl Nat {
         let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
         let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
         let b = &mut b[..h.total_len];
-        let (idx, tcp_flags) = match class {
+        let (idx, seg) = match class {
             Class::Fragment { idx } => {
                 match dir {
                     Dir::Out => set_addr(b, SRC.start, ext, None),
@@ -83,8 +84,8 @@ impl Nat {
                 self.rewrite_icmp_error(b, &h, dir, ext, idx, quoted, quoted_ihl, quoted_proto);
                 return Ok(());
             }
-            Class::Flow { idx, tcp_flags } => (idx, tcp_flags),
-            Class::New { key, tcp_flags } => {
+            Class::Flow { idx, seg } => (idx, seg),
+            Class::New { key, seg } => {
                 let idx = self.create(
                     key.proto,
                     key.inside.ip().octets(),
@@ -93,10 +94,10 @@ impl Nat {
                     key.remote.port(),
                     now,
                 )?;
-                (idx, tcp_flags)
+                (idx, seg)
             }
         };
-        self.touch(idx, dir, tcp_flags, now);
+        self.touch(idx, dir, &seg, now);
         let f = self.flows[idx as usize];
         // (address field, new address, port field, old port, new port)
         let (addr_at, new_addr, port_at, old_port, new_port) = match dir {
@@ -119,7 +120,7 @@ impl Nat {
             }
         }
         if h.more_frags {
-            self.frag_record(frag_key(h.proto, h.src, h.dst, h.id), idx, now);
+            self.frag_record(&h, dir, idx, now);
         }
         self.count(dir);
         Ok(())
@@ -190,14 +191,17 @@ impl Nat {
         self.stats.icmp_errors_translated += 1;
     }
 
-    fn frag_record(&mut self, key: u128, idx: u32, now: Millis) {
-        if self.frags.len() >= FRAG_MAX {
-            self.frags.retain(|_, (_, _, exp)| *exp > now);
-            if self.frags.len() >= FRAG_MAX {
-                return;
-            }
-        }
+    /// Records a first fragment (header `h`, crossing in direction `dir`)
+    /// of flow `idx` for its later fragments, under its source: the inside
+    /// address outbound, the remote one inbound (`h.src` both ways).
+    fn frag_record(&mut self, h: &Ipv4Hdr, dir: Dir, idx: u32, now: Millis) {
+        let key = frag_key(h.proto, h.src, h.dst, h.id);
+        let source = ((dir == Dir::In) as u64) << 32 | u32::from_be_bytes(h.src) as u64;
         let generation = self.flows[idx as usize].generation;
-        self.frags.insert(key, (idx, generation, now + FRAG_TTL_MS));
+        match self.frags.record(key, source, idx, generation, now) {
+            Some(Evicted::SourceCap) => self.stats.frag_evicted_source_cap += 1,
+            Some(Evicted::TableFull) => self.stats.frag_evicted_table_full += 1,
+            None => {}
+        }
     }
 }
