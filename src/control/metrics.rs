@@ -202,6 +202,16 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
                 "ICMP errors translated.",
                 ns.icmp_errors_translated,
             ),
+            (
+                "nat_frag_evicted_source_cap_total",
+                "Fragment records a source lost to its own newer ones (its cap).",
+                ns.frag_evicted_source_cap,
+            ),
+            (
+                "nat_frag_evicted_table_full_total",
+                "Fragment records the largest holder lost to a full table.",
+                ns.frag_evicted_table_full,
+            ),
         ] {
             o.head(name, "counter", help);
             o.val(name, "", v);
