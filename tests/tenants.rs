@@ -1,5 +1,6 @@
-//! One namespace must not hurt the others: a NAT flood from one port
-//! leaves the others able to open flows at once. Root tests.
+//! One namespace must not hurt the others (a NAT flood, bare and
+//! bad-checksum ACKs, blind RSTs, fragment floods, TTL=1 floods), and
+//! nothing Linux would drop leaves by the uplink. Root tests.
 
 mod common;
 
@@ -50,6 +51,44 @@ fn a_nat_flood_from_one_port_leaves_the_others_their_flows() {
         t1.elapsed() + (t1 - t0).min(Duration::from_secs(2)) < Duration::from_secs(4),
         "took {:?}",
         t0.elapsed()
+    );
+    // And a UDP exchange (an echo server on the wan host), within 2 s.
+    let _echo = Background::start(
+        &wan.ns,
+        &[
+            "python3",
+            "-u",
+            "-c",
+            "import socket\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind(('10.99.0.1',7007))\n\
+             print('ready')\n\
+             while True:\n    d,a=s.recvfrom(100)\n    s.sendto(d,a)\n",
+        ],
+        "ready",
+    );
+    let t2 = Instant::now();
+    let udp = ns_exec(
+        &ns.0[1],
+        &[
+            "python3",
+            "-c",
+            "import socket\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.settimeout(2)\n\
+             s.sendto(b'hello',('10.99.0.1',7007))\n\
+             print(s.recvfrom(100)[0].decode())\n",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&udp.stdout).trim(),
+        "hello",
+        "{udp:?}"
+    );
+    assert!(
+        t2.elapsed() < Duration::from_secs(2),
+        "UDP took {:?}",
+        t2.elapsed()
     );
     assert!(d.log().contains("holds its whole share"), "{}", d.log());
 }
@@ -324,5 +363,293 @@ fn a_fragment_flood_from_one_port_leaves_the_others_their_fragments() {
     assert_eq!(n["frag_evicted_table_full"].as_u64(), Some(0), "{n}");
     assert_eq!(gw_drop(&d, "nat_fragment_no_flow"), 0);
     drop(flood);
+    d.stop();
+}
+
+/// Raw frames from a namespace to the gateway (its MAC from `status`).
+mod raw {
+    use std::net::Ipv4Addr;
+    use vswitchd::wire::MacAddr;
+    use vswitchd::wire::build::{self, Ipv4};
+
+    pub fn gw_mac(d: &super::Daemon) -> MacAddr {
+        d.ctl_json(&["status"])["gateway_port"]["mac"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// An IPv4 frame from `src_mac`/`src` to `dst` through the gateway.
+    pub fn ip(
+        gw: MacAddr,
+        src_mac: MacAddr,
+        src: &str,
+        dst: &str,
+        proto: u8,
+        ttl: u8,
+        l4: &[u8],
+    ) -> Vec<u8> {
+        let ip = Ipv4 {
+            src: src.parse::<Ipv4Addr>().unwrap(),
+            dst: dst.parse::<Ipv4Addr>().unwrap(),
+            proto,
+            ttl,
+            id: 99,
+            dont_frag: false,
+        };
+        build::ipv4_frame(gw, src_mac, ip, l4)
+    }
+
+    /// A UDP header and payload (checksum filled by `ip`).
+    pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut l4 = vec![0u8; 8];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        l4.extend_from_slice(payload);
+        l4
+    }
+
+    /// A bare TCP ACK (no SYN ever sent for it).
+    pub fn ack(sport: u16, dport: u16) -> Vec<u8> {
+        let mut l4 = vec![0u8; 20];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[4..8].copy_from_slice(&7_000u32.to_be_bytes());
+        l4[8..12].copy_from_slice(&9_000u32.to_be_bytes());
+        l4[12] = 5 << 4;
+        l4[13] = 0x10;
+        l4[14..16].copy_from_slice(&64_000u16.to_be_bytes());
+        l4
+    }
+}
+
+/// Bare ACKs (never a SYN) are only picked up for a short while, never
+/// ESTABLISHED for hours; ACKs with a bad checksum open no flow at all.
+#[test]
+fn bare_and_bad_checksum_acks_create_no_long_lived_flow() {
+    if !root_or_skip("bare_and_bad_checksum_acks_create_no_long_lived_flow") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let d = start_with_uplink(&ns, &wan, &[]);
+    assert!(ping(&ns.0[0], WAN_HOST), "{}", d.log());
+    let gw = raw::gw_mac(&d);
+    let me: vswitchd::wire::MacAddr = d.mac_of(&ns.0[0]).parse().unwrap();
+    let acks: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            raw::ip(
+                gw,
+                me,
+                "192.168.88.11",
+                WAN_HOST,
+                6,
+                64,
+                &raw::ack(30_000 + i, 80),
+            )
+        })
+        .collect();
+    assert_eq!(send_frames(&ns.0[0], "eth0", &acks, 50), 200);
+    let mut bad: Vec<Vec<u8>> = (0..100)
+        .map(|i| {
+            raw::ip(
+                gw,
+                me,
+                "192.168.88.11",
+                WAN_HOST,
+                6,
+                64,
+                &raw::ack(40_000 + i, 80),
+            )
+        })
+        .collect();
+    for f in &mut bad {
+        f[14 + 20 + 16] ^= 0x55; // the TCP checksum
+    }
+    assert_eq!(send_frames(&ns.0[0], "eth0", &bad, 50), 100);
+    let flows = || {
+        let v = d.ctl_json(&["nat", "show"]);
+        v["flows"].as_array().unwrap().clone()
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), || flows()
+            .iter()
+            .filter(|f| f["proto"] == "tcp")
+            .count()
+            >= 150),
+        "{:?}",
+        flows().len()
+    );
+    let tcp: Vec<serde_json::Value> = flows()
+        .into_iter()
+        .filter(|f| f["proto"] == "tcp")
+        .collect();
+    // Only the 200 good ones, none ESTABLISHED, none for more than 30 s.
+    assert!(tcp.len() <= 200, "{} TCP flows", tcp.len());
+    for f in &tcp {
+        // Picked up loosely, or closed by the wan host's RST answer.
+        assert!(f["state"] == "PICKED_UP" || f["state"] == "CLOSE", "{f}");
+        assert!(f["expires_in_secs"].as_u64().unwrap() <= 30, "{f}");
+        let port: u16 = f["inside"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (30_000..30_200).contains(&port),
+            "a bad-checksum ACK opened {f}"
+        );
+    }
+    assert!(
+        gw_drop(&d, "nat_bad_checksum") >= 90,
+        "{}",
+        d.ctl_json(&["status"])
+    );
+    d.stop();
+}
+
+/// What Linux drops never leaves by the uplink: sources that are the
+/// gateway's own or the subnet's broadcast, destinations in 0/8, 127/8,
+/// 240/4, source-routed (LSRR) packets. A marker that may leave shows the
+/// capture saw everything before it.
+#[test]
+fn martians_and_source_routes_from_the_lan_never_reach_the_uplink() {
+    if !root_or_skip("martians_and_source_routes_from_the_lan_never_reach_the_uplink") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let d = start_with_uplink(&ns, &wan, &[]);
+    assert!(ping(&ns.0[0], WAN_HOST), "{}", d.log());
+    let gw = raw::gw_mac(&d);
+    let me: vswitchd::wire::MacAddr = d.mac_of(&ns.0[0]).parse().unwrap();
+    let u = raw::udp(5000, 9, b"martian");
+    let mut frames = vec![
+        raw::ip(gw, me, "192.168.88.1", WAN_HOST, 17, 64, &u),
+        raw::ip(gw, me, "192.168.88.255", WAN_HOST, 17, 64, &u),
+        raw::ip(gw, me, "192.168.88.11", "127.0.0.1", 17, 64, &u),
+        raw::ip(gw, me, "192.168.88.11", "240.0.0.1", 17, 64, &u),
+        raw::ip(gw, me, "192.168.88.11", "0.1.2.3", 17, 64, &u),
+    ];
+    // LSRR (option 0x83) via the wan host: header grows by 8 bytes.
+    let mut lsrr = raw::ip(gw, me, "192.168.88.11", WAN_HOST, 17, 64, &u);
+    let opt = [0x83u8, 7, 4, 10, 99, 0, 1, 0];
+    lsrr.splice(34..34, opt);
+    lsrr[14] = 0x47;
+    let total = (lsrr.len() - 14) as u16;
+    lsrr[16..18].copy_from_slice(&total.to_be_bytes());
+    vswitchd::wire::ipv4::fill_ip_checksum(&mut lsrr[14..], 28);
+    frames.push(lsrr);
+    let mut cap = Capture::start(&wan.ns, "eth0");
+    assert_eq!(send_frames(&ns.0[0], "eth0", &frames, 0), frames.len());
+    // The marker: a datagram that may leave, sent after them.
+    let marker = raw::ip(
+        gw,
+        me,
+        "192.168.88.11",
+        WAN_HOST,
+        17,
+        64,
+        &raw::udp(5001, 4242, b"marker"),
+    );
+    assert_eq!(send_frames(&ns.0[0], "eth0", &[marker], 0), 1);
+    assert!(
+        cap.wait_for(".4242:", Duration::from_secs(5)),
+        "{:?}",
+        cap.seen
+    );
+    let leaked: Vec<&String> = cap
+        .seen
+        .iter()
+        .filter(|l| {
+            l.contains("127.0.0.1")
+                || l.contains("240.0.0.1")
+                || l.contains("0.1.2.3")
+                || l.contains(".5000 >")
+                || l.contains("LSRR")
+        })
+        .collect();
+    assert!(leaked.is_empty(), "on the uplink: {leaked:?}");
+    assert!(
+        gw_drop(&d, "martian_source") >= 2,
+        "{}",
+        d.ctl_json(&["status"])
+    );
+    assert!(
+        gw_drop(&d, "martian_destination") >= 3,
+        "{}",
+        d.ctl_json(&["status"])
+    );
+    assert!(
+        gw_drop(&d, "source_route") >= 1,
+        "{}",
+        d.ctl_json(&["status"])
+    );
+    d.stop();
+}
+
+/// A TTL=1 flood from one namespace does not use up another's Time
+/// Exceeded answers (per-destination buckets).
+#[test]
+fn a_ttl_flood_from_one_port_leaves_the_others_their_time_exceeded() {
+    if !root_or_skip("a_ttl_flood_from_one_port_leaves_the_others_their_time_exceeded") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let wan = WanHost::new();
+    let d = start_with_uplink(&ns, &wan, &[]);
+    assert!(ping(&ns.0[0], WAN_HOST), "{}", d.log());
+    let gw = raw::gw_mac(&d);
+    let me: vswitchd::wire::MacAddr = d.mac_of(&ns.0[0]).parse().unwrap();
+    let flood: Vec<Vec<u8>> = (0..3000u16)
+        .map(|i| {
+            raw::ip(
+                gw,
+                me,
+                "192.168.88.11",
+                WAN_HOST,
+                17,
+                1,
+                &raw::udp(20_000 + i, 33434, b"x"),
+            )
+        })
+        .collect();
+    let flooder = {
+        let ns = ns.0[0].clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            for _ in 0..3 {
+                n += send_frames(&ns, "eth0", &flood, 100);
+            }
+            n
+        })
+    };
+    let out = ns_exec(
+        &ns.0[1],
+        &[
+            "ping", "-n", "-t", "1", "-c", "10", "-i", "0.1", "-W", "1", WAN_HOST,
+        ],
+    );
+    let sent = flooder.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answered = text
+        .lines()
+        .filter(|l| l.contains("Time to live exceeded"))
+        .count();
+    assert!(sent >= 3000, "the flood sent only {sent}");
+    assert!(
+        answered >= 9,
+        "{answered} of 10 Time Exceeded during the flood:\n{text}"
+    );
+    assert!(
+        gw_drop(&d, "ttl_exceeded") >= 1000,
+        "{}",
+        d.ctl_json(&["status"])
+    );
     d.stop();
 }
