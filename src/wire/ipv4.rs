@@ -600,4 +600,27 @@ mod tests {
         b[21] = 5;
         assert_eq!(options(&b, 24), Options::Malformed);
     }
+
+    #[test]
+    fn set_addr_on_a_packet_cut_inside_its_checksum_and_no_fragmenting_with_df() {
+        // TCP cut inside its checksum field (36..38): address set, the rest
+        // untouched, no panic.
+        let mut t = vec![0u8; 20 + 17];
+        t[0] = 0x45;
+        t[9] = PROTO_TCP;
+        set_addr(&mut t, 12, [10, 0, 0, 9], Some((20, PROTO_TCP)));
+        assert_eq!(&t[12..16], &[10, 0, 0, 9]);
+        assert_eq!(&t[20..], &[0; 17]);
+        // DF set: never fragmented, whatever the MTU.
+        let mut f = vec![0u8; 14 + 20 + 1000];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&1020u16.to_be_bytes());
+        f[20] = 0x40; // DF
+        f[23] = PROTO_UDP;
+        fill_ip_checksum(&mut f[14..], 20);
+        let mut n = 0;
+        assert!(!fragment_frame(&f, 576, |_| n += 1));
+        assert_eq!(n, 0);
+    }
 }
