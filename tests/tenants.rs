@@ -191,6 +191,12 @@ fn lines_within(b: &Background, d: Duration) -> Vec<String> {
     v
 }
 
+/// At least `min` gateway drops counted as `name`.
+fn assert_drop(d: &Daemon, name: &str, min: u64) {
+    let n = gw_drop(d, name);
+    assert!(n >= min, "{n} {name} drops: {}", d.ctl_json(&["status"]));
+}
+
 fn gw_drop(d: &Daemon, name: &str) -> u64 {
     d.ctl_json(&["status"])["gateway_port"]["drops"][name]
         .as_u64()
@@ -372,6 +378,17 @@ mod raw {
     use vswitchd::wire::MacAddr;
     use vswitchd::wire::build::{self, Ipv4};
 
+    /// A wan host, vswitchd with `ns` and that uplink (checked with a
+    /// ping), the gateway's MAC and the first port's.
+    pub fn rig(ns: &super::Namespaces) -> (super::WanHost, super::Daemon, MacAddr, MacAddr) {
+        let wan = super::WanHost::new();
+        let d = super::start_with_uplink(ns, &wan, &[]);
+        assert!(super::ping(&ns.0[0], super::WAN_HOST), "{}", d.log());
+        let gw = gw_mac(&d);
+        let me = d.mac_of(&ns.0[0]).parse().unwrap();
+        (wan, d, gw, me)
+    }
+
     pub fn gw_mac(d: &super::Daemon) -> MacAddr {
         d.ctl_json(&["status"])["gateway_port"]["mac"]
             .as_str()
@@ -433,11 +450,7 @@ fn bare_and_bad_checksum_acks_create_no_long_lived_flow() {
         return;
     }
     let ns = Namespaces::fresh(1);
-    let wan = WanHost::new();
-    let d = start_with_uplink(&ns, &wan, &[]);
-    assert!(ping(&ns.0[0], WAN_HOST), "{}", d.log());
-    let gw = raw::gw_mac(&d);
-    let me: vswitchd::wire::MacAddr = d.mac_of(&ns.0[0]).parse().unwrap();
+    let (_wan, d, gw, me) = raw::rig(&ns);
     let acks: Vec<Vec<u8>> = (0..200)
         .map(|i| {
             raw::ip(
@@ -505,11 +518,7 @@ fn bare_and_bad_checksum_acks_create_no_long_lived_flow() {
             "a bad-checksum ACK opened {f}"
         );
     }
-    assert!(
-        gw_drop(&d, "nat_bad_checksum") >= 90,
-        "{}",
-        d.ctl_json(&["status"])
-    );
+    assert_drop(&d, "nat_bad_checksum", 90);
     d.stop();
 }
 
@@ -523,11 +532,7 @@ fn martians_and_source_routes_from_the_lan_never_reach_the_uplink() {
         return;
     }
     let ns = Namespaces::fresh(1);
-    let wan = WanHost::new();
-    let d = start_with_uplink(&ns, &wan, &[]);
-    assert!(ping(&ns.0[0], WAN_HOST), "{}", d.log());
-    let gw = raw::gw_mac(&d);
-    let me: vswitchd::wire::MacAddr = d.mac_of(&ns.0[0]).parse().unwrap();
+    let (wan, d, gw, me) = raw::rig(&ns);
     let u = raw::udp(5000, 9, b"martian");
     let mut frames = vec![
         raw::ip(gw, me, "192.168.88.1", WAN_HOST, 17, 64, &u),
@@ -575,21 +580,9 @@ fn martians_and_source_routes_from_the_lan_never_reach_the_uplink() {
         })
         .collect();
     assert!(leaked.is_empty(), "on the uplink: {leaked:?}");
-    assert!(
-        gw_drop(&d, "martian_source") >= 2,
-        "{}",
-        d.ctl_json(&["status"])
-    );
-    assert!(
-        gw_drop(&d, "martian_destination") >= 3,
-        "{}",
-        d.ctl_json(&["status"])
-    );
-    assert!(
-        gw_drop(&d, "source_route") >= 1,
-        "{}",
-        d.ctl_json(&["status"])
-    );
+    assert_drop(&d, "martian_source", 2);
+    assert_drop(&d, "martian_destination", 3);
+    assert_drop(&d, "source_route", 1);
     d.stop();
 }
 
@@ -601,11 +594,7 @@ fn a_ttl_flood_from_one_port_leaves_the_others_their_time_exceeded() {
         return;
     }
     let ns = Namespaces::fresh(2);
-    let wan = WanHost::new();
-    let d = start_with_uplink(&ns, &wan, &[]);
-    assert!(ping(&ns.0[0], WAN_HOST), "{}", d.log());
-    let gw = raw::gw_mac(&d);
-    let me: vswitchd::wire::MacAddr = d.mac_of(&ns.0[0]).parse().unwrap();
+    let (_wan, d, gw, me) = raw::rig(&ns);
     let flood: Vec<Vec<u8>> = (0..3000u16)
         .map(|i| {
             raw::ip(
@@ -646,10 +635,6 @@ fn a_ttl_flood_from_one_port_leaves_the_others_their_time_exceeded() {
         answered >= 9,
         "{answered} of 10 Time Exceeded during the flood:\n{text}"
     );
-    assert!(
-        gw_drop(&d, "ttl_exceeded") >= 1000,
-        "{}",
-        d.ctl_json(&["status"])
-    );
+    assert_drop(&d, "ttl_exceeded", 1000);
     d.stop();
 }
