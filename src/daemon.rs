@@ -713,7 +713,7 @@ pub const OVERLAY_PORT: &str = "vxlan";
 /// order they must happen (lock, metrics address, uplink, namespaces and
 /// TAPs, control socket, readiness), each undone by RAII if a later one
 /// fails; reading it top to bottom is the point.
-pub fn run(cfg: Config) -> Result<(), DaemonError> {
+pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), DaemonError> {
     // Before any thread exists, so every thread inherits the mask.
     let signals = block_signals()?;
     let lock = InstanceLock::acquire(&cfg.name)?;
@@ -847,6 +847,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             mtu: cfg.mtu,
             started: std::time::SystemTime::now(),
             metrics: metrics.as_ref().and_then(|m| m.local_addr()),
+            log: log.clone(),
         };
         if let Some(a) = instance.metrics {
             tracing::info!("Prometheus metrics on http://{a}/metrics");

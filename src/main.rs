@@ -4,7 +4,9 @@
 use clap::CommandFactory;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, fmt, reload};
 use vswitchd::config::Cli;
 
 fn main() -> ExitCode {
@@ -19,12 +21,23 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cli.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal, not into log files.
-        .with_ansi(std::io::stderr().is_terminal())
+    // The filter can be swapped at run time (`vswitchctl log-level`).
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour only for a person at a terminal, not into log files.
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .init();
+    let log = vswitchd::control::LogControl(std::sync::Arc::new(move |level: &str| {
+        let f = EnvFilter::try_new(level).map_err(|e| format!("log level {level}: {e}"))?;
+        handle
+            .reload(f)
+            .map_err(|e| format!("log level {level}: {e}"))
+    }));
 
     let cfg = match cli.into_config().map_err(|e| origins.locate(e)) {
         Ok(c) => c,
@@ -39,7 +52,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    match vswitchd::daemon::run(cfg) {
+    match vswitchd::daemon::run(cfg, Some(log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vswitchd: error: {e}");

@@ -453,6 +453,18 @@ fn list_abbreviations_fdb_port_filter_and_a_not_running_error_that_helps() {
         "{dot}"
     );
     assert!(dot.contains(&format!("switch -- \"{}\"", ns.0[1])), "{dot}");
+    // The log level at run time: debug events appear, a bad level is
+    // refused and changes nothing.
+    let out = d.ctl(&["log-level", "debug"]);
+    assert!(out.status.success(), "{out:?}");
+    let bad = d.ctl(&["log-level", "verbose"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--log-level"),
+        "{bad:?}"
+    );
+    assert!(d.log().contains("log level set to debug"), "{}", d.log());
+    assert!(stdout(&d.ctl(&["log-level", "info"])).contains("log level set to info"));
     // An instance that is not running: the error names the ones that are.
     let bad = run(VSWITCHCTL, &["--name", "nosuchinst", "status"]);
     let err = String::from_utf8_lossy(&bad.stderr);

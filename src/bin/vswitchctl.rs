@@ -108,6 +108,10 @@ enum Cmd {
     Neigh,
     /// The VXLAN overlay: mode, VNI, this host's VTEP, the other hosts.
     Overlay,
+    /// Change the daemon's log level while it runs (the values of
+    /// vswitchd --log-level: error, warn, info, debug, trace, or a filter
+    /// such as `info,vswitchd::gateway=debug`).
+    LogLevel { level: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -415,6 +419,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             }
         }
         Cmd::Overlay => print_overlay(result)?,
+        Cmd::LogLevel { level } => println!("log level set to {level}"),
         Cmd::Neigh => {
             let rows: Vec<NeighRow> = parse(result)?;
             println!(
@@ -787,6 +792,9 @@ fn main() -> ExitCode {
         } => Request::PortDel { port: port.clone() },
         Cmd::Neigh => Request::Neigh,
         Cmd::Overlay => Request::Overlay,
+        Cmd::LogLevel { level } => Request::LogLevel {
+            level: level.clone(),
+        },
     };
     let reply = match call(&cli.name, &req) {
         Ok(r) => r,

@@ -24,7 +24,9 @@ mod validate;
 pub use crate::wire::ipv4::Ipv4Net;
 pub use cli::Cli;
 pub use file::Origins;
-pub use validate::{check_ifname, check_instance_name, check_port_addr, parse_port_spec};
+pub use validate::{
+    check_ifname, check_instance_name, check_log_level, check_port_addr, parse_port_spec,
+};
 
 use crate::gateway::WanAddr;
 use crate::gateway::nat::NatConfig;

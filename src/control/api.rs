@@ -299,6 +299,7 @@ pub fn handle<P: Port, U: Port>(
     sw.fdb_expire(now);
     let r = match req {
         Request::Status => Ok(Reply::ok(status(sw, inst, now))),
+        Request::LogLevel { level } => set_log_level(inst, &level).map(Reply::ok),
         // Streamed by `handle_bytes` (see `views`); never reach here.
         Request::NatShow | Request::FdbShow => Err("a view is streamed".to_string()),
         Request::Ports => Ok(Reply::ok(
@@ -412,6 +413,18 @@ fn remote_macs<P: Port, U: Port>(sw: &Switch<P, U>) -> Vec<MacAddr> {
     macs.sort_unstable();
     macs.dedup();
     macs
+}
+
+/// `vswitchctl log-level LEVEL`: the same values as `--log-level`.
+fn set_log_level(inst: &Instance, level: &str) -> Result<String, String> {
+    crate::config::check_log_level(level).map_err(|e| e.to_string())?;
+    let log = inst
+        .log
+        .as_ref()
+        .ok_or("this instance cannot change its log level")?;
+    (log.0)(level)?;
+    tracing::info!("log level set to {level}");
+    Ok(level.to_string())
 }
 
 fn fdb_flush<P: Port, U: Port>(sw: &mut Switch<P, U>, port: Option<&str>) -> Result<Reply, String> {

@@ -23,4 +23,16 @@ pub struct Instance {
     pub started: std::time::SystemTime,
     /// The metrics endpoint's bound address.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Changes the log filter at run time (`vswitchctl log-level`).
+    pub log: Option<LogControl>,
+}
+
+/// Sets the running daemon's log filter (a checked `--log-level` value).
+#[derive(Clone)]
+pub struct LogControl(pub std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for LogControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogControl")
+    }
 }

@@ -53,6 +53,10 @@ pub enum Request {
     PortDel {
         port: String,
     },
+    /// Sets the log filter (as `--log-level`) while the daemon runs.
+    LogLevel {
+        level: String,
+    },
     /// What the switch would do with a frame received on `port` (or on the
     /// uplink, with `uplink`).
     Trace {
