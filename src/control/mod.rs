@@ -27,9 +27,12 @@ pub struct Instance {
     pub log: Option<LogControl>,
 }
 
+/// A function that sets the log filter, or says why it cannot.
+pub type SetLogLevel = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+
 /// Sets the running daemon's log filter (a checked `--log-level` value).
 #[derive(Clone)]
-pub struct LogControl(pub std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>);
+pub struct LogControl(pub std::sync::Arc<SetLogLevel>);
 
 impl std::fmt::Debug for LogControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
