@@ -622,5 +622,16 @@ mod tests {
         let mut n = 0;
         assert!(!fragment_frame(&f, 576, |_| n += 1));
         assert_eq!(n, 0);
+        // Options (IHL 6), no DF: not fragmented here either (per-fragment
+        // option copying is not done).
+        let mut o = vec![0u8; 14 + 24 + 1000];
+        o[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        o[14] = 0x46;
+        o[16..18].copy_from_slice(&1024u16.to_be_bytes());
+        o[23] = PROTO_UDP;
+        o[34..38].copy_from_slice(&[1, 1, 1, 0]); // NOPs, end
+        fill_ip_checksum(&mut o[14..], 24);
+        assert!(!fragment_frame(&o, 576, |_| n += 1));
+        assert_eq!(n, 0);
     }
 }
