@@ -397,4 +397,12 @@ mod tests {
         let mut ok = udp(partial);
         assert!(finish_inner_checksum(&mut ok));
     }
+
+    #[test]
+    fn the_shortest_datagram_is_a_header_and_a_bare_ethernet_header() {
+        let mut d = header(7).to_vec();
+        d.extend_from_slice(&[0xab; ETH_HEADER_LEN]);
+        assert_eq!(decap(&d, 7), Ok(&[0xab; ETH_HEADER_LEN][..]));
+        assert_eq!(decap(&d[..d.len() - 1], 7), Err(VxlanDrop::Runt));
+    }
 }
