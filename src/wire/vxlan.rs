@@ -404,5 +404,7 @@ mod tests {
         d.extend_from_slice(&[0xab; ETH_HEADER_LEN]);
         assert_eq!(decap(&d, 7), Ok(&[0xab; ETH_HEADER_LEN][..]));
         assert_eq!(decap(&d[..d.len() - 1], 7), Err(VxlanDrop::Runt));
+        // Shorter than an Ethernet header: nothing to finish, no panic.
+        assert!(!finish_inner_checksum(&mut [0u8; 10]));
     }
 }
