@@ -593,6 +593,11 @@ mod tests {
             Ipv4Hdr::parse(&b).map(|h| (h.ihl, h.total_len)),
             Some((24, 24))
         );
+        // The shortest packet there is: a 20-byte header, nothing else.
+        let mut h20 = [0u8; 20];
+        h20[0] = 0x45;
+        h20[2..4].copy_from_slice(&20u16.to_be_bytes());
+        assert_eq!(Ipv4Hdr::parse(&h20).map(|h| h.total_len), Some(20));
         // Router alert (kind 0x94, length 4) exactly fills the 4 option bytes.
         b[20..24].copy_from_slice(&[0x94, 4, 0, 0]);
         assert_eq!(options(&b, 24), Options::Plain);
