@@ -584,6 +584,30 @@ mod tests {
     }
 
     #[test]
+    fn a_udp_checksum_that_an_address_change_makes_zero_is_sent_as_ffff() {
+        let (old, new) = ([10, 0, 0, 1], [10, 0, 0, 9]);
+        // The field value that the incremental update turns into 0.
+        let seed = (1..=0xffffu16)
+            .find(|&c| checksum::update32(c, old, new) == 0)
+            .expect("some checksum updates to zero");
+        let mut b = vec![0u8; 28];
+        b[0] = 0x45;
+        b[9] = PROTO_UDP;
+        b[12..16].copy_from_slice(&old);
+        b[26..28].copy_from_slice(&seed.to_be_bytes());
+        set_addr(&mut b, 12, new, Some((20, PROTO_UDP)));
+        assert_eq!(get16(&b, 26), 0xffff, "0 would mean no checksum");
+        // TCP has no such rule: 0 stays 0.
+        b[9] = PROTO_TCP;
+        b[12..16].copy_from_slice(&old);
+        let mut t = vec![0u8; 40];
+        t[..20].copy_from_slice(&b[..20]);
+        t[36..38].copy_from_slice(&seed.to_be_bytes());
+        set_addr(&mut t, 12, new, Some((20, PROTO_TCP)));
+        assert_eq!(get16(&t, 36), 0);
+    }
+
+    #[test]
     fn a_bare_header_parses_and_an_option_may_fill_the_option_area() {
         // Total length = header length: no payload, still a packet.
         let mut b = vec![0u8; 24];
