@@ -510,4 +510,26 @@ mod tests {
         assert_eq!(flags[0] & 0x80, 0x80, "CWR on the first");
         assert!(flags[1..].iter().all(|f| f & 0x80 == 0), "{flags:?}");
     }
+
+    #[test]
+    fn a_udp_sum_of_zero_is_sent_as_ffff_and_edge_lengths_are_handled() {
+        // Bytes summing to 0xffff: the checksum computes to 0.
+        let mut udp = [0xff, 0xff, 0, 0, 0, 0, 0, 0];
+        finish_checksum(&mut udp, 0, 6).unwrap();
+        assert_eq!(&udp[6..8], &[0xff, 0xff], "UDP: 0 would mean none");
+        let mut tcp = [0u8; 18];
+        tcp[0..2].copy_from_slice(&[0xff, 0xff]);
+        finish_checksum(&mut tcp, 0, 16).unwrap();
+        assert_eq!(&tcp[16..18], &[0, 0], "TCP keeps 0");
+        // Shorter than Ethernet + IPv4 headers: refused, no panic.
+        assert_eq!(
+            segment_tcpv4(&[0u8; 10], 100, &mut Vec::new(), |_| {}),
+            Err(VnetError::Malformed)
+        );
+        // Headers and no payload at all: one segment, the headers.
+        let f = super_frame(&[], 0x11);
+        let mut segs = Vec::new();
+        segment_tcpv4(&f, 100, &mut Vec::new(), |s| segs.push(s.len())).unwrap();
+        assert_eq!(segs, vec![14 + 40]);
+    }
 }
