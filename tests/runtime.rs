@@ -75,8 +75,54 @@ fn port_add_then_ping_port_del_then_gone() {
             .iter()
             .all(|(m, p, _)| *m != mac1 && *p != ns.0[1])
     );
-    // ...an existing one stays, without our TAP.
+    // ...an existing one stays, without our TAP. It also used an address of
+    // its own (.78): the gateway's neighbour entries for both go with it.
+    assert!(
+        ns_exec(
+            &pre,
+            &["ip", "addr", "add", "192.168.88.78/24", "dev", "eth0"]
+        )
+        .status
+        .success()
+    );
+    assert!(
+        ns_exec(
+            &pre,
+            &[
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "-I",
+                "192.168.88.78",
+                "192.168.88.1"
+            ]
+        )
+        .status
+        .success()
+    );
+    let neigh_ips = || -> Vec<String> {
+        d.ctl_json(&["neigh"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["ip"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = neigh_ips();
+    assert!(
+        before.contains(&"192.168.88.77".into()) && before.contains(&"192.168.88.78".into()),
+        "{before:?}"
+    );
     assert!(d.ctl(&["port", "del", &pre]).status.success());
+    let after = neigh_ips();
+    assert!(
+        !after
+            .iter()
+            .any(|ip| ip == "192.168.88.77" || ip == "192.168.88.78"),
+        "neighbour entries left after port del: {after:?}"
+    );
     assert!(netns_exists(&pre));
     assert!(
         !ns_exec(&pre, &["ip", "link", "show", "eth0"])
@@ -437,6 +483,17 @@ fn list_abbreviations_fdb_port_filter_and_a_not_running_error_that_helps() {
         !rows.is_empty() && rows.iter().all(|l| l.starts_with(&ns.0[0])),
         "{out}"
     );
+    // ports: state and MTU, each column as wide as its content (the STATE
+    // column starts at the same place in the header and every row).
+    let text = stdout(&d.ctl(&["ports"]));
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let at = header.find("STATE").expect("a STATE column");
+    for row in lines.filter(|l| !l.starts_with(' ')) {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!((fields[4], fields[5]), ("up", "1500"), "{text}");
+        assert_eq!(row.find(" up ").map(|i| i + 1), Some(at), "{text}");
+    }
     // show: one overview, as text and as a Graphviz graph.
     let show = stdout(&d.ctl(&["show"]));
     assert!(show.contains("gateway 192.168.88.1"), "{show}");

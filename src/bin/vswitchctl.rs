@@ -263,12 +263,13 @@ fn show(name: &str, format: &str, json: bool) -> Result<(), String> {
     }
     for p in &ports {
         println!(
-            "  port {:<16} {:<8} {} {}/{}{}",
+            "  port {:<16} {:<8} {} {}/{} {}{}",
             p.info.name,
             p.info.ifname,
             p.info.mac,
             p.info.addr,
             p.info.prefix_len,
+            p.state,
             if p.info.security {
                 " (port security)"
             } else {
@@ -618,26 +619,53 @@ fn print_nat(result: serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
+/// A table as `ip` and `docker` print them (comfy-table): a header row, no
+/// borders, each column as wide as its widest cell, two spaces between
+/// columns; the columns from `first_number` on are right-aligned. Returns
+/// the lines: the header, then one per row.
+fn table(header: &[&str], first_number: usize, rows: Vec<Vec<String>>) -> Vec<String> {
+    use comfy_table::{CellAlignment, Table, presets::NOTHING};
+    let mut t = Table::new();
+    t.load_style(NOTHING).set_header(header.to_vec());
+    t.add_rows(rows);
+    for (i, c) in t.column_iter_mut().enumerate() {
+        c.set_padding((0, 2));
+        if i >= first_number {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t.lines().map(|l| l.trim_end().to_string()).collect()
+}
+
 /// `ports`: one line per port with its counters.
 fn print_ports(result: serde_json::Value) -> Result<(), String> {
     let ports: Vec<PortReport> = parse(result)?;
-    println!(
-        "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
-        "PORT", "IFACE", "MAC", "ADDRESS", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS"
-    );
-    for p in &ports {
-        println!(
-            "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
-            p.info.name,
-            p.info.ifname,
-            p.info.mac.to_string(),
-            format!("{}/{}", p.info.addr, p.info.prefix_len),
-            p.rx_packets,
-            p.rx_bytes,
-            p.tx_packets,
-            p.tx_bytes,
-            p.drops.values().sum::<u64>()
-        );
+    let rows = ports
+        .iter()
+        .map(|p| {
+            vec![
+                p.info.name.clone(),
+                p.info.ifname.clone(),
+                p.info.mac.to_string(),
+                format!("{}/{}", p.info.addr, p.info.prefix_len),
+                p.state.clone(),
+                p.mtu.to_string(),
+                p.rx_packets.to_string(),
+                p.rx_bytes.to_string(),
+                p.tx_packets.to_string(),
+                p.tx_bytes.to_string(),
+                p.drops.values().sum::<u64>().to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "PORT", "IFACE", "MAC", "ADDRESS", "STATE", "MTU", "RX_PKTS", "RX_BYTES", "TX_PKTS",
+        "TX_BYTES", "DROPS",
+    ];
+    let mut lines = table(&header, 5, rows).into_iter();
+    println!("{}", lines.next().unwrap_or_default());
+    for (p, line) in ports.iter().zip(lines) {
+        println!("{line}");
         if p.info.security {
             println!(
                 "    port security: only {} / {} may send",

@@ -136,7 +136,7 @@ fn summary<P: Port, U: Port>(sw: &Switch<P, U>) -> FdbSummary {
     }
 }
 
-fn report(info: &PortInfo, c: &PortCounters) -> PortReport {
+fn report(info: &PortInfo, c: &PortCounters, mtu: u32) -> PortReport {
     PortReport {
         info: info.clone(),
         rx_packets: c.rx_packets,
@@ -144,6 +144,8 @@ fn report(info: &PortInfo, c: &PortCounters) -> PortReport {
         tx_packets: c.tx_packets,
         tx_bytes: c.tx_bytes,
         drops: drops_map(c),
+        mtu,
+        state: c.state().into(),
     }
 }
 
@@ -183,7 +185,7 @@ fn port_add<P: Port, U: Port>(
     let id = sw.add_port(port, info);
     let slot = sw.port(id).expect("just added");
     tracing::info!(port = %ns, "port added: {} {} {}", slot.info.ifname, slot.info.mac, addr);
-    Ok(report(&slot.info, &slot.counters))
+    Ok(report(&slot.info, &slot.counters, sw.mtu() as u32))
 }
 
 /// Removes a port (`vswitchctl port del NS`, or its namespace vanished):
@@ -304,7 +306,7 @@ pub fn handle<P: Port, U: Port>(
         Request::NatShow | Request::FdbShow => Err("a view is streamed".to_string()),
         Request::Ports => Ok(Reply::ok(
             sw.ports()
-                .map(|(_, s)| report(&s.info, &s.counters))
+                .map(|(_, s)| report(&s.info, &s.counters, sw.mtu() as u32))
                 .collect::<Vec<_>>(),
         )),
         Request::FdbFlush { port } => fdb_flush(sw, port.as_deref()),

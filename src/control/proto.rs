@@ -203,6 +203,13 @@ pub struct PortReport {
     pub tx_bytes: u64,
     /// Drops by reason (only reasons with a non-zero count).
     pub drops: BTreeMap<String, u64>,
+    /// The TAP's MTU (the switch's `--mtu`).
+    #[serde(default)]
+    pub mtu: u32,
+    /// `up`, or `down` while writes to the port fail (its interface is
+    /// down in the namespace).
+    #[serde(default)]
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

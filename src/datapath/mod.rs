@@ -128,7 +128,8 @@ impl<P: Port, U: Port> Switch<P, U> {
         std::mem::take(&mut self.new_ports)
     }
 
-    /// Removes a port, every MAC entry on it and the NAT flows of its address.
+    /// Removes a port, every MAC entry on it, the NAT flows of its address
+    /// and the gateway's neighbour entries for its address and its MAC.
     pub fn remove_port(&mut self, id: PortId) -> Option<PortSlot<P>> {
         if id == GW_PORT {
             return None;
@@ -136,6 +137,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         let slot = self.ports.get_mut(id as usize)?.take()?;
         self.fdb.forget_port(id);
         self.gateway.forget_inside(slot.info.addr);
+        self.gateway.forget_lan_mac(slot.info.mac);
         if let Some(d) = self.directory.as_mut()
             && d.mac_of(slot.info.addr).is_some_and(|(_, remote)| !remote)
         {
@@ -159,6 +161,11 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.ports()
             .find(|(_, s)| s.info.name == name)
             .map(|(id, _)| id)
+    }
+
+    /// The ports' MTU (`--mtu`): longer frames are dropped as `too_big`.
+    pub fn mtu(&self) -> usize {
+        self.mtu
     }
 
     pub fn fdb(&self) -> &Fdb {
@@ -272,6 +279,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             };
             slot.counters.rx_packets += 1;
             slot.counters.rx_bytes += len as u64;
+            slot.counters.tx_failing = false;
             slot.info.guard()
         };
         let Switch {
