@@ -391,6 +391,20 @@ fn trace_explains_unicast_flood_and_a_routed_nat_frame() {
     let t = trace(&d, &ns.0[1], &["ip", "dst=10.99.0.1,ttl=1", "udp"]);
     assert!(t.last().unwrap().contains("Time Exceeded"), "{t:?}");
 
+    // ARP, from words and as colon-separated hex: built, decoded, flooded
+    // with the gateway's copy explained.
+    let t = trace(&d, &ns.0[0], &["arp", "op=request,tpa=192.168.88.1"]);
+    assert!(
+        t[0].contains("ARP request who-has 192.168.88.1 tell 192.168.88.11"),
+        "{t:?}"
+    );
+    assert!(t.iter().any(|s| s.starts_with("gateway: ARP")), "{t:?}");
+    let mac = d.mac_of(&ns.0[0]);
+    let hex = format!(
+        "ff:ff:ff:ff:ff:ff:{mac}:08:06:00:01:08:00:06:04:00:01:{mac}:c0:a8:58:0b:00:00:00:00:00:00:c0:a8:58:01"
+    );
+    assert_eq!(trace(&d, &ns.0[0], &["hex", &hex])[0], t[0]);
+
     // From the uplink: the reply to the ping above finds its flow and goes
     // to the first port; an unsolicited datagram does not get in.
     let flows = d.ctl_json(&["nat", "show"]);
