@@ -57,10 +57,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PortCmd,
     },
-    /// Stream frames crossing chosen points as pcap.
+    /// Stream frames crossing chosen points as pcapng (or pcap).
     ///
     /// Readable by tcpdump -r -, tshark and Wireshark. Without --port,
     /// --uplink or --gateway: every port and the gateway, each frame once.
+    /// Each point is a pcapng interface named after it (NS, gateway,
+    /// uplink:IFACE): tshark -r FILE -T fields -e frame.interface_name.
     /// A slow reader loses frames (counted in status), never slows the switch.
     Capture {
         /// A port to capture on (repeat for several).
@@ -78,6 +80,9 @@ enum Cmd {
         /// Write to FILE, or `-` for standard output (not a terminal).
         #[arg(short = 'w', value_name = "FILE|-", default_value = "-")]
         write: String,
+        /// Classic pcap (one link, no interface names) instead of pcapng.
+        #[arg(long)]
+        pcap: bool,
     },
     /// Explain, step by step, what the switch would do with a frame.
     ///
@@ -759,6 +764,7 @@ fn main() -> ExitCode {
         gateway,
         count,
         write,
+        pcap,
     } = &cli.cmd
     {
         let req = Request::Capture {
@@ -766,6 +772,7 @@ fn main() -> ExitCode {
             uplink: *uplink,
             gateway: *gateway,
             count: *count,
+            pcap: *pcap,
         };
         return match capture(&cli.name, &req, write) {
             Ok(()) => ExitCode::SUCCESS,

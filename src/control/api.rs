@@ -8,7 +8,7 @@ use super::proto::*;
 use super::server::Outcome;
 use super::trace;
 use super::views::{self, ViewKind, Views};
-use crate::capture::Point;
+use crate::capture::{Format, Point};
 use crate::config::{check_port_addr, parse_port_spec};
 use crate::datapath::{GW_PORT, PortCounters, PortInfo, Switch};
 use crate::gateway::RouteView;
@@ -225,7 +225,8 @@ pub fn handle_bytes<P: Port, U: Port>(
             uplink,
             gateway,
             count,
-        }) => match start_capture(sw, token, &names, uplink, gateway, count) {
+            pcap,
+        }) => match start_capture(sw, token, &names, uplink, gateway, count, pcap) {
             Ok(()) => return Outcome::Stream,
             Err(e) => Reply::err(e),
         },
@@ -263,6 +264,7 @@ fn start_capture<P: Port, U: Port>(
     uplink: bool,
     gateway: bool,
     count: Option<u64>,
+    pcap: bool,
 ) -> Result<(), String> {
     let mut points = Vec::new();
     for n in names {
@@ -283,8 +285,9 @@ fn start_capture<P: Port, U: Port>(
     if count == Some(0) {
         return Err("-c 0 would capture nothing".into());
     }
-    tracing::info!(?points, ?count, "capture started");
-    sw.capture_start(token, points, count);
+    tracing::info!(?points, ?count, pcap, "capture started");
+    let format = if pcap { Format::Pcap } else { Format::PcapNg };
+    sw.capture_start(token, points, count, format);
     Ok(())
 }
 

@@ -66,7 +66,7 @@ pub enum Request {
         uplink: bool,
         frame: String,
     },
-    /// Stream pcap of the frames crossing these points (no ports and no
+    /// Stream pcapng (or pcap) of the frames crossing these points (no ports and no
     /// flags: every port and the gateway), stopping after `count` frames.
     Capture {
         #[serde(default)]
@@ -76,6 +76,9 @@ pub enum Request {
         #[serde(default)]
         gateway: bool,
         count: Option<u64>,
+        /// Classic pcap instead of pcapng.
+        #[serde(default)]
+        pcap: bool,
     },
 }
 

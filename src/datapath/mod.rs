@@ -21,7 +21,7 @@ use ports::LogLimit;
 pub use ports::{LinkState, PortCounters, PortInfo, PortSlot, UplinkSlot};
 use tx::{flood, log_learning, record, send_counted, transmit};
 
-use crate::capture::{Captures, Point, Session};
+use crate::capture::{Captures, Format, Point, Session};
 use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::{FrameRing, Port};
 use crate::switch::directory::{Directory, arp_answer};
@@ -76,6 +76,11 @@ impl<P: Port, U: Port> Switch<P, U> {
     pub fn new(mut fdb: Fdb, mtu: usize, gateway: Gateway, uplink: Option<UplinkSlot<U>>) -> Self {
         fdb.add_static(gateway.mac(), GW_PORT)
             .expect("an empty table takes the gateway's unicast MAC");
+        let mut captures = Captures::default();
+        captures.name(Point::Port(GW_PORT), "gateway");
+        if let Some(u) = &uplink {
+            captures.name(Point::Uplink, format!("uplink:{}", u.ifname));
+        }
         Switch {
             ports: vec![None],
             fdb,
@@ -86,7 +91,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             outbox: Outbox::default(),
             uplink,
             new_ports: Vec::new(),
-            captures: Captures::default(),
+            captures,
             scratch: Vec::with_capacity(FRAME_BUF),
             scratch2: Vec::with_capacity(FRAME_BUF),
             evict_log: LogLimit::default(),
@@ -104,6 +109,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             // A local port's address: ARP for it stays on this host.
             let _ = d.insert(info.addr, info.mac, false);
         }
+        let name = info.name.clone();
         let slot = Some(PortSlot {
             port,
             info,
@@ -120,6 +126,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             }
         };
         self.new_ports.push(id);
+        self.captures.name(Point::Port(id), name);
         id
     }
 
@@ -226,8 +233,14 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.gateway.nat_mut().map(|n| n.flush())
     }
     /// Starts a capture session streamed to control connection `token`.
-    pub fn capture_start(&mut self, token: u64, points: Vec<Point>, count: Option<u64>) {
-        self.captures.start(token, points, count);
+    pub fn capture_start(
+        &mut self,
+        token: u64,
+        points: Vec<Point>,
+        count: Option<u64>,
+        format: Format,
+    ) {
+        self.captures.start(token, points, count, format);
     }
     /// The capture session of `token`, to drain what it recorded.
     pub fn capture_session(&mut self, token: u64) -> Option<&mut Session> {
