@@ -117,6 +117,64 @@ enum Cmd {
     /// vswitchd --log-level: error, warn, info, debug, trace, or a filter
     /// such as `info,vswitchd::gateway=debug`).
     LogLevel { level: String },
+    /// Print a shell completion script: bash, zsh, fish, elvish or
+    /// powershell (for vswitchctl, or with --daemon for vswitchd).
+    ///
+    /// bash: `vswitchctl completions bash > /etc/bash_completion.d/vswitchctl`;
+    /// zsh: into a directory of $fpath as `_vswitchctl`; fish:
+    /// `~/.config/fish/completions/vswitchctl.fish`.
+    Completions {
+        shell: clap_complete::Shell,
+        /// The script for vswitchd instead.
+        #[arg(long)]
+        daemon: bool,
+    },
+    /// Write the man pages of vswitchd and vswitchctl (section 8, one per
+    /// subcommand too) into DIR, e.g. /usr/local/share/man/man8.
+    #[command(hide = true)]
+    Man { dir: std::path::PathBuf },
+}
+
+/// `completions` and `man`: made from the command-line definitions, no
+/// daemon involved.
+fn local_command(cmd: &Cmd) -> Option<Result<(), String>> {
+    use clap::CommandFactory;
+    match cmd {
+        Cmd::Completions { shell, daemon } => {
+            let (mut c, name) = if *daemon {
+                (vswitchd::config::Cli::command(), "vswitchd")
+            } else {
+                (Cli::command(), "vswitchctl")
+            };
+            clap_complete::generate(*shell, &mut c, name, &mut std::io::stdout());
+            Some(Ok(()))
+        }
+        Cmd::Man { dir } => Some(write_man_pages(dir)),
+        _ => None,
+    }
+}
+
+/// One page per command and subcommand (`vswitchctl-fdb-show.8`...).
+fn write_man_pages(dir: &std::path::Path) -> Result<(), String> {
+    use clap::CommandFactory;
+    fn walk(cmd: clap::Command, name: String, dir: &std::path::Path) -> Result<(), String> {
+        let cmd = cmd.name(name.clone());
+        let path = dir.join(format!("{name}.8"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .section("8")
+            .render(&mut out)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{}", path.display());
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub.clone(), format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    walk(vswitchd::config::Cli::command(), "vswitchd".into(), dir)?;
+    walk(Cli::command(), "vswitchctl".into(), dir)
 }
 
 #[derive(Subcommand, Debug)]
@@ -410,6 +468,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             cmd: PortCmd::Del { port },
         } => println!("port {port} removed"),
         Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } => {}
+        Cmd::Completions { .. } | Cmd::Man { .. } => {}
         Cmd::Trace { .. } => {
             let r: vswitchd::control::proto::TraceReply = parse(result)?;
             for (i, s) in r.steps.iter().enumerate() {
@@ -740,6 +799,15 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Some(r) = local_command(&cli.cmd) {
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vswitchctl: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Cmd::Show { format } = &cli.cmd {
         return match show(&cli.name, format, cli.json) {
             Ok(()) => ExitCode::SUCCESS,
@@ -798,6 +866,7 @@ fn main() -> ExitCode {
         Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
         Cmd::Routes => Request::Routes,
         Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } => unreachable!("handled above"),
+        Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled above"),
         Cmd::Trace {
             port,
             uplink,
