@@ -144,7 +144,7 @@ fn a_reader_that_never_reads_does_not_slow_forwarding() {
         return;
     }
     let ns = Namespaces::fresh(2);
-    let d = Daemon::start(&["--ports", &ns.csv()]);
+    let d = Daemon::start(&["--ports", &ns.csv(), "--metrics", "127.0.0.1:0"]);
     // ~12 MB of echo traffic: more than the session buffer and the pipes.
     let flood = || {
         let t0 = std::time::Instant::now();
@@ -194,6 +194,21 @@ fn a_reader_that_never_reads_does_not_slow_forwarding() {
     assert!(wait_until(Duration::from_secs(10), || {
         d.ctl_json(&["status"])["captures"].as_u64() == Some(0)
     }));
+    // The metric keeps the ended session's drops (a counter never goes back).
+    let addr = d.ctl_json(&["status"])["metrics"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = run_ok(
+        "curl",
+        &["-sS", "--max-time", "10", &format!("http://{addr}/metrics")],
+    );
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vswitchd_capture_dropped_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no capture_dropped_total in:\n{text}"));
+    assert!(dropped > 0, "{text}");
     d.stop();
 }
 

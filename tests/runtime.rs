@@ -219,6 +219,14 @@ fn metrics_endpoint_answers_with_counters() {
     );
     assert!(value("vswitchd_fdb_entries") >= 3);
     assert!(value("vswitchd_fdb_learned_total") >= 2);
+    let info = format!(
+        "vswitchd_info{{instance=\"{}\",version=\"{}\"}}",
+        d.name,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(value(&info), 1);
+    assert_eq!(value("vswitchd_capture_dropped_total"), 0);
+    assert_eq!(value("vswitchd_capture_sessions"), 0);
     assert!(text.contains("# TYPE vswitchd_port_drops_total counter"));
     assert_eq!(
         value(&format!(
