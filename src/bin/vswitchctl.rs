@@ -89,7 +89,8 @@ enum Cmd {
     /// The frame runs through the datapath's own decision code without being
     /// sent and without changing any state. FRAME: `eth src=..,dst=..`
     /// `ip src=..,dst=..,ttl=..,df=1` and one of `udp sport=..,dport=..,len=..`,
-    /// `tcp sport=..,dport=..,flags=SA`, `icmp type=..,id=..`; or `hex BYTES`.
+    /// `tcp sport=..,dport=..,flags=SA`, `icmp type=..,id=..`; or
+    /// `arp op=request|reply,tpa=..,spa=..`; or `hex BYTES` (colons allowed).
     /// Omitted fields come from the port (its MAC and address) and the
     /// destination. Example: trace --port ns01 ip dst=10.99.0.1 udp dport=53
     Trace {
@@ -392,19 +393,26 @@ fn list(json: bool) -> Result<(), String> {
         println!("no vswitchd instance is running");
         return Ok(());
     }
-    println!(
-        "{:<16} {:<18} {:>5} {:>10}",
-        "NAME", "SUBNET", "PORTS", "UPTIME"
-    );
-    for (name, st) in rows {
-        match serde_json::from_value::<StatusReply>(st.clone()) {
-            Ok(s) => println!(
-                "{:<16} {:<18} {:>5} {:>9}s",
-                name, s.subnet, s.ports, s.uptime_secs
-            ),
-            Err(_) => println!("{name:<16} ({})", st["error"].as_str().unwrap_or("?")),
-        }
-    }
+    let rows = rows
+        .into_iter()
+        .map(
+            |(name, st)| match serde_json::from_value::<StatusReply>(st.clone()) {
+                Ok(s) => vec![
+                    name,
+                    s.subnet,
+                    s.ports.to_string(),
+                    format!("{}s", s.uptime_secs),
+                ],
+                Err(_) => vec![
+                    name,
+                    format!("({})", st["error"].as_str().unwrap_or("?")),
+                    String::new(),
+                    String::new(),
+                ],
+            },
+        )
+        .collect();
+    print_table(&["NAME", "SUBNET", "PORTS", "UPTIME"], &[2, 3], rows);
     Ok(())
 }
 
@@ -487,24 +495,23 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         Cmd::LogLevel { level } => println!("log level set to {level}"),
         Cmd::Neigh => {
             let rows: Vec<NeighRow> = parse(result)?;
-            println!(
-                "{:<7} {:<16} {:<17} {:<10} {:>9}",
-                "DEV", "ADDRESS", "MAC", "STATE", "CONFIRMED"
-            );
-            for n in &rows {
-                println!(
-                    "{:<7} {:<16} {:<17} {:<10} {:>9}",
-                    n.dev,
-                    n.entry.ip.to_string(),
-                    n.entry
-                        .mac
-                        .map_or_else(|| "-".to_string(), |m| m.to_string()),
-                    n.entry.state,
-                    n.entry
-                        .confirmed_secs_ago
-                        .map_or_else(|| "-".to_string(), |s| format!("{s}s ago"))
-                );
-            }
+            let rows = rows
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.dev.clone(),
+                        n.entry.ip.to_string(),
+                        n.entry
+                            .mac
+                            .map_or_else(|| "-".to_string(), |m| m.to_string()),
+                        n.entry.state.clone(),
+                        n.entry
+                            .confirmed_secs_ago
+                            .map_or_else(|| "-".to_string(), |s| format!("{s}s ago")),
+                    ]
+                })
+                .collect();
+            print_table(&["DEV", "ADDRESS", "MAC", "STATE", "CONFIRMED"], &[4], rows);
         }
         Cmd::Ports => print_ports(result)?,
         Cmd::Fdb {
@@ -517,14 +524,18 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             // The daemon streams rows in table order.
             r.entries
                 .sort_by(|a, b| (&a.port, a.mac).cmp(&(&b.port, b.mac)));
-            println!("{:<16} {:<17} {:>6}", "port", "MAC", "age");
-            for e in &r.entries {
-                let age = e
-                    .age
-                    .map_or_else(|| "static".to_string(), |a| a.to_string());
-                let vtep = e.vtep.map_or_else(String::new, |v| format!("  dst {v}"));
-                println!("{:<16} {:<17} {:>6}{vtep}", e.port, e.mac.to_string(), age);
-            }
+            let rows = r
+                .entries
+                .iter()
+                .map(|e| {
+                    let age = e
+                        .age
+                        .map_or_else(|| "static".to_string(), |a| a.to_string());
+                    let vtep = e.vtep.map_or_else(String::new, |v| format!("dst {v}"));
+                    vec![e.port.clone(), e.mac.to_string(), age, vtep]
+                })
+                .collect();
+            print_table(&["PORT", "MAC", "AGE", ""], &[2], rows);
             print_summary(&r.summary);
         }
         Cmd::Fdb {
@@ -569,22 +580,30 @@ fn print_overlay(result: serde_json::Value) -> Result<(), String> {
             d.arp_answered
         );
     }
-    println!(
-        "{:<16} {:<16} {:>6} {:>10} {:>10} {:>10}",
-        "HOST (VTEP)", "NAME", "MACS", "RX_PKTS", "TX_PKTS", "LAST_SEEN"
-    );
-    for h in &o.hosts {
-        println!(
-            "{:<16} {:<16} {:>6} {:>10} {:>10} {:>10}",
-            h.vtep.to_string(),
-            h.name.as_deref().unwrap_or("-"),
-            h.macs,
-            h.rx_packets,
-            h.tx_packets,
-            h.last_seen_secs
-                .map_or_else(|| "never".to_string(), |s| format!("{s}s ago"))
-        );
-    }
+    let rows = o
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.vtep.to_string(),
+                h.name.as_deref().unwrap_or("-").to_string(),
+                h.macs.to_string(),
+                h.rx_packets.to_string(),
+                h.tx_packets.to_string(),
+                h.last_seen_secs
+                    .map_or_else(|| "never".to_string(), |s| format!("{s}s ago")),
+            ]
+        })
+        .collect();
+    let header = [
+        "HOST (VTEP)",
+        "NAME",
+        "MACS",
+        "RX_PKTS",
+        "TX_PKTS",
+        "LAST_SEEN",
+    ];
+    print_table(&header, &[2, 3, 4, 5], rows);
     let drops: Vec<String> = o
         .drops
         .iter()
@@ -685,20 +704,27 @@ fn print_nat(result: serde_json::Value) -> Result<(), String> {
 
 /// A table as `ip` and `docker` print them (comfy-table): a header row, no
 /// borders, each column as wide as its widest cell, two spaces between
-/// columns; the columns from `first_number` on are right-aligned. Returns
-/// the lines: the header, then one per row.
-fn table(header: &[&str], first_number: usize, rows: Vec<Vec<String>>) -> Vec<String> {
+/// columns; the columns numbered in `right` (numbers) are right-aligned.
+/// Returns the lines: the header, then one per row.
+fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) -> Vec<String> {
     use comfy_table::{CellAlignment, Table, presets::NOTHING};
     let mut t = Table::new();
     t.load_style(NOTHING).set_header(header.to_vec());
     t.add_rows(rows);
     for (i, c) in t.column_iter_mut().enumerate() {
         c.set_padding((0, 2));
-        if i >= first_number {
+        if right.contains(&i) {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
     t.lines().map(|l| l.trim_end().to_string()).collect()
+}
+
+/// Prints [`table`]'s lines.
+fn print_table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) {
+    for line in table(header, right, rows) {
+        println!("{line}");
+    }
 }
 
 /// `ports`: one line per port with its counters.
@@ -726,7 +752,7 @@ fn print_ports(result: serde_json::Value) -> Result<(), String> {
         "PORT", "IFACE", "MAC", "ADDRESS", "STATE", "MTU", "RX_PKTS", "RX_BYTES", "TX_PKTS",
         "TX_BYTES", "DROPS",
     ];
-    let mut lines = table(&header, 5, rows).into_iter();
+    let mut lines = table(&header, &[5, 6, 7, 8, 9, 10], rows).into_iter();
     println!("{}", lines.next().unwrap_or_default());
     for (p, line) in ports.iter().zip(lines) {
         println!("{line}");
