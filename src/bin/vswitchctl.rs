@@ -40,7 +40,8 @@ enum Cmd {
     },
     /// Instance summary: ports, MAC table size and counters.
     Status,
-    /// Ports with interface, MAC, address and counters.
+    /// Ports with interface, MAC, address, state (up, or down while writes
+    /// to it fail), MTU and counters.
     Ports,
     /// The MAC table.
     Fdb {
