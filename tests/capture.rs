@@ -1,4 +1,5 @@
-//! Root tests of `vswitchctl capture`: pcap read back by tcpdump, the
+//! Root tests of `vswitchctl capture`: pcapng read back by tcpdump and
+//! (interface names) tshark, classic pcap with --pcap, the
 //! uplink view after translation, and a reader that never reads.
 
 mod common;
@@ -143,7 +144,7 @@ fn a_reader_that_never_reads_does_not_slow_forwarding() {
         return;
     }
     let ns = Namespaces::fresh(2);
-    let d = Daemon::start(&["--ports", &ns.csv()]);
+    let d = Daemon::start(&["--ports", &ns.csv(), "--metrics", "127.0.0.1:0"]);
     // ~12 MB of echo traffic: more than the session buffer and the pipes.
     let flood = || {
         let t0 = std::time::Instant::now();
@@ -193,5 +194,116 @@ fn a_reader_that_never_reads_does_not_slow_forwarding() {
     assert!(wait_until(Duration::from_secs(10), || {
         d.ctl_json(&["status"])["captures"].as_u64() == Some(0)
     }));
+    // The metric keeps the ended session's drops (a counter never goes back).
+    let addr = d.ctl_json(&["status"])["metrics"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = run_ok(
+        "curl",
+        &["-sS", "--max-time", "10", &format!("http://{addr}/metrics")],
+    );
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vswitchd_capture_dropped_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no capture_dropped_total in:\n{text}"));
+    assert!(dropped > 0, "{text}");
+    d.stop();
+}
+
+/// `(frame.interface_name, ip.src)` of the ICMP frames in a pcapng file, as
+/// tshark reads them, once there are `want` (or panics after 10 s).
+fn tshark_icmp(file: &std::path::Path, want: usize) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    let ok = wait_until(Duration::from_secs(10), || {
+        let out = run(
+            "tshark",
+            &[
+                "-r",
+                &file.to_string_lossy(),
+                "-Y",
+                "icmp",
+                "-T",
+                "fields",
+                "-e",
+                "frame.interface_name",
+                "-e",
+                "ip.src",
+            ],
+        );
+        rows = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(i, s)| (i.to_string(), s.to_string()))
+            .collect();
+        rows.len() >= want
+    });
+    assert!(ok, "tshark never showed {want} ICMP frames: {rows:?}");
+    rows
+}
+
+#[test]
+fn pcapng_names_each_capture_point_for_tshark() {
+    if !root_or_skip("pcapng_names_each_capture_point_for_tshark") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    let wan = WanHost::new();
+    let d = start_with_uplink(&ns, &wan, &[]);
+    assert!(ping(&ns.0[0], WAN_HOST)); // resolve ARP on both sides
+    let dir = TempDir::new();
+    // `-w -` streams: the port and the uplink into one file through stdout.
+    let both = dir.0.join("both.pcapng");
+    let mut streamed = Command::new(VSWITCHCTL)
+        .args(["--name", &d.name, "capture", "--port", &ns.0[0], "--uplink"])
+        .args(["-w", "-"])
+        .stdout(std::fs::File::create(&both).unwrap())
+        .spawn()
+        .unwrap();
+    // Every port and the gateway: each frame at its ingress.
+    let all = dir.0.join("all.pcapng");
+    let every = capture(&d, &[], &all);
+    assert!(wait_until(Duration::from_secs(10), || sessions(&d) == 2));
+    assert!(ping(&ns.0[0], WAN_HOST));
+    let uplink = format!("uplink:{}", wan.uplink);
+    let got = tshark_icmp(&both, 4);
+    let want = [
+        (ns.0[0].as_str(), "192.168.88.11"),
+        (uplink.as_str(), UPLINK_ADDR),
+        (uplink.as_str(), WAN_HOST),
+        (ns.0[0].as_str(), WAN_HOST),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(i, s)| (i.to_string(), s.to_string())).to_vec(),
+        "the echo out and back, each where it was"
+    );
+    let got = tshark_icmp(&all, 2);
+    let want = [(ns.0[0].as_str(), "192.168.88.11"), ("gateway", WAN_HOST)];
+    assert_eq!(
+        got,
+        want.map(|(i, s)| (i.to_string(), s.to_string())).to_vec()
+    );
+    stop_child(&mut streamed);
+    stop(every);
+
+    // --pcap: classic pcap, which tcpdump reads and which has no names.
+    let classic = dir.0.join("classic.pcap");
+    let c = capture(&d, &["--pcap", "--uplink"], &classic);
+    assert!(wait_until(Duration::from_secs(10), || sessions(&d) == 1));
+    assert!(ping(&ns.0[0], WAN_HOST));
+    let text = read_until(&classic, "icmp", 2);
+    stop(c);
+    assert!(
+        text.contains("10.99.0.2 > 10.99.0.1: ICMP echo request"),
+        "{text}"
+    );
+    let magic = std::fs::read(&classic).unwrap();
+    assert_eq!(
+        &magic[0..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "classic pcap magic"
+    );
     d.stop();
 }

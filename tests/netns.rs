@@ -487,6 +487,17 @@ fn refused_starts_leave_nothing_behind() {
         "sixteen-bytes-xx",
         &all,
     );
+    // An unknown log level used to silence all logging; now it is refused.
+    refused(
+        &["--ports", &n[0], "--log-level", "verbose"],
+        "--log-level 'verbose': use error, warn, info, debug or trace",
+        &all,
+    );
+    refused(
+        &["--ports", &n[0], "--host-port", "192.168.88.11"],
+        "--host-port 192.168.88.11",
+        &all,
+    );
 
     // Not root.
     let out = run(
@@ -511,6 +522,20 @@ fn refused_starts_leave_nothing_behind() {
     assert!(running.ctl(&["status"]).status.success());
     assert!(ping(&n[0], &addr(1)));
     running.stop();
+}
+
+#[test]
+fn subnet_alone_puts_the_gateway_on_its_first_host() {
+    if !root_or_skip("subnet_alone_puts_the_gateway_on_its_first_host") {
+        return;
+    }
+    // Once refused: the gateway stayed 192.168.88.1, outside 10.0.0.0/30.
+    let ns = Namespaces::fresh(1);
+    let port = format!("{}=10.0.0.2", ns.0[0]);
+    let d = Daemon::start(&["--ports", &port, "--subnet", "10.0.0.0/30"]);
+    assert_eq!(d.ctl_json(&["status"])["gateway"], "10.0.0.1");
+    assert!(ping(&ns.0[0], "10.0.0.1"));
+    d.stop();
 }
 
 #[test]

@@ -158,6 +158,41 @@ fn moves_aging_and_port_removal() {
 }
 
 #[test]
+fn port_removal_forgets_the_gateways_neighbours_at_its_mac() {
+    let mut r = Rig::new(2, 300_000, 1024);
+    let p0 = MacAddr::stable_local("p0");
+    let second = Ipv4Addr::new(192, 168, 88, 78);
+    let gw = Ipv4Addr::new(192, 168, 88, 1);
+    // Port 0 also uses an address of its own choosing; the gateway learns it
+    // from its ARP request.
+    let arp = vswitchd::wire::build::Arp::request(p0, second, gw).frame(MacAddr::BROADCAST);
+    r.ports[0].push_rx(&arp);
+    r.sw.poll_port(r.ids[0], 10, 64).unwrap();
+    let at_p0 = |sw: &Switch<MemPort, MemPort>| {
+        sw.gateway()
+            .neighbours(20)
+            .into_iter()
+            .filter(|(_, n)| n.mac == Some(p0))
+            .map(|(_, n)| n.ip)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(at_p0(&r.sw), vec![Ipv4Addr::new(192, 168, 88, 11), second]);
+    r.sw.remove_port(r.ids[0]).unwrap();
+    assert!(
+        at_p0(&r.sw).is_empty(),
+        "{:?}",
+        r.sw.gateway().neighbours(20)
+    );
+    // The other port's pinned entry stays.
+    assert!(
+        r.sw.gateway()
+            .neighbours(20)
+            .iter()
+            .any(|(_, n)| n.ip == Ipv4Addr::new(192, 168, 88, 12))
+    );
+}
+
+#[test]
 fn flood_from_one_port_does_not_evict_others() {
     let mut r = Rig::new(3, 300_000, 32);
     r.send(1, &frame(BCAST, mac(1), 46), 0);
@@ -378,10 +413,17 @@ fn a_failing_write_is_a_tx_error_on_that_port() {
     assert_eq!(c1.drops[DropReason::TxError as usize], 1);
     assert_eq!(c1.drops[DropReason::TxQueueFull as usize], 0);
     assert_eq!(c1.tx_packets, 0);
+    assert_eq!(c1.state(), "down", "writes fail: shown as down");
     assert_eq!(sw.port(ids[2]).unwrap().counters.tx_packets, 1);
+    assert_eq!(sw.port(ids[2]).unwrap().counters.state(), "up");
     // Unicast to the failing port: counted the same way.
     mems[1].push_rx(&frame(BCAST, mac(2), 46));
     sw.poll_port(ids[1], 1, 64).unwrap();
+    assert_eq!(
+        sw.port(ids[1]).unwrap().counters.state(),
+        "up",
+        "a frame from it: up again"
+    );
     mems[0].push_rx(&frame(mac(2), mac(1), 46));
     sw.poll_port(ids[0], 2, 64).unwrap();
     assert_eq!(

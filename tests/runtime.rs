@@ -75,8 +75,54 @@ fn port_add_then_ping_port_del_then_gone() {
             .iter()
             .all(|(m, p, _)| *m != mac1 && *p != ns.0[1])
     );
-    // ...an existing one stays, without our TAP.
+    // ...an existing one stays, without our TAP. It also used an address of
+    // its own (.78): the gateway's neighbour entries for both go with it.
+    assert!(
+        ns_exec(
+            &pre,
+            &["ip", "addr", "add", "192.168.88.78/24", "dev", "eth0"]
+        )
+        .status
+        .success()
+    );
+    assert!(
+        ns_exec(
+            &pre,
+            &[
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "-I",
+                "192.168.88.78",
+                "192.168.88.1"
+            ]
+        )
+        .status
+        .success()
+    );
+    let neigh_ips = || -> Vec<String> {
+        d.ctl_json(&["neigh"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["ip"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = neigh_ips();
+    assert!(
+        before.contains(&"192.168.88.77".into()) && before.contains(&"192.168.88.78".into()),
+        "{before:?}"
+    );
     assert!(d.ctl(&["port", "del", &pre]).status.success());
+    let after = neigh_ips();
+    assert!(
+        !after
+            .iter()
+            .any(|ip| ip == "192.168.88.77" || ip == "192.168.88.78"),
+        "neighbour entries left after port del: {after:?}"
+    );
     assert!(netns_exists(&pre));
     assert!(
         !ns_exec(&pre, &["ip", "link", "show", "eth0"])
@@ -173,6 +219,14 @@ fn metrics_endpoint_answers_with_counters() {
     );
     assert!(value("vswitchd_fdb_entries") >= 3);
     assert!(value("vswitchd_fdb_learned_total") >= 2);
+    let info = format!(
+        "vswitchd_info{{instance=\"{}\",version=\"{}\"}}",
+        d.name,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(value(&info), 1);
+    assert_eq!(value("vswitchd_capture_dropped_total"), 0);
+    assert_eq!(value("vswitchd_capture_sessions"), 0);
     assert!(text.contains("# TYPE vswitchd_port_drops_total counter"));
     assert_eq!(
         value(&format!(
@@ -345,6 +399,20 @@ fn trace_explains_unicast_flood_and_a_routed_nat_frame() {
     let t = trace(&d, &ns.0[1], &["ip", "dst=10.99.0.1,ttl=1", "udp"]);
     assert!(t.last().unwrap().contains("Time Exceeded"), "{t:?}");
 
+    // ARP, from words and as colon-separated hex: built, decoded, flooded
+    // with the gateway's copy explained.
+    let t = trace(&d, &ns.0[0], &["arp", "op=request,tpa=192.168.88.1"]);
+    assert!(
+        t[0].contains("ARP request who-has 192.168.88.1 tell 192.168.88.11"),
+        "{t:?}"
+    );
+    assert!(t.iter().any(|s| s.starts_with("gateway: ARP")), "{t:?}");
+    let mac = d.mac_of(&ns.0[0]);
+    let hex = format!(
+        "ff:ff:ff:ff:ff:ff:{mac}:08:06:00:01:08:00:06:04:00:01:{mac}:c0:a8:58:0b:00:00:00:00:00:00:c0:a8:58:01"
+    );
+    assert_eq!(trace(&d, &ns.0[0], &["hex", &hex])[0], t[0]);
+
     // From the uplink: the reply to the ping above finds its flow and goes
     // to the first port; an unsolicited datagram does not get in.
     let flows = d.ctl_json(&["nat", "show"]);
@@ -431,6 +499,17 @@ fn list_abbreviations_fdb_port_filter_and_a_not_running_error_that_helps() {
         !rows.is_empty() && rows.iter().all(|l| l.starts_with(&ns.0[0])),
         "{out}"
     );
+    // ports: state and MTU, each column as wide as its content (the STATE
+    // column starts at the same place in the header and every row).
+    let text = stdout(&d.ctl(&["ports"]));
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let at = header.find("STATE").expect("a STATE column");
+    for row in lines.filter(|l| !l.starts_with(' ')) {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!((fields[4], fields[5]), ("up", "1500"), "{text}");
+        assert_eq!(row.find(" up ").map(|i| i + 1), Some(at), "{text}");
+    }
     // show: one overview, as text and as a Graphviz graph.
     let show = stdout(&d.ctl(&["show"]));
     assert!(show.contains("gateway 192.168.88.1"), "{show}");

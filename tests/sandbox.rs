@@ -155,7 +155,7 @@ fn every_thread_is_sandboxed_and_every_feature_still_works() {
 
     // A capture of four frames, to a file.
     let dir = TempDir::new();
-    let file = dir.0.join("cap.pcap");
+    let file = dir.0.join("cap.pcapng");
     let mut cap = start_capture(&d, &["-c", "4"], &file);
     assert!(ping(a, "192.168.88.12"));
     let st = wait_child(&mut cap, Duration::from_secs(10));

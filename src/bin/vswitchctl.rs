@@ -41,7 +41,8 @@ enum Cmd {
     },
     /// Instance summary: ports, MAC table size and counters.
     Status,
-    /// Ports with interface, MAC, address and counters.
+    /// Ports with interface, MAC, address, state (up, or down while writes
+    /// to it fail), MTU and counters.
     Ports,
     /// The MAC table.
     Fdb {
@@ -63,10 +64,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PortCmd,
     },
-    /// Stream frames crossing chosen points as pcap.
+    /// Stream frames crossing chosen points as pcapng (or pcap).
     ///
     /// Readable by tcpdump -r -, tshark and Wireshark. Without --port,
     /// --uplink or --gateway: every port and the gateway, each frame once.
+    /// Each point is a pcapng interface named after it (NS, gateway,
+    /// uplink:IFACE): tshark -r FILE -T fields -e frame.interface_name.
     /// A slow reader loses frames (counted in status), never slows the switch.
     Capture {
         /// A port to capture on (repeat for several).
@@ -84,13 +87,17 @@ enum Cmd {
         /// Write to FILE, or `-` for standard output (not a terminal).
         #[arg(short = 'w', value_name = "FILE|-", default_value = "-")]
         write: String,
+        /// Classic pcap (one link, no interface names) instead of pcapng.
+        #[arg(long)]
+        pcap: bool,
     },
     /// Explain, step by step, what the switch would do with a frame.
     ///
     /// The frame runs through the datapath's own decision code without being
     /// sent and without changing any state. FRAME: `eth src=..,dst=..`
     /// `ip src=..,dst=..,ttl=..,df=1` and one of `udp sport=..,dport=..,len=..`,
-    /// `tcp sport=..,dport=..,flags=SA`, `icmp type=..,id=..`; or `hex BYTES`.
+    /// `tcp sport=..,dport=..,flags=SA`, `icmp type=..,id=..`; or
+    /// `arp op=request|reply,tpa=..,spa=..`; or `hex BYTES` (colons allowed).
     /// Omitted fields come from the port (its MAC and address) and the
     /// destination. Example: trace --port ns01 ip dst=10.99.0.1 udp dport=53
     Trace {
@@ -118,6 +125,64 @@ enum Cmd {
     /// vswitchd --log-level: error, warn, info, debug, trace, or a filter
     /// such as `info,vswitchd::gateway=debug`).
     LogLevel { level: String },
+    /// Print a shell completion script: bash, zsh, fish, elvish or
+    /// powershell (for vswitchctl, or with --daemon for vswitchd).
+    ///
+    /// bash: `vswitchctl completions bash > /etc/bash_completion.d/vswitchctl`;
+    /// zsh: into a directory of $fpath as `_vswitchctl`; fish:
+    /// `~/.config/fish/completions/vswitchctl.fish`.
+    Completions {
+        shell: clap_complete::Shell,
+        /// The script for vswitchd instead.
+        #[arg(long)]
+        daemon: bool,
+    },
+    /// Write the man pages of vswitchd and vswitchctl (section 8, one per
+    /// subcommand too) into DIR, e.g. /usr/local/share/man/man8.
+    #[command(hide = true)]
+    Man { dir: std::path::PathBuf },
+}
+
+/// `completions` and `man`: made from the command-line definitions, no
+/// daemon involved.
+fn local_command(cmd: &Cmd) -> Option<Result<(), String>> {
+    use clap::CommandFactory;
+    match cmd {
+        Cmd::Completions { shell, daemon } => {
+            let (mut c, name) = if *daemon {
+                (vswitchd::config::Cli::command(), "vswitchd")
+            } else {
+                (Cli::command(), "vswitchctl")
+            };
+            clap_complete::generate(*shell, &mut c, name, &mut std::io::stdout());
+            Some(Ok(()))
+        }
+        Cmd::Man { dir } => Some(write_man_pages(dir)),
+        _ => None,
+    }
+}
+
+/// One page per command and subcommand (`vswitchctl-fdb-show.8`...).
+fn write_man_pages(dir: &std::path::Path) -> Result<(), String> {
+    use clap::CommandFactory;
+    fn walk(cmd: clap::Command, name: String, dir: &std::path::Path) -> Result<(), String> {
+        let cmd = cmd.name(name.clone());
+        let path = dir.join(format!("{name}.8"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .section("8")
+            .render(&mut out)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{}", path.display());
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub.clone(), format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    walk(vswitchd::config::Cli::command(), "vswitchd".into(), dir)?;
+    walk(Cli::command(), "vswitchctl".into(), dir)
 }
 
 #[derive(Subcommand, Debug)]
@@ -308,12 +373,13 @@ fn show(name: &str, format: &str, json: bool) -> Result<(), String> {
     }
     for p in &ports {
         println!(
-            "  port {:<16} {:<8} {} {}/{}{}",
+            "  port {:<16} {:<8} {} {}/{} {}{}",
             p.info.name,
             p.info.ifname,
             p.info.mac,
             p.info.addr,
             p.info.prefix_len,
+            p.state,
             if p.info.security {
                 " (port security)"
             } else {
@@ -373,19 +439,26 @@ fn list(json: bool) -> Result<(), String> {
         println!("no vswitchd instance is running");
         return Ok(());
     }
-    println!(
-        "{:<16} {:<18} {:>5} {:>10}",
-        "NAME", "SUBNET", "PORTS", "UPTIME"
-    );
-    for (name, st) in rows {
-        match serde_json::from_value::<StatusReply>(st.clone()) {
-            Ok(s) => println!(
-                "{:<16} {:<18} {:>5} {:>9}s",
-                name, s.subnet, s.ports, s.uptime_secs
-            ),
-            Err(_) => println!("{name:<16} ({})", st["error"].as_str().unwrap_or("?")),
-        }
-    }
+    let rows = rows
+        .into_iter()
+        .map(
+            |(name, st)| match serde_json::from_value::<StatusReply>(st.clone()) {
+                Ok(s) => vec![
+                    name,
+                    s.subnet,
+                    s.ports.to_string(),
+                    format!("{}s", s.uptime_secs),
+                ],
+                Err(_) => vec![
+                    name,
+                    format!("({})", st["error"].as_str().unwrap_or("?")),
+                    String::new(),
+                    String::new(),
+                ],
+            },
+        )
+        .collect();
+    print_table(&["NAME", "SUBNET", "PORTS", "UPTIME"], &[2, 3], rows);
     Ok(())
 }
 
@@ -479,6 +552,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             cmd: PortCmd::Del { port },
         } => println!("port {port} removed"),
         Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } => {}
+        Cmd::Completions { .. } | Cmd::Man { .. } => {}
         Cmd::Trace { .. } => {
             let r: vswitchd::control::proto::TraceReply = parse(result)?;
             for (i, s) in r.steps.iter().enumerate() {
@@ -497,24 +571,23 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         Cmd::LogLevel { level } => println!("log level set to {level}"),
         Cmd::Neigh => {
             let rows: Vec<NeighRow> = parse(result)?;
-            println!(
-                "{:<7} {:<16} {:<17} {:<10} {:>9}",
-                "DEV", "ADDRESS", "MAC", "STATE", "CONFIRMED"
-            );
-            for n in &rows {
-                println!(
-                    "{:<7} {:<16} {:<17} {:<10} {:>9}",
-                    n.dev,
-                    n.entry.ip.to_string(),
-                    n.entry
-                        .mac
-                        .map_or_else(|| "-".to_string(), |m| m.to_string()),
-                    n.entry.state,
-                    n.entry
-                        .confirmed_secs_ago
-                        .map_or_else(|| "-".to_string(), |s| format!("{s}s ago"))
-                );
-            }
+            let rows = rows
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.dev.clone(),
+                        n.entry.ip.to_string(),
+                        n.entry
+                            .mac
+                            .map_or_else(|| "-".to_string(), |m| m.to_string()),
+                        n.entry.state.clone(),
+                        n.entry
+                            .confirmed_secs_ago
+                            .map_or_else(|| "-".to_string(), |s| format!("{s}s ago")),
+                    ]
+                })
+                .collect();
+            print_table(&["DEV", "ADDRESS", "MAC", "STATE", "CONFIRMED"], &[4], rows);
         }
         Cmd::Ports => print_ports(result)?,
         Cmd::Fdb {
@@ -527,14 +600,18 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             // The daemon streams rows in table order.
             r.entries
                 .sort_by(|a, b| (&a.port, a.mac).cmp(&(&b.port, b.mac)));
-            println!("{:<16} {:<17} {:>6}", "port", "MAC", "age");
-            for e in &r.entries {
-                let age = e
-                    .age
-                    .map_or_else(|| "static".to_string(), |a| a.to_string());
-                let vtep = e.vtep.map_or_else(String::new, |v| format!("  dst {v}"));
-                println!("{:<16} {:<17} {:>6}{vtep}", e.port, e.mac.to_string(), age);
-            }
+            let rows = r
+                .entries
+                .iter()
+                .map(|e| {
+                    let age = e
+                        .age
+                        .map_or_else(|| "static".to_string(), |a| a.to_string());
+                    let vtep = e.vtep.map_or_else(String::new, |v| format!("dst {v}"));
+                    vec![e.port.clone(), e.mac.to_string(), age, vtep]
+                })
+                .collect();
+            print_table(&["PORT", "MAC", "AGE", ""], &[2], rows);
             print_summary(&r.summary);
         }
         Cmd::Fdb {
@@ -579,22 +656,30 @@ fn print_overlay(result: serde_json::Value) -> Result<(), String> {
             d.arp_answered
         );
     }
-    println!(
-        "{:<16} {:<16} {:>6} {:>10} {:>10} {:>10}",
-        "HOST (VTEP)", "NAME", "MACS", "RX_PKTS", "TX_PKTS", "LAST_SEEN"
-    );
-    for h in &o.hosts {
-        println!(
-            "{:<16} {:<16} {:>6} {:>10} {:>10} {:>10}",
-            h.vtep.to_string(),
-            h.name.as_deref().unwrap_or("-"),
-            h.macs,
-            h.rx_packets,
-            h.tx_packets,
-            h.last_seen_secs
-                .map_or_else(|| "never".to_string(), |s| format!("{s}s ago"))
-        );
-    }
+    let rows = o
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.vtep.to_string(),
+                h.name.as_deref().unwrap_or("-").to_string(),
+                h.macs.to_string(),
+                h.rx_packets.to_string(),
+                h.tx_packets.to_string(),
+                h.last_seen_secs
+                    .map_or_else(|| "never".to_string(), |s| format!("{s}s ago")),
+            ]
+        })
+        .collect();
+    let header = [
+        "HOST (VTEP)",
+        "NAME",
+        "MACS",
+        "RX_PKTS",
+        "TX_PKTS",
+        "LAST_SEEN",
+    ];
+    print_table(&header, &[2, 3, 4, 5], rows);
     let drops: Vec<String> = o
         .drops
         .iter()
@@ -716,26 +801,60 @@ fn print_nat(result: serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
+/// A table as `ip` and `docker` print them (comfy-table): a header row, no
+/// borders, each column as wide as its widest cell, two spaces between
+/// columns; the columns numbered in `right` (numbers) are right-aligned.
+/// Returns the lines: the header, then one per row.
+fn table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) -> Vec<String> {
+    use comfy_table::{CellAlignment, Table, presets::NOTHING};
+    let mut t = Table::new();
+    t.load_style(NOTHING).set_header(header.to_vec());
+    t.add_rows(rows);
+    for (i, c) in t.column_iter_mut().enumerate() {
+        c.set_padding((0, 2));
+        if right.contains(&i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t.lines().map(|l| l.trim_end().to_string()).collect()
+}
+
+/// Prints [`table`]'s lines.
+fn print_table(header: &[&str], right: &[usize], rows: Vec<Vec<String>>) {
+    for line in table(header, right, rows) {
+        println!("{line}");
+    }
+}
+
 /// `ports`: one line per port with its counters.
 fn print_ports(result: serde_json::Value) -> Result<(), String> {
     let ports: Vec<PortReport> = parse(result)?;
-    println!(
-        "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
-        "PORT", "IFACE", "MAC", "ADDRESS", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS"
-    );
-    for p in &ports {
-        println!(
-            "{:<16} {:<8} {:<17} {:<18} {:>10} {:>12} {:>10} {:>12} {:>8}",
-            p.info.name,
-            p.info.ifname,
-            p.info.mac.to_string(),
-            format!("{}/{}", p.info.addr, p.info.prefix_len),
-            p.rx_packets,
-            p.rx_bytes,
-            p.tx_packets,
-            p.tx_bytes,
-            p.drops.values().sum::<u64>()
-        );
+    let rows = ports
+        .iter()
+        .map(|p| {
+            vec![
+                p.info.name.clone(),
+                p.info.ifname.clone(),
+                p.info.mac.to_string(),
+                format!("{}/{}", p.info.addr, p.info.prefix_len),
+                p.state.clone(),
+                p.mtu.to_string(),
+                p.rx_packets.to_string(),
+                p.rx_bytes.to_string(),
+                p.tx_packets.to_string(),
+                p.tx_bytes.to_string(),
+                p.drops.values().sum::<u64>().to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "PORT", "IFACE", "MAC", "ADDRESS", "STATE", "MTU", "RX_PKTS", "RX_BYTES", "TX_PKTS",
+        "TX_BYTES", "DROPS",
+    ];
+    let mut lines = table(&header, &[5, 6, 7, 8, 9, 10], rows).into_iter();
+    println!("{}", lines.next().unwrap_or_default());
+    for (p, line) in ports.iter().zip(lines) {
+        println!("{line}");
         if p.info.security {
             println!(
                 "    port security: only {} / {} may send",
@@ -805,6 +924,15 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Some(r) = local_command(&cli.cmd) {
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vswitchctl: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Cmd::Show { format } = &cli.cmd {
         return match show(&cli.name, format, cli.json) {
             Ok(()) => ExitCode::SUCCESS,
@@ -829,6 +957,7 @@ fn main() -> ExitCode {
         gateway,
         count,
         write,
+        pcap,
     } = &cli.cmd
     {
         let req = Request::Capture {
@@ -836,6 +965,7 @@ fn main() -> ExitCode {
             uplink: *uplink,
             gateway: *gateway,
             count: *count,
+            pcap: *pcap,
         };
         return match capture(&cli.name, &req, write) {
             Ok(()) => ExitCode::SUCCESS,
@@ -886,6 +1016,7 @@ fn main() -> ExitCode {
         },
         Cmd::Routes => Request::Routes,
         Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } => unreachable!("handled above"),
+        Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled above"),
         Cmd::Trace {
             port,
             uplink,

@@ -219,4 +219,12 @@ pub struct Cli {
     /// overrides it.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+
+    /// Put the host on the segment, as br01 does: a TAP named after the
+    /// instance in vswitchd's own namespace, a port of the switch, with ADDR
+    /// (default: the subnet's last host, 192.168.88.254), so the host's
+    /// route to the subnet goes to it and the host reaches the namespaces.
+    /// Off by default.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1)]
+    pub host_port: Option<Option<String>>,
 }

@@ -29,6 +29,15 @@ struct FileConfig {
     uplink: Option<FileUplink>,
     nat: Option<FileNat>,
     overlay: Option<FileOverlay>,
+    host_port: Option<Spanned<FileHostPort>>,
+}
+
+/// `host_port = true` (the subnet's last host), `false`, or `"ADDR"`.
+#[derive(serde::Deserialize, Clone)]
+#[serde(untagged)]
+enum FileHostPort {
+    On(bool),
+    Addr(String),
 }
 
 #[derive(serde::Deserialize)]
@@ -197,6 +206,13 @@ impl Cli {
         take!("metrics", "metrics", file.metrics => cli.metrics);
         take!("publish", "publish", file.publish => cli.publish);
         take!("log_level", "log_level", file.log_level => cli.log_level);
+        if let Some(v) = cx.take("host_port", "host_port", &file.host_port) {
+            cli.host_port = match v {
+                FileHostPort::On(false) => None,
+                FileHostPort::On(true) => Some(None),
+                FileHostPort::Addr(a) => Some(Some(a)),
+            };
+        }
         if cli.ports.is_empty() {
             for p in &file.port {
                 let loc = cx.at(p.span());

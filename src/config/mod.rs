@@ -167,4 +167,7 @@ pub struct Config {
     /// Capabilities, no_new_privs and seccomp after start-up (see
     /// [`crate::sandbox`]); false with `--no-sandbox`.
     pub sandbox: bool,
+    /// `--host-port`: the host's own address on the segment, through a TAP
+    /// named after the instance in vswitchd's namespace.
+    pub host_port: Option<Ipv4Addr>,
 }

@@ -548,3 +548,72 @@ fn gateway_defaults_to_the_first_host_and_log_levels_are_checked() {
         assert!(e.starts_with("--log-level"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn host_port_defaults_to_the_last_host_and_is_checked() {
+    assert_eq!(
+        cfg(&["--ports", "a"]).unwrap().host_port,
+        None,
+        "off by default"
+    );
+    let c = cfg(&["--ports", "a", "--host-port"]).unwrap();
+    assert_eq!(c.host_port, Some(Ipv4Addr::new(192, 168, 88, 254)));
+    let c = cfg(&["--ports", "a", "--subnet", "10.0.0.0/28", "--host-port"]).unwrap();
+    assert_eq!(c.host_port, Some(Ipv4Addr::new(10, 0, 0, 14)));
+    let c = cfg(&["--ports", "a", "--host-port", "192.168.88.9"]).unwrap();
+    assert_eq!(c.host_port, Some(Ipv4Addr::new(192, 168, 88, 9)));
+    // The flag may come before others without taking them as its value.
+    let c = cfg(&["--host-port", "--ports", "a"]).unwrap();
+    assert_eq!(c.host_port, Some(Ipv4Addr::new(192, 168, 88, 254)));
+    for (args, want) in [
+        (
+            &["--host-port", "nonsense"][..],
+            "--host-port 'nonsense' is not an IPv4",
+        ),
+        (
+            &["--host-port", "10.1.1.1"],
+            "--host-port 10.1.1.1 is not a host address",
+        ),
+        (
+            &["--host-port", "192.168.88.1"],
+            "--host-port 192.168.88.1 is not a host",
+        ),
+        (
+            &["--host-port", "192.168.88.255"],
+            "--host-port 192.168.88.255 is not",
+        ),
+        (
+            &["--host-port", "192.168.88.11"],
+            "--host-port 192.168.88.11 (TAP vsw0) collides with port a",
+        ),
+        (
+            &["--host-port", "--name", "a-very-long-instance"],
+            "--host-port names its TAP after the instance",
+        ),
+    ] {
+        let mut v = vec!["--ports", "a"];
+        v.extend_from_slice(args);
+        let e = cfg(&v).unwrap_err();
+        assert!(e.starts_with(want), "{args:?}: {e}");
+    }
+    // A port namespace of the instance's name would share the TAP's name.
+    let e = cfg(&["--ports", "vsw0", "--host-port"]).unwrap_err();
+    assert!(e.contains("collides with port vsw0"), "{e}");
+    // The config file: true, false or an address.
+    let c = from_file("host_port = true\n[[port]]\nnetns = \"a\"\n", &[]).unwrap();
+    assert_eq!(c.host_port, Some(Ipv4Addr::new(192, 168, 88, 254)));
+    let c = from_file("host_port = false\n[[port]]\nnetns = \"a\"\n", &[]).unwrap();
+    assert_eq!(c.host_port, None);
+    let c = from_file(
+        "host_port = \"192.168.88.3\"\n[[port]]\nnetns = \"a\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.host_port, Some(Ipv4Addr::new(192, 168, 88, 3)));
+    let e = from_file(
+        "host_port = \"192.168.88.1\"\n[[port]]\nnetns = \"a\"\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.starts_with("FILE:1: host_port 192.168.88.1"), "{e}");
+}

@@ -527,6 +527,55 @@ impl Cli {
         Ok(ports)
     }
 
+    /// `--host-port [ADDR]`: the address (the subnet's last host by
+    /// default), not the gateway's or a port's; the TAP takes the
+    /// instance's name, so that must fit an interface name.
+    fn host_port(
+        &self,
+        subnet: Ipv4Net,
+        gateway: Ipv4Addr,
+        ports: &[PortSpec],
+    ) -> Result<Option<Ipv4Addr>, ConfigError> {
+        let Some(given) = &self.host_port else {
+            return Ok(None);
+        };
+        let err = |msg: String| ConfigError::opt("host_port", format!("--host-port {msg}"));
+        if self.name.len() > 15 {
+            return Err(err(format!(
+                "names its TAP after the instance: --name {} is {} bytes, an interface name at most 15",
+                self.name,
+                self.name.len()
+            )));
+        }
+        if !self.etcd.is_empty() {
+            return Err(err(
+                "and --etcd do not go together (its address would not be claimed in the directory)"
+                    .into(),
+            ));
+        }
+        let addr = match given {
+            Some(a) => a
+                .parse()
+                .map_err(|_| err(format!("'{a}' is not an IPv4 address")))?,
+            None => Ipv4Addr::from(u32::from(subnet.broadcast()) - 1),
+        };
+        if !subnet.is_usable_host(addr) || addr == gateway {
+            return Err(err(format!(
+                "{addr} is not a host address of the subnet {subnet} other than the gateway's"
+            )));
+        }
+        if let Some(p) = ports
+            .iter()
+            .find(|p| p.addr == addr || p.netns == self.name)
+        {
+            return Err(err(format!(
+                "{addr} (TAP {}) collides with port {} ({})",
+                self.name, p.netns, p.addr
+            )));
+        }
+        Ok(Some(addr))
+    }
+
     /// Validates the command line into a [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
         check_instance_name(&self.name)?;
@@ -598,7 +647,9 @@ impl Cli {
         let publish = super::publish::specs(&self.publish, &ports, subnet, gateway, nat.is_some())?;
         let overlay = self.overlay_config(subnet)?;
         let directory = self.directory_opts()?;
+        let host_port = self.host_port(subnet, gateway, &ports)?;
         Ok(Config {
+            host_port,
             overlay,
             directory,
             mtu_given: self.mtu.is_some(),

@@ -8,7 +8,7 @@ use super::proto::*;
 use super::server::Outcome;
 use super::trace;
 use super::views::{self, ViewKind, Views};
-use crate::capture::Point;
+use crate::capture::{Format, Point};
 use crate::config::{check_port_addr, parse_port_spec};
 use crate::datapath::{GW_PORT, PortCounters, PortInfo, Switch};
 use crate::gateway::RouteView;
@@ -138,7 +138,7 @@ fn summary<P: Port, U: Port>(sw: &Switch<P, U>) -> FdbSummary {
     }
 }
 
-fn report(info: &PortInfo, c: &PortCounters) -> PortReport {
+fn report(info: &PortInfo, c: &PortCounters, mtu: u32) -> PortReport {
     PortReport {
         info: info.clone(),
         rx_packets: c.rx_packets,
@@ -146,6 +146,8 @@ fn report(info: &PortInfo, c: &PortCounters) -> PortReport {
         tx_packets: c.tx_packets,
         tx_bytes: c.tx_bytes,
         drops: drops_map(c),
+        mtu,
+        state: c.state().into(),
     }
 }
 
@@ -185,7 +187,7 @@ fn port_add<P: Port, U: Port>(
     let id = sw.add_port(port, info);
     let slot = sw.port(id).expect("just added");
     tracing::info!(port = %ns, "port added: {} {} {}", slot.info.ifname, slot.info.mac, addr);
-    Ok(report(&slot.info, &slot.counters))
+    Ok(report(&slot.info, &slot.counters, sw.mtu() as u32))
 }
 
 /// Removes a port (`vswitchctl port del NS`, or its namespace vanished):
@@ -225,7 +227,8 @@ pub fn handle_bytes<P: Port, U: Port>(
             uplink,
             gateway,
             count,
-        }) => match start_capture(sw, token, &names, uplink, gateway, count) {
+            pcap,
+        }) => match start_capture(sw, token, &names, uplink, gateway, count, pcap) {
             Ok(()) => return Outcome::Stream,
             Err(e) => Reply::err(e),
         },
@@ -270,6 +273,7 @@ fn start_capture<P: Port, U: Port>(
     uplink: bool,
     gateway: bool,
     count: Option<u64>,
+    pcap: bool,
 ) -> Result<(), String> {
     let mut points = Vec::new();
     for n in names {
@@ -290,8 +294,9 @@ fn start_capture<P: Port, U: Port>(
     if count == Some(0) {
         return Err("-c 0 would capture nothing".into());
     }
-    tracing::info!(?points, ?count, "capture started");
-    sw.capture_start(token, points, count);
+    tracing::info!(?points, ?count, pcap, "capture started");
+    let format = if pcap { Format::Pcap } else { Format::PcapNg };
+    sw.capture_start(token, points, count, format);
     Ok(())
 }
 
@@ -314,7 +319,7 @@ pub fn handle<P: Port, U: Port>(
         Request::NatDel { proto, src, dst } => nat_del(sw, &proto, src, dst).map(Reply::ok),
         Request::Ports => Ok(Reply::ok(
             sw.ports()
-                .map(|(_, s)| report(&s.info, &s.counters))
+                .map(|(_, s)| report(&s.info, &s.counters, sw.mtu() as u32))
                 .collect::<Vec<_>>(),
         )),
         Request::FdbFlush { port } => fdb_flush(sw, port.as_deref()),

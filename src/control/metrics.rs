@@ -38,6 +38,20 @@ fn esc(s: &str) -> String {
 /// checks against the README would be scattered.
 pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
     let mut o = Out(String::with_capacity(8192));
+    o.head(
+        "info",
+        "gauge",
+        "Always 1; the instance's name and vswitchd's version as labels.",
+    );
+    o.val(
+        "info",
+        &format!(
+            "instance=\"{}\",version=\"{}\"",
+            esc(&inst.name),
+            env!("CARGO_PKG_VERSION")
+        ),
+        1,
+    );
     let mut ports: Vec<(String, PortCounters)> = sw
         .ports()
         .map(|(_, s)| (format!("port=\"{}\"", esc(&s.info.name)), s.counters))
@@ -240,6 +254,15 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
             }
         }
     }
+    let c = sw.captures();
+    o.head("capture_sessions", "gauge", "Live capture sessions.");
+    o.val("capture_sessions", "", c.tokens().len() as u64);
+    o.head(
+        "capture_dropped_total",
+        "counter",
+        "Frames left out of captures because their reader was behind (every session since start).",
+    );
+    o.val("capture_dropped_total", "", c.dropped_total());
     o.head(
         "uptime_seconds",
         "gauge",

@@ -96,7 +96,7 @@ pub enum Request {
         uplink: bool,
         frame: String,
     },
-    /// Stream pcap of the frames crossing these points (no ports and no
+    /// Stream pcapng (or pcap) of the frames crossing these points (no ports and no
     /// flags: every port and the gateway), stopping after `count` frames.
     Capture {
         #[serde(default)]
@@ -106,6 +106,9 @@ pub enum Request {
         #[serde(default)]
         gateway: bool,
         count: Option<u64>,
+        /// Classic pcap instead of pcapng.
+        #[serde(default)]
+        pcap: bool,
     },
 }
 
@@ -236,6 +239,13 @@ pub struct PortReport {
     pub tx_bytes: u64,
     /// Drops by reason (only reasons with a non-zero count).
     pub drops: BTreeMap<String, u64>,
+    /// The TAP's MTU (the switch's `--mtu`).
+    #[serde(default)]
+    pub mtu: u32,
+    /// `up`, or `down` while writes to the port fail (its interface is
+    /// down in the namespace).
+    #[serde(default)]
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

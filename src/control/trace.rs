@@ -134,7 +134,7 @@ pub fn build_frame<P: Port, U: Port>(
     let src_mac = d.mac("eth", "src")?.unwrap_or(ingress.mac);
     let proto = d.proto.as_deref();
     if proto == Some("arp") {
-        return arp_frame(&d, ingress, src_mac);
+        return arp_frame(&d, ingress, src_mac, sw);
     }
     if !d.sections.contains_key("ip") && proto.is_none() {
         let dst = d.mac("eth", "dst")?.unwrap_or(MacAddr::BROADCAST);
@@ -153,12 +153,10 @@ pub fn build_frame<P: Port, U: Port>(
         Some(m) => m,
         None => {
             let net = Ipv4Net::of(ingress.addr, ingress.prefix_len);
-            if !net.contains(dst) || dst == sw.gateway().lan_ip() {
+            if !net.contains(dst) {
                 sw.gateway().mac()
             } else {
-                sw.ports()
-                    .find(|(_, s)| s.info.addr == dst)
-                    .map(|(_, s)| s.info.mac)
+                owner_mac(sw, dst)
                     .ok_or_else(|| format!("no port has {dst}: give its MAC with eth dst=MAC"))?
             }
         }
@@ -175,16 +173,36 @@ pub fn build_frame<P: Port, U: Port>(
     Ok(build::ipv4_frame(dst_mac, src_mac, ip, &l4))
 }
 
+/// The MAC of the port or gateway that has `addr` on the LAN, if any.
+fn owner_mac<P: Port, U: Port>(sw: &Switch<P, U>, addr: Ipv4Addr) -> Option<MacAddr> {
+    if addr == sw.gateway().lan_ip() {
+        return Some(sw.gateway().mac());
+    }
+    sw.ports()
+        .find(|(_, s)| s.info.addr == addr)
+        .map(|(_, s)| s.info.mac)
+}
+
 /// `arp op=request|reply,spa=..,tpa=..,tha=..`: from the ingress port by
-/// default, a request for the gateway's address... or whatever is given.
-fn arp_frame(d: &Desc, ingress: &PortInfo, src_mac: MacAddr) -> Result<Vec<u8>, String> {
+/// default; a reply goes to the owner of `tpa` (a port or the gateway)
+/// unless `tha=` says otherwise.
+fn arp_frame<P: Port, U: Port>(
+    d: &Desc,
+    ingress: &PortInfo,
+    src_mac: MacAddr,
+    sw: &Switch<P, U>,
+) -> Result<Vec<u8>, String> {
     let op = match d.get("arp", "op").map(String::as_str) {
         None | Some("request") | Some("1") => build::ARP_REQUEST,
         Some("reply") | Some("2") => build::ARP_REPLY,
         Some(o) => return Err(format!("arp op={o}: request or reply")),
     };
     let tpa = d.addr("arp", "tpa")?.ok_or("arp tpa=ADDRESS is needed")?;
-    let tha = d.mac("arp", "tha")?.unwrap_or(MacAddr::ZERO);
+    let tha = match d.mac("arp", "tha")? {
+        Some(m) => m,
+        None if op == build::ARP_REPLY => owner_mac(sw, tpa).unwrap_or(MacAddr::ZERO),
+        None => MacAddr::ZERO,
+    };
     let arp = build::Arp {
         op,
         sha: src_mac,
@@ -343,10 +361,10 @@ pub fn trace<P: Port, U: Port>(
             name(in_port)
         )),
         Some(Learned::Static) => t.push(format!(
-            "MAC table: source {src} is a static entry: left as it is"
+            "MAC table: source {src} is a static entry: would be left as it is"
         )),
         Some(Learned::Refused) => {
-            t.push("MAC table: full of static entries: source not learned".into())
+            t.push("MAC table: full of static entries: source would not be learned".into())
         }
         Some(Learned::NotLearnable) | None => {}
     }
@@ -362,7 +380,7 @@ pub fn trace<P: Port, U: Port>(
         .collect();
     let egress_of = |m: MacAddr| sw.fdb().lookup(m, now).map(|p| format!("port {}", name(p)));
     match v.decision {
-        Decision::Drop(r) => t.push(format!("decision: dropped ({})", r.name())),
+        Decision::Drop(r) => t.push(format!("decision: would be dropped ({})", r.name())),
         Decision::Unicast(GW_PORT) => {
             t.push(format!(
                 "decision: destination {dst} is the gateway's MAC (static entry): to the gateway port"
@@ -417,4 +435,141 @@ pub fn trace<P: Port, U: Port>(
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::{Gateway, GatewayConfig};
+    use crate::port::mem::MemPort;
+    use crate::switch::Fdb;
+
+    const GW: Ipv4Addr = Ipv4Addr::new(192, 168, 88, 1);
+
+    fn info(name: &str, host: u8) -> PortInfo {
+        PortInfo {
+            name: name.into(),
+            ifname: "eth0".into(),
+            mac: MacAddr::stable_local(name),
+            addr: Ipv4Addr::new(192, 168, 88, host),
+            prefix_len: 24,
+            security: false,
+        }
+    }
+
+    /// A switch with ports ns01 (.11) and ns02 (.12) and the gateway .1.
+    fn switch() -> (Switch<MemPort, MemPort>, PortId) {
+        let gw = Gateway::new(
+            GatewayConfig {
+                lan_mac: MacAddr::stable_local("gw"),
+                lan_ip: GW,
+                subnet: "192.168.88.0/24".parse().unwrap(),
+                lan_mtu: 1500,
+                wan: None,
+                nat: None,
+            },
+            0,
+        );
+        let mut sw = Switch::new(Fdb::new(300_000, 64), 1500, gw, None);
+        let id = sw.add_port(MemPort::new(), info("ns01", 11));
+        sw.add_port(MemPort::new(), info("ns02", 12));
+        (sw, id)
+    }
+
+    fn build(sw: &Switch<MemPort, MemPort>, id: PortId, desc: &str) -> Result<Vec<u8>, String> {
+        build_frame(desc, &sw.port(id).unwrap().info, None, sw)
+    }
+
+    #[test]
+    fn hex_with_or_without_colons_is_the_same_frame() {
+        let plain = parse_hex(&["ffffffffffff0200", "00000001", "0806"]).unwrap();
+        let colons = parse_hex(&["ff:ff:ff:ff:ff:ff:02:00:00:00:00:01:08:06"]).unwrap();
+        assert_eq!(plain, colons);
+        assert_eq!(plain.len(), 14);
+        assert!(parse_hex(&["ff:f"]).unwrap_err().contains("odd"));
+        assert!(parse_hex(&["zz"]).unwrap_err().contains("'zz'"));
+    }
+
+    #[test]
+    fn arp_request_and_reply_are_built_from_the_ports_facts() {
+        let (sw, id) = switch();
+        let ns01 = MacAddr::stable_local("ns01");
+        let f = build(&sw, id, "arp op=request,tpa=192.168.88.1").unwrap();
+        assert_eq!(ipv4::get16(&f, 12), build::ETHERTYPE_ARP);
+        assert_eq!(MacAddr::from_slice(&f[0..6]), MacAddr::BROADCAST);
+        let a = build::Arp::parse(&f[14..]).unwrap();
+        assert_eq!(
+            (a.op, a.sha, a.spa, a.tpa),
+            (
+                build::ARP_REQUEST,
+                ns01,
+                Ipv4Addr::new(192, 168, 88, 11),
+                GW
+            )
+        );
+        // A reply goes to the owner of tpa; spa= is taken as given.
+        let f = build(&sw, id, "arp op=reply,spa=192.168.88.50,tpa=192.168.88.12").unwrap();
+        let a = build::Arp::parse(&f[14..]).unwrap();
+        let ns02 = MacAddr::stable_local("ns02");
+        assert_eq!(MacAddr::from_slice(&f[0..6]), ns02);
+        assert_eq!(
+            (a.op, a.spa, a.tha, a.tpa),
+            (
+                build::ARP_REPLY,
+                Ipv4Addr::new(192, 168, 88, 50),
+                ns02,
+                Ipv4Addr::new(192, 168, 88, 12)
+            )
+        );
+        assert!(build(&sw, id, "arp op=ask,tpa=192.168.88.1").is_err());
+        assert!(
+            build(&sw, id, "arp op=request")
+                .unwrap_err()
+                .contains("tpa")
+        );
+    }
+
+    #[test]
+    fn arp_is_decoded_and_the_trace_claims_no_change() {
+        let (sw, id) = switch();
+        let f = build(&sw, id, "arp tpa=192.168.88.1").unwrap();
+        let t = trace(&sw, id, &f, 1500, 0);
+        assert!(
+            t[0].contains("ARP request who-has 192.168.88.1 tell 192.168.88.11"),
+            "{t:?}"
+        );
+        assert!(t.iter().any(|l| l.contains("would be learned")), "{t:?}");
+        assert!(t.iter().any(|l| l.starts_with("gateway: ARP")), "{t:?}");
+        // The same frame as colon-separated hex: decoded the same way.
+        let hex: Vec<String> = f.iter().map(|b| format!("{b:02x}")).collect();
+        let again = build(&sw, id, &format!("hex {}", hex.join(":"))).unwrap();
+        assert_eq!(again, f);
+        assert_eq!(trace(&sw, id, &again, 1500, 0), t);
+        // A reply is decoded too.
+        let f = build(&sw, id, "arp op=reply,tpa=192.168.88.12").unwrap();
+        let t = trace(&sw, id, &f, 1500, 0);
+        assert!(t[0].contains("ARP reply 192.168.88.11 is-at"), "{t:?}");
+        // Nothing in any trace says a change happened.
+        for desc in [
+            "arp tpa=192.168.88.1",
+            "ip dst=192.168.88.12",
+            "ip dst=192.168.88.1 icmp",
+            "ip dst=10.9.9.9",
+        ] {
+            let f = build(&sw, id, desc).unwrap();
+            for line in trace(&sw, id, &f, 1500, 0) {
+                for claim in [" is learned", " refreshed", " answers", "dropped ("] {
+                    assert!(
+                        !line.contains(claim) || line.contains("would"),
+                        "{desc}: '{line}' claims a change"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            sw.fdb().len(),
+            1,
+            "nothing learned: only the gateway's entry"
+        );
+    }
 }

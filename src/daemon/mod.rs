@@ -170,6 +170,9 @@ fn block_signals() -> Result<SignalFd, DaemonError> {
 }
 
 /// Tells systemd (or a test) we are ready, if `NOTIFY_SOCKET` is set.
+/// Kept by hand rather than the `sd-notify` crate: it is one datagram on
+/// std's `UnixDatagram` (abstract or path socket), which is all that crate
+/// would send, and the sandbox's syscall list stays as it was checked.
 fn notify_ready() {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -297,9 +300,15 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
     if manager.directory.is_some() {
         claim_ports(&mut manager, &mut cfg)?;
     }
-    let mut opened = Vec::with_capacity(cfg.ports.len());
-    for spec in &cfg.ports {
-        match manager.open_port(&spec.netns, spec.addr, cfg.port_security) {
+    // The namespaces' ports, then the host's (--host-port).
+    let mut opened = Vec::with_capacity(cfg.ports.len() + 1);
+    for i in 0..cfg.ports.len() + usize::from(cfg.host_port.is_some()) {
+        let port = match (cfg.ports.get(i), cfg.host_port) {
+            (Some(spec), _) => manager.open_port(&spec.netns, spec.addr, cfg.port_security),
+            (None, Some(addr)) => ports::open_host_port(&cfg, addr),
+            (None, None) => unreachable!("counted above"),
+        };
+        match port {
             Ok(p) => opened.push(p),
             Err(e) => {
                 // A failed start removes what it created, --keep-netns or not.

@@ -415,36 +415,74 @@ pub(super) fn join_directory(
     })
 }
 
+/// A netlink step's error, naming the namespace and the step.
+fn nl_err(netns: &str, step: String) -> impl FnOnce(io::Error) -> DaemonError {
+    let netns = netns.to_string();
+    move |source| DaemonError::Netlink {
+        netns,
+        step,
+        source,
+    }
+}
+
+/// Creates TAP `ifname` in the calling thread's namespace and brings it up
+/// with `mac`, the MTU and `addr` on the subnet (which also gives that
+/// namespace its route to the subnet through the TAP). Returns the TAP, a
+/// netlink socket there and the TAP's index.
+fn configure_tap(
+    cfg: &Config,
+    netns: &str,
+    ifname: &str,
+    mac: MacAddr,
+    addr: Ipv4Addr,
+) -> Result<(Tap, Netlink, u32), DaemonError> {
+    let tap = Tap::create_here(ifname, netns, cfg.offload)?;
+    let mut nl = Netlink::open().map_err(nl_err(netns, "open netlink socket".into()))?;
+    let idx = Netlink::link_index(ifname).map_err(nl_err(netns, format!("find {ifname}")))?;
+    nl.set_link(idx, Some(mac), Some(cfg.mtu)).map_err(nl_err(
+        netns,
+        format!("set {ifname} up with MAC {mac} and MTU {}", cfg.mtu),
+    ))?;
+    nl.add_address(idx, addr, cfg.subnet.prefix_len)
+        .map_err(nl_err(
+            netns,
+            format!("add address {addr}/{} to {ifname}", cfg.subnet.prefix_len),
+        ))?;
+    Ok((tap, nl, idx))
+}
+
+/// `--host-port`: the host on the segment, as br01 puts it there. A TAP
+/// named after the instance in vswitchd's own namespace, with `addr`: the
+/// host's route to the subnet goes through it, into the switch.
+pub(super) fn open_host_port(cfg: &Config, addr: Ipv4Addr) -> Result<(Tap, PortInfo), DaemonError> {
+    let mac = MacAddr::stable_local(&format!("vswitchd/{}/host", cfg.name));
+    let (tap, _, _) = configure_tap(cfg, "of vswitchd (--host-port)", &cfg.name, mac, addr)?;
+    tracing::info!(
+        port = %cfg.name,
+        "host port ready: TAP {} {mac} {addr}/{} in vswitchd's own namespace",
+        cfg.name,
+        cfg.subnet.prefix_len
+    );
+    let info = PortInfo {
+        name: cfg.name.clone(),
+        ifname: cfg.name.clone(),
+        mac,
+        addr,
+        prefix_len: cfg.subnet.prefix_len,
+        security: cfg.port_security,
+    };
+    Ok((tap, info))
+}
+
 /// Creates and configures the TAP of one port inside `ns`.
 fn setup_port(cfg: &Config, ns: &Netns, addr: Ipv4Addr) -> Result<(Tap, MacAddr), DaemonError> {
     let netns = ns.name().to_string();
     let mac = port_mac(cfg, &netns);
     ns.run(|| -> Result<(Tap, MacAddr), DaemonError> {
-        let nl_err = |step: String| {
-            let netns = netns.clone();
-            move |source: io::Error| DaemonError::Netlink {
-                netns,
-                step,
-                source,
-            }
-        };
-        let tap = Tap::create_here(&cfg.ifname, &netns, cfg.offload)?;
-        let mut nl = Netlink::open().map_err(nl_err("open netlink socket".into()))?;
-        let lo = Netlink::link_index("lo").map_err(nl_err("find lo".into()))?;
+        let (tap, mut nl, idx) = configure_tap(cfg, &netns, &cfg.ifname, mac, addr)?;
+        let lo = Netlink::link_index("lo").map_err(nl_err(&netns, "find lo".into()))?;
         nl.set_link(lo, None, None)
-            .map_err(nl_err("set lo up".into()))?;
-        let idx =
-            Netlink::link_index(&cfg.ifname).map_err(nl_err(format!("find {}", cfg.ifname)))?;
-        nl.set_link(idx, Some(mac), Some(cfg.mtu))
-            .map_err(nl_err(format!(
-                "set {} up with MAC {mac} and MTU {}",
-                cfg.ifname, cfg.mtu
-            )))?;
-        nl.add_address(idx, addr, cfg.subnet.prefix_len)
-            .map_err(nl_err(format!(
-                "add address {addr}/{} to {}",
-                cfg.subnet.prefix_len, cfg.ifname
-            )))?;
+            .map_err(nl_err(&netns, "set lo up".into()))?;
         match nl.add_default_route(cfg.gateway, idx) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -455,7 +493,10 @@ fn setup_port(cfg: &Config, ns: &Netns, addr: Ipv4Addr) -> Result<(Tap, MacAddr)
                 );
             }
             Err(e) => {
-                return Err(nl_err(format!("add default route via {}", cfg.gateway))(e));
+                return Err(nl_err(
+                    &netns,
+                    format!("add default route via {}", cfg.gateway),
+                )(e));
             }
         }
         Ok((tap, mac))

@@ -21,7 +21,7 @@ use ports::LogLimit;
 pub use ports::{LinkState, PortCounters, PortInfo, PortSlot, UplinkSlot};
 use tx::{flood, log_learning, record, send_counted, transmit};
 
-use crate::capture::{Captures, Point, Session};
+use crate::capture::{Captures, Format, Point, Session};
 use crate::gateway::{Egress, Gateway, Outbox};
 use crate::port::{FrameRing, Port};
 use crate::switch::directory::{Directory, arp_answer};
@@ -76,6 +76,11 @@ impl<P: Port, U: Port> Switch<P, U> {
     pub fn new(mut fdb: Fdb, mtu: usize, gateway: Gateway, uplink: Option<UplinkSlot<U>>) -> Self {
         fdb.add_static(gateway.mac(), GW_PORT)
             .expect("an empty table takes the gateway's unicast MAC");
+        let mut captures = Captures::default();
+        captures.name(Point::Port(GW_PORT), "gateway");
+        if let Some(u) = &uplink {
+            captures.name(Point::Uplink, format!("uplink:{}", u.ifname));
+        }
         Switch {
             ports: vec![None],
             fdb,
@@ -86,7 +91,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             outbox: Outbox::default(),
             uplink,
             new_ports: Vec::new(),
-            captures: Captures::default(),
+            captures,
             scratch: Vec::with_capacity(FRAME_BUF),
             scratch2: Vec::with_capacity(FRAME_BUF),
             evict_log: LogLimit::default(),
@@ -105,6 +110,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             // A local port's address: ARP for it stays on this host.
             let _ = d.insert(info.addr, info.mac, false);
         }
+        let name = info.name.clone();
         let slot = Some(PortSlot {
             port,
             info,
@@ -121,6 +127,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             }
         };
         self.new_ports.push(id);
+        self.captures.name(Point::Port(id), name);
         id
     }
 
@@ -161,7 +168,8 @@ impl<P: Port, U: Port> Switch<P, U> {
         std::mem::take(&mut self.new_ports)
     }
 
-    /// Removes a port, every MAC entry on it and the NAT flows of its address.
+    /// Removes a port, every MAC entry on it, the NAT flows of its address
+    /// and the gateway's neighbour entries for its address and its MAC.
     pub fn remove_port(&mut self, id: PortId) -> Option<PortSlot<P>> {
         if id == GW_PORT {
             return None;
@@ -170,6 +178,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.fdb.forget_port(id);
         self.gateway.port_addr(&slot.info.name, None);
         self.gateway.forget_inside(slot.info.addr);
+        self.gateway.forget_lan_mac(slot.info.mac);
         if let Some(d) = self.directory.as_mut()
             && d.mac_of(slot.info.addr).is_some_and(|(_, remote)| !remote)
         {
@@ -193,6 +202,11 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.ports()
             .find(|(_, s)| s.info.name == name)
             .map(|(id, _)| id)
+    }
+
+    /// The ports' MTU (`--mtu`): longer frames are dropped as `too_big`.
+    pub fn mtu(&self) -> usize {
+        self.mtu
     }
 
     pub fn fdb(&self) -> &Fdb {
@@ -264,8 +278,14 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.gateway.nat_mut().map(|n| n.flush())
     }
     /// Starts a capture session streamed to control connection `token`.
-    pub fn capture_start(&mut self, token: u64, points: Vec<Point>, count: Option<u64>) {
-        self.captures.start(token, points, count);
+    pub fn capture_start(
+        &mut self,
+        token: u64,
+        points: Vec<Point>,
+        count: Option<u64>,
+        format: Format,
+    ) {
+        self.captures.start(token, points, count, format);
     }
     /// The capture session of `token`, to drain what it recorded.
     pub fn capture_session(&mut self, token: u64) -> Option<&mut Session> {
@@ -317,6 +337,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             };
             slot.counters.rx_packets += 1;
             slot.counters.rx_bytes += len as u64;
+            slot.counters.tx_failing = false;
             slot.info.guard()
         };
         let Switch {

@@ -40,11 +40,21 @@ pub struct PortCounters {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub drops: Drops<DropReason, { DropReason::COUNT }>,
+    /// The last write to the port failed (not for a full queue) and nothing
+    /// has come from it since: a TAP whose interface is down in its
+    /// namespace refuses writes (EIO). `vswitchctl ports` says `down`.
+    pub tx_failing: bool,
 }
 
 impl PortCounters {
     pub fn drop_total(&self) -> u64 {
         self.drops.total()
+    }
+
+    /// The port's state as forwarding sees it: `up`, or `down` while
+    /// writes to it fail.
+    pub fn state(&self) -> &'static str {
+        if self.tx_failing { "down" } else { "up" }
     }
 }
 

@@ -141,11 +141,15 @@ pub(super) fn send_counted(
         Ok(()) => {
             counters.tx_packets += 1;
             counters.tx_bytes += len as u64;
+            counters.tx_failing = false;
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             counters.drops.add(DropReason::TxQueueFull);
         }
-        Err(_) => counters.drops.add(DropReason::TxError),
+        Err(_) => {
+            counters.drops.add(DropReason::TxError);
+            counters.tx_failing = true;
+        }
     };
     let frame = &whole[VNET_HDR_LEN..];
     if port.vnet_hdr() {

@@ -371,6 +371,12 @@ impl Gateway {
         }
     }
 
+    /// Forgets every LAN neighbour entry at `mac` (a removed port's), so
+    /// none stays REACHABLE after its address moves to another port.
+    pub fn forget_lan_mac(&mut self, mac: MacAddr) -> usize {
+        self.lan_neigh.forget_mac(mac)
+    }
+
     pub(crate) fn side_mac(&self, s: Side) -> MacAddr {
         match s {
             Side::Lan => self.cfg.lan_mac,

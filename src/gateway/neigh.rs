@@ -221,6 +221,15 @@ impl NeighCache {
         self.entries.remove(&u32::from(ip)).is_some()
     }
 
+    /// Forgets every address resolved to `mac` (a removed port's MAC: the
+    /// namespace may have used addresses besides the one vswitchd gave it).
+    /// Returns how many went.
+    pub fn forget_mac(&mut self, mac: MacAddr) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.mac != Some(mac));
+        before - self.entries.len()
+    }
+
     pub fn entries(&self, now: Millis) -> Vec<NeighView> {
         let mut v: Vec<NeighView> = self
             .entries
@@ -314,6 +323,21 @@ mod tests {
             n.entries(REACHABLE_MS + 6).first().unwrap().state,
             "REACHABLE"
         );
+    }
+
+    #[test]
+    fn forget_mac_removes_every_address_at_that_mac_and_only_those() {
+        let mut n = NeighCache::new();
+        let other: MacAddr = "02:00:00:00:00:02".parse().unwrap();
+        let ip2 = Ipv4Addr::new(10, 0, 0, 2);
+        let ip3 = Ipv4Addr::new(10, 0, 0, 3);
+        n.pin(IP, mac());
+        n.learn(ip2, mac(), 0);
+        n.learn(ip3, other, 0);
+        assert_eq!(n.forget_mac(mac()), 2);
+        assert!(n.get(IP).is_none() && n.get(ip2).is_none());
+        assert_eq!(n.get(ip3), Some(other));
+        assert_eq!(n.forget_mac(mac()), 0);
     }
 
     #[test]

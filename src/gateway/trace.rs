@@ -55,7 +55,7 @@ impl Gateway {
                 "{at}: not addressed to the gateway's MAC on this side: ignored (a frame for another host)"
             )],
             Verdict::Local { why, .. } => vec![format!("{at}: {}", local_text(why))],
-            Verdict::Drop(why) => vec![format!("{at}: dropped ({})", why.name())],
+            Verdict::Drop(why) => vec![format!("{at}: would be dropped ({})", why.name())],
             Verdict::Refuse { side, error, drop } => {
                 let from = self.side_ip(side).map_or("-".into(), |a| a.to_string());
                 let what = match error {
@@ -66,7 +66,7 @@ impl Gateway {
                     }
                 };
                 vec![format!(
-                    "{at}: would answer {what} from {from}; dropped ({})",
+                    "{at}: would answer {what} from {from}; would be dropped ({})",
                     drop.name()
                 )]
             }
@@ -148,10 +148,10 @@ impl Gateway {
 
 fn local_text(why: Local) -> String {
     match why {
-        Local::Arp => "ARP: the sender is learned as a neighbour if on link; the gateway's smoltcp stack answers requests for its addresses".into(),
-        Local::OwnAddress(a) => format!("{a} is the gateway's own address: its smoltcp stack answers (ICMP echo)"),
-        Local::Broadcast(a) => format!("{a} is a broadcast or multicast address: the gateway's stack takes it (it answers nothing it does not own)"),
-        Local::DhcpReply => "a DHCP reply (UDP port 68): to the gateway's DHCP client".into(),
-        Local::EchoRequest => "an echo request for the uplink address: answered by the gateway's stack".into(),
+        Local::Arp => "ARP: the sender would be learned as a neighbour if on link; the gateway's smoltcp stack would answer a request for its addresses".into(),
+        Local::OwnAddress(a) => format!("{a} is the gateway's own address: its smoltcp stack would answer (ICMP echo)"),
+        Local::Broadcast(a) => format!("{a} is a broadcast or multicast address: the gateway's stack would take it (it answers nothing it does not own)"),
+        Local::DhcpReply => "a DHCP reply (UDP port 68): would go to the gateway's DHCP client".into(),
+        Local::EchoRequest => "an echo request for the uplink address: the gateway's stack would answer it".into(),
     }
 }

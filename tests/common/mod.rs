@@ -688,9 +688,21 @@ pub fn netpeer() -> String {
     format!("{}/tests/tools/netpeer.py", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The original lengths of the frames in a pcap file (microsecond pcap,
+/// The original lengths of the frames in a pcapng or pcap file (microsecond pcap,
 /// either byte order), in file order.
 pub fn pcap_frame_lengths(bytes: &[u8]) -> Vec<u32> {
+    // pcapng (vswitchctl capture's default), read with the crate that wrote it.
+    if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        use pcap_file::pcapng::{Block, PcapNgReader};
+        let mut r = PcapNgReader::new(bytes).expect("a pcapng section header");
+        let mut v = Vec::new();
+        while let Some(block) = r.next_block() {
+            if let Block::EnhancedPacket(p) = block.expect("a well-formed pcapng block") {
+                v.push(p.original_len);
+            }
+        }
+        return v;
+    }
     assert!(bytes.len() >= 24, "no pcap header ({} bytes)", bytes.len());
     let le = bytes[0..4] == [0xd4, 0xc3, 0xb2, 0xa1];
     let u32_at = |i: usize| {
