@@ -187,6 +187,9 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
         if !sw.captures().is_empty() {
             pump_captures(sw, parts.control, &epoll);
         }
+        if sw.monitoring() {
+            pump_monitors(sw, parts.control, &epoll);
+        }
         if !views.is_empty() {
             views.pump(sw, parts.control, &epoll, now);
         }
@@ -384,6 +387,19 @@ fn dispatch<P: Port + AsFd, U: Port + AsFd>(
 
 /// Writes what the capture sessions recorded to their readers; ends the
 /// sessions whose reader left or whose count is reached.
+/// Sends the event streams (`vswitchctl monitor`) what they have waiting;
+/// ends those whose reader left.
+fn pump_monitors<P: Port, U: Port>(sw: &mut Switch<P, U>, control: &mut Server, epoll: &Epoll) {
+    for token in sw.monitor_tokens() {
+        let open = sw
+            .monitor_pending(token)
+            .is_some_and(|p| control.pump(epoll, token, p));
+        if !open {
+            sw.monitor_end(token);
+        }
+    }
+}
+
 fn pump_captures<P: Port, U: Port>(sw: &mut Switch<P, U>, control: &mut Server, epoll: &Epoll) {
     for token in sw.captures().tokens() {
         let Some(s) = sw.capture_session(token) else {

@@ -125,6 +125,13 @@ enum Cmd {
     /// vswitchd --log-level: error, warn, info, debug, trace, or a filter
     /// such as `info,vswitchd::gateway=debug`).
     LogLevel { level: String },
+    /// Watch events as they happen, like `bridge monitor fdb` and
+    /// `conntrack -E`: MAC entries learned, moved, aged and evicted, ports
+    /// added and removed, NAT flows created and ended, the uplink's address
+    /// and a full NAT table. One line each (with --json, one JSON object);
+    /// runs until interrupted. A reader too slow loses events, counted in
+    /// a `lost` line; the switch never waits for it.
+    Monitor,
     /// Print a shell completion script: bash, zsh, fish, elvish or
     /// powershell (for vswitchctl, or with --daemon for vswitchd).
     ///
@@ -141,6 +148,65 @@ enum Cmd {
     /// subcommand too) into DIR, e.g. /usr/local/share/man/man8.
     #[command(hide = true)]
     Man { dir: std::path::PathBuf },
+}
+
+/// `monitor`: the daemon's event lines, as they come, printed for a person
+/// (or passed on as they are with --json) until the daemon or the reader
+/// goes.
+fn monitor(name: &str, json: bool) -> Result<(), String> {
+    use std::io::BufRead;
+    use vswitchd::datapath::events::Event;
+    let mut s = connect(name)?;
+    let mut line = serde_json::to_vec(&Request::Monitor).expect("request serializes");
+    line.push(b'\n');
+    s.write_all(&line)
+        .map_err(|e| format!("cannot send to {}: {e}", socket_path(name).display()))?;
+    let mut out = std::io::stdout().lock();
+    for l in std::io::BufReader::new(s).lines() {
+        let l = l.map_err(|e| format!("event stream: {e}"))?;
+        let text = if json {
+            l
+        } else {
+            let v: serde_json::Value =
+                serde_json::from_str(&l).map_err(|e| format!("bad event {l:?}: {e}"))?;
+            if v.get("ok") == Some(&serde_json::Value::Bool(false)) {
+                return Err(v["error"].as_str().unwrap_or("monitor refused").to_string());
+            }
+            let at = v["at_ms"].as_u64().unwrap_or(0);
+            let e: Event =
+                serde_json::from_value(v).map_err(|e| format!("bad event {l:?}: {e}"))?;
+            format!("{:>9.3} {}", at as f64 / 1000.0, describe_event(&e))
+        };
+        if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+            return Ok(()); // the reader went (a closed pipe)
+        }
+    }
+    Ok(())
+}
+
+fn describe_event(e: &vswitchd::datapath::events::Event) -> String {
+    use vswitchd::datapath::events::Event;
+    match e {
+        Event::Monitoring { instance } => format!("monitoring {instance} (Ctrl-C stops)"),
+        Event::MacLearned { mac, port } => format!("mac {mac} learned on {port}"),
+        Event::MacMoved { mac, from, to } => format!("mac {mac} moved from {from} to {to}"),
+        Event::MacAged { mac, port } => format!("mac {mac} aged out on {port}"),
+        Event::MacEvicted { mac, port } => format!("mac {mac} evicted from {port} (table full)"),
+        Event::PortAdded { port, addr } => format!("port {port} added ({addr})"),
+        Event::PortRemoved { port } => format!("port {port} removed"),
+        Event::NatCreated {
+            proto,
+            original,
+            reply,
+        } => format!("[NEW] {proto} {original} {reply}"),
+        Event::NatEnded {
+            proto,
+            original,
+            reply,
+        } => format!("[DESTROY] {proto} {original} {reply}"),
+        Event::Gateway { message } => format!("gateway: {message}"),
+        Event::Lost { events } => format!("{events} events lost (this reader was too slow)"),
+    }
 }
 
 /// `completions` and `man`: made from the command-line definitions, no
@@ -551,7 +617,7 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
         Cmd::Port {
             cmd: PortCmd::Del { port },
         } => println!("port {port} removed"),
-        Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } => {}
+        Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } | Cmd::Monitor => {}
         Cmd::Completions { .. } | Cmd::Man { .. } => {}
         Cmd::Trace { .. } => {
             let r: vswitchd::control::proto::TraceReply = parse(result)?;
@@ -975,6 +1041,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Cmd::Monitor = &cli.cmd {
+        return match monitor(&cli.name, cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vswitchctl: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let req = match &cli.cmd {
         Cmd::Status => Request::Status,
         Cmd::Ports => Request::Ports,
@@ -1015,7 +1090,9 @@ fn main() -> ExitCode {
             },
         },
         Cmd::Routes => Request::Routes,
-        Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } => unreachable!("handled above"),
+        Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } | Cmd::Monitor => {
+            unreachable!("handled above")
+        }
         Cmd::Completions { .. } | Cmd::Man { .. } => unreachable!("handled above"),
         Cmd::Trace {
             port,

@@ -232,6 +232,11 @@ pub fn handle_bytes<P: Port, U: Port>(
             Ok(()) => return Outcome::Stream,
             Err(e) => Reply::err(e),
         },
+        Ok(Request::Monitor) => {
+            sw.fdb_expire(now);
+            sw.monitor_start(token, &inst.name);
+            return Outcome::Stream;
+        }
         // Views of whole tables are streamed a chunk per turn of the loop.
         Ok(Request::NatShow {
             proto,
@@ -366,6 +371,7 @@ pub fn handle<P: Port, U: Port>(
             frame,
         } => trace(sw, inst, &port, uplink, &frame, now).map(Reply::ok),
         Request::Capture { .. } => Err("capture is only available as a stream".into()),
+        Request::Monitor => Err("monitor is only available as a stream".into()),
         Request::PublishShow => Ok(Reply::ok(sw.gateway().publish_view())),
         Request::PublishAdd { spec } => publish_add(sw, &spec).map(Reply::ok),
         Request::PublishDel { front } => publish_del(sw, &front).map(Reply::ok),

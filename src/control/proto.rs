@@ -83,6 +83,9 @@ pub enum Request {
     PublishDel {
         front: String,
     },
+    /// A live stream of events, one JSON object per line, until the client
+    /// goes (see [`crate::datapath::events::Event`]).
+    Monitor,
     /// Sets the log filter (as `--log-level`) while the daemon runs.
     LogLevel {
         level: String,

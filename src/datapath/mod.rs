@@ -14,6 +14,7 @@
 //! `nat_flush`, `capture_start`...). No allocation per frame: the ring is
 //! allocated once, flooding writes the same buffer to each port.
 
+pub mod events;
 mod ports;
 mod tx;
 
@@ -57,6 +58,11 @@ pub struct Switch<P, U = P> {
     new_ports: Vec<PortId>,
     /// Live capture sessions (`vswitchctl capture`).
     captures: Captures,
+    /// Live event streams (`vswitchctl monitor`).
+    monitors: events::Monitors,
+    /// The latest time the loop passed in (for events of commands that
+    /// take none).
+    last_now: Millis,
     /// Reused for finishing checksums and segmenting super-frames.
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
@@ -97,6 +103,8 @@ impl<P: Port, U: Port> Switch<P, U> {
             evict_log: LogLimit::default(),
             directory: None,
             arp_answered: 0,
+            monitors: events::Monitors::default(),
+            last_now: 0,
         }
     }
 
@@ -106,6 +114,11 @@ impl<P: Port, U: Port> Switch<P, U> {
         // neighbour entry for it is fixed, whatever ARP others send.
         self.gateway.pin_inside(info.addr, info.mac);
         self.gateway.port_addr(&info.name, Some(info.addr));
+        if self.monitors.on() {
+            let (port, addr) = (info.name.clone(), info.addr);
+            self.monitors
+                .emit(self.last_now, events::Event::PortAdded { port, addr });
+        }
         if let Some(d) = self.directory.as_mut() {
             // A local port's address: ARP for it stays on this host.
             let _ = d.insert(info.addr, info.mac, false);
@@ -177,6 +190,11 @@ impl<P: Port, U: Port> Switch<P, U> {
         let slot = self.ports.get_mut(id as usize)?.take()?;
         self.fdb.forget_port(id);
         self.gateway.port_addr(&slot.info.name, None);
+        if self.monitors.on() {
+            let port = slot.info.name.clone();
+            self.monitors
+                .emit(self.last_now, events::Event::PortRemoved { port });
+        }
         self.gateway.forget_inside(slot.info.addr);
         self.gateway.forget_lan_mac(slot.info.mac);
         if let Some(d) = self.directory.as_mut()
@@ -233,7 +251,45 @@ impl<P: Port, U: Port> Switch<P, U> {
     /// Expires aged MAC entries (the timers do it too; views call it first
     /// so what they show is what forwarding sees).
     pub fn fdb_expire(&mut self, now: Millis) {
-        self.fdb.expire(now);
+        self.last_now = now;
+        if !self.monitors.on() {
+            self.fdb.expire(now);
+            return;
+        }
+        let mut aged = Vec::new();
+        self.fdb
+            .expire_each(now, |mac, port| aged.push((mac, port)));
+        for (mac, port) in aged {
+            let port = tx::port_name(&self.ports, port).to_string();
+            self.monitors
+                .emit(now, events::Event::MacAged { mac, port });
+        }
+    }
+
+    /// Starts an event stream for the control connection `token`.
+    pub fn monitor_start(&mut self, token: u64, instance: &str) {
+        self.monitors.start(token, instance);
+        self.gateway.nat_watch(true);
+    }
+
+    /// Ends the event stream of `token`.
+    pub fn monitor_end(&mut self, token: u64) {
+        self.monitors.end(token);
+        self.gateway.nat_watch(self.monitors.on());
+    }
+
+    /// Whether an event stream is open.
+    pub fn monitoring(&self) -> bool {
+        self.monitors.on()
+    }
+
+    pub fn monitor_tokens(&self) -> Vec<u64> {
+        self.monitors.tokens()
+    }
+
+    /// The event bytes waiting for `token`.
+    pub fn monitor_pending(&mut self, token: u64) -> Option<&mut std::collections::VecDeque<u8>> {
+        self.monitors.pending(token)
     }
     /// Removes the learned entries of one port, or of all; returns how many.
     pub fn fdb_flush(&mut self, port: Option<PortId>) -> usize {
@@ -354,6 +410,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             captures,
             directory,
             arp_answered,
+            monitors,
             ..
         } = self;
         let whole = rx.get(rx_slot);
@@ -364,6 +421,9 @@ impl<P: Port, U: Port> Switch<P, U> {
         let dir = directory.as_ref();
         let verdict = decide_guarded(fdb, dir, guard.as_ref(), frame, in_port, limit, now);
         log_learning(ports, fdb, evict_log, verdict.learned, frame, in_port, now);
+        if monitors.on() {
+            tx::learning_events(monitors, ports, verdict.learned, frame, in_port, now);
+        }
         let overlay = dir.map(Directory::overlay_port);
         if !captures.is_empty() {
             record(
@@ -526,7 +586,7 @@ impl<P: Port, U: Port> Switch<P, U> {
     /// Reads and routes up to `budget` frames from the uplink.
     pub fn poll_uplink(&mut self, now: Millis, budget: usize) -> io::Result<usize> {
         let r = self.poll_uplink_frames(now, budget);
-        self.log_gateway_events();
+        self.log_gateway_events(now);
         r
     }
 
@@ -587,19 +647,44 @@ impl<P: Port, U: Port> Switch<P, U> {
     /// Runs the gateway's timers; returns when they want to run next.
     pub fn poll_gateway(&mut self, now: Millis) -> Millis {
         let next = self.gateway.poll(now, &mut self.outbox);
-        self.log_gateway_events();
+        self.log_gateway_events(now);
         self.flush_outbox(now);
         next
     }
 
     /// Logs what the gateway reported (address gained or lost, NAT table
     /// full), right after the frame or timer that caused it.
-    fn log_gateway_events(&mut self) {
+    fn log_gateway_events(&mut self, now: Millis) {
         for e in self.gateway.take_events() {
             if e.warn {
                 tracing::warn!("{}", e.msg);
             } else {
                 tracing::info!("{}", e.msg);
+            }
+            if self.monitors.on() {
+                self.monitors
+                    .emit(now, events::Event::Gateway { message: e.msg });
+            }
+        }
+        if self.monitors.on() {
+            for f in self.gateway.nat_events() {
+                let proto = f.proto.to_string();
+                let (original, reply) = (f.original, f.reply);
+                self.monitors.emit(
+                    now,
+                    match f.created {
+                        true => events::Event::NatCreated {
+                            proto,
+                            original,
+                            reply,
+                        },
+                        false => events::Event::NatEnded {
+                            proto,
+                            original,
+                            reply,
+                        },
+                    },
+                );
             }
         }
     }
@@ -628,7 +713,7 @@ impl<P: Port, U: Port> Switch<P, U> {
     /// (they may have changed) and asks DHCP again if it uses DHCP.
     pub fn uplink_back(&mut self, now: Millis) {
         self.gateway.uplink_back(&mut self.outbox);
-        self.log_gateway_events();
+        self.log_gateway_events(now);
         self.flush_outbox(now);
     }
     pub fn captures(&self) -> &Captures {

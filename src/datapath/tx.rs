@@ -51,6 +51,60 @@ pub(super) fn record<P>(
     });
 }
 
+/// A port's name for logs and events (`gateway` for port 0).
+pub(super) fn port_name<P>(ports: &[Option<PortSlot<P>>], p: PortId) -> &str {
+    if p == GW_PORT {
+        return "gateway";
+    }
+    ports
+        .get(p as usize)
+        .and_then(|s| s.as_ref())
+        .map_or("?", |s| s.info.name.as_str())
+}
+
+/// The monitor's events for what learning did with a frame's source.
+pub(super) fn learning_events<P>(
+    mon: &mut super::events::Monitors,
+    ports: &[Option<PortSlot<P>>],
+    learned: Option<Learned>,
+    frame: &[u8],
+    in_port: PortId,
+    now: Millis,
+) {
+    use super::events::Event;
+    let name = |p: PortId| port_name(ports, p).to_string();
+    let mac = MacAddr::from_slice(&frame[6..12]);
+    match learned {
+        Some(Learned::Moved { from }) => mon.emit(
+            now,
+            Event::MacMoved {
+                mac,
+                from: name(from),
+                to: name(in_port),
+            },
+        ),
+        Some(Learned::New { evicted }) => {
+            if let Some((old, port)) = evicted {
+                mon.emit(
+                    now,
+                    Event::MacEvicted {
+                        mac: old,
+                        port: name(port),
+                    },
+                );
+            }
+            mon.emit(
+                now,
+                Event::MacLearned {
+                    mac,
+                    port: name(in_port),
+                },
+            );
+        }
+        _ => {}
+    }
+}
+
 pub(super) fn log_learning<P>(
     ports: &[Option<PortSlot<P>>],
     fdb: &Fdb,
@@ -60,15 +114,7 @@ pub(super) fn log_learning<P>(
     in_port: PortId,
     now: Millis,
 ) {
-    let name = |p: PortId| {
-        if p == GW_PORT {
-            return "gateway";
-        }
-        ports
-            .get(p as usize)
-            .and_then(|s| s.as_ref())
-            .map_or("?", |s| s.info.name.as_str())
-    };
+    let name = |p: PortId| port_name(ports, p);
     match learned {
         Some(Learned::Moved { from }) => {
             tracing::info!(

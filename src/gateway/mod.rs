@@ -348,6 +348,21 @@ impl Gateway {
             .ok_or_else(|| format!("{key} is not published"))
     }
 
+    /// Keeps the NAT's flow events while someone watches.
+    pub fn nat_watch(&mut self, on: bool) {
+        if let Some(n) = self.nat.as_mut() {
+            n.set_watch(on);
+        }
+    }
+
+    /// The NAT flows created and ended since the last call (while watched).
+    pub fn nat_events(&mut self) -> Vec<nat::FlowEvent> {
+        self.nat
+            .as_mut()
+            .map(|n| n.take_events())
+            .unwrap_or_default()
+    }
+
     /// `publish show`.
     pub fn publish_view(&self) -> Vec<nat::FrontView> {
         self.nat

@@ -383,6 +383,18 @@ pub struct Nat {
     services: Services,
     /// Per slot of a published flow: its front end and backend.
     published: FastMap<u32, Published>,
+    /// Flows created and ended since the last [`Nat::take_events`], kept
+    /// only while someone watches (`vswitchctl monitor`).
+    watch: Option<Vec<FlowEvent>>,
+}
+
+/// A flow created (`created`) or ended, for `vswitchctl monitor`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowEvent {
+    pub created: bool,
+    pub proto: &'static str,
+    pub original: Tuple,
+    pub reply: Tuple,
 }
 
 /// Which way a packet crosses the NAT.
@@ -414,6 +426,34 @@ impl Nat {
             lan_ip: [0; 4],
             services: Services::default(),
             published: FastMap::default(),
+            watch: None,
+        }
+    }
+
+    /// Starts or stops keeping [`FlowEvent`]s.
+    pub fn set_watch(&mut self, on: bool) {
+        if on != self.watch.is_some() {
+            self.watch = on.then(Vec::new);
+        }
+    }
+
+    /// The flows created and ended since the last call.
+    pub fn take_events(&mut self) -> Vec<FlowEvent> {
+        self.watch.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn flow_event(&mut self, idx: u32, created: bool) {
+        if self.watch.is_some() {
+            let (original, reply) = self.tuples(idx as usize);
+            let proto = peek::proto_name(self.flows[idx as usize].proto);
+            if let Some(w) = self.watch.as_mut().filter(|w| w.len() < 4096) {
+                w.push(FlowEvent {
+                    created,
+                    proto,
+                    original,
+                    reply,
+                });
+            }
         }
     }
 
@@ -602,6 +642,7 @@ impl Nat {
         if !f.live {
             return;
         }
+        self.flow_event(idx, false);
         let front = self.front_of(idx);
         self.out_map.remove(&f.out_key(front));
         self.in_map.remove(&f.in_key());
@@ -763,6 +804,7 @@ impl Nat {
         }
         self.live += 1;
         *self.per_inside.entry(f.share_key()).or_insert(0) += 1;
+        self.flow_event(idx, true);
         self.order
             .push_back((idx, self.flows[idx as usize].generation));
         self.unreplied += 1;

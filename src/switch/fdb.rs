@@ -289,6 +289,11 @@ impl Fdb {
     /// Removes dynamic entries that have not been refreshed within the aging
     /// time. Returns how many were removed.
     pub fn expire(&mut self, now: Millis) -> usize {
+        self.expire_each(now, |_, _| {})
+    }
+
+    /// [`Fdb::expire`], telling `aged` each entry it removes.
+    pub fn expire_each(&mut self, now: Millis, mut aged: impl FnMut(MacAddr, PortId)) -> usize {
         let mut n = 0;
         for p in 0..self.lists.len() {
             loop {
@@ -300,6 +305,7 @@ impl Fdb {
                 if now.saturating_sub(e.last_seen) < self.aging_ms {
                     break;
                 }
+                aged(MacAddr::from_u64(e.mac), e.port);
                 self.remove_idx(head);
                 n += 1;
             }

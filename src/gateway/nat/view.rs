@@ -83,6 +83,36 @@ pub struct FlowFilter {
 }
 
 impl Nat {
+    /// The original and reply directions of the flow in slot `i`.
+    pub(super) fn tuples(&self, i: usize) -> (Tuple, Tuple) {
+        let f = &self.flows[i];
+        let ext = self.ext_ip.unwrap_or([0; 4]);
+        let t = |s: [u8; 4], sp: u16, d: [u8; 4], dp: u16| Tuple::new(f.proto, s, sp, d, dp);
+        let (inside, remote) = ((f.inside_ip, f.inside_port), (f.remote_ip, f.remote_port));
+        if f.remote_opened {
+            // From outside: the client dialled the published port.
+            return (
+                t(remote.0, remote.1, ext, f.ext_port),
+                t(inside.0, inside.1, remote.0, remote.1),
+            );
+        }
+        let front = match f.lan {
+            true => self.published.get(&(i as u32)).and_then(|p| p.front),
+            false => None,
+        };
+        let (fip, fport) = front.unwrap_or(remote);
+        let to = if f.lan { self.lan_ip } else { ext };
+        let back = if f.proto == PROTO_ICMP {
+            f.ext_port
+        } else {
+            remote.1
+        };
+        (
+            t(inside.0, inside.1, fip, fport),
+            t(remote.0, back, to, f.ext_port),
+        )
+    }
+
     /// The live flows, for `nat show`, sorted.
     pub fn flows(&self, now: Millis) -> Vec<FlowView> {
         let mut v = Vec::new();
@@ -108,7 +138,6 @@ impl Nat {
         filter: &FlowFilter,
         mut emit: impl FnMut(FlowView),
     ) -> Option<usize> {
-        let ext = self.ext_ip.unwrap_or([0; 4]);
         let mut n = 0;
         for (i, f) in self.flows.iter().enumerate().skip(from) {
             if n == max {
@@ -149,27 +178,7 @@ impl Nat {
                 }
                 None => (None, None),
             };
-            let t = |s: [u8; 4], sp: u16, d: [u8; 4], dp: u16| Tuple::new(f.proto, s, sp, d, dp);
-            let (inside, remote) = ((f.inside_ip, f.inside_port), (f.remote_ip, f.remote_port));
-            let (original, reply) = if f.remote_opened {
-                // From outside: the client dialled the published port.
-                (
-                    t(remote.0, remote.1, ext, f.ext_port),
-                    t(inside.0, inside.1, remote.0, remote.1),
-                )
-            } else {
-                let (fip, fport) = published.and_then(|p| p.front).unwrap_or(remote);
-                let to = if f.lan { self.lan_ip } else { ext };
-                let back = if f.proto == PROTO_ICMP {
-                    f.ext_port
-                } else {
-                    remote.1
-                };
-                (
-                    t(inside.0, inside.1, fip, fport),
-                    t(remote.0, back, to, f.ext_port),
-                )
-            };
+            let (original, reply) = self.tuples(i);
             emit(FlowView {
                 proto: proto.into(),
                 original,
