@@ -100,6 +100,8 @@ impl<P: Port, U: Port> Switch<P, U> {
         // vswitchd gave the port its address and MAC: the gateway's
         // neighbour entry for it is fixed, whatever ARP others send.
         self.gateway.pin_inside(info.addr, info.mac);
+        // Its name answers DNS (when the address is on the subnet).
+        self.gateway.dns_set_name(&info.name, info.addr);
         if let Some(d) = self.directory.as_mut() {
             // A local port's address: ARP for it stays on this host.
             let _ = d.insert(info.addr, info.mac, false);
@@ -136,6 +138,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         let slot = self.ports.get_mut(id as usize)?.take()?;
         self.fdb.forget_port(id);
         self.gateway.forget_inside(slot.info.addr);
+        self.gateway.dns_remove_name(&slot.info.name);
         if let Some(d) = self.directory.as_mut()
             && d.mac_of(slot.info.addr).is_some_and(|(_, remote)| !remote)
         {

@@ -128,6 +128,11 @@ impl<C> Upstream<C> {
         self.waiting.retain(|_, p| !gone(&p.client));
     }
 
+    /// Whether a query of a client `f` picks out is waiting.
+    pub fn any(&self, mut f: impl FnMut(&C) -> bool) -> bool {
+        self.waiting.values().any(|p| f(&p.client))
+    }
+
     /// When the next query times out.
     pub fn next_deadline(&self) -> Option<Millis> {
         self.waiting.values().map(|p| p.deadline).min()
