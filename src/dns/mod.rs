@@ -317,6 +317,35 @@ fn finish(mut r: Packet, limit: usize, how: Outcome) -> Answer {
     }
 }
 
+/// The query as sent upstream: id `id`, and an EDNS size of at most
+/// [`EDNS_MAX`] (so the answer comes back unfragmented: the uplink stack
+/// does not reassemble, and the LAN stack does not fragment); a query from
+/// TCP (`tcp`) asks for that size even without EDNS, as its asker takes any
+/// length. Anything that does not parse goes as it came, with the new id.
+pub fn for_upstream(query: &[u8], id: u16, tcp: bool) -> Vec<u8> {
+    let rebuilt = Packet::parse(query).ok().and_then(|mut q| {
+        let size = q.opt().map(|o| o.udp_packet_size);
+        match size {
+            Some(s) if s > EDNS_MAX => {}
+            None if tcp => {}
+            _ => return None,
+        }
+        let opt = q.opt_mut().get_or_insert_with(|| OPT {
+            opt_codes: Vec::new(),
+            udp_packet_size: EDNS_MAX,
+            version: 0,
+        });
+        opt.udp_packet_size = EDNS_MAX;
+        q.set_id(id);
+        q.build_bytes_vec_compressed().ok()
+    });
+    rebuilt.unwrap_or_else(|| {
+        let mut m = query.to_vec();
+        set_message_id(&mut m, id);
+        m
+    })
+}
+
 /// The id of a DNS message (its first two bytes), if it has a header.
 pub fn message_id(msg: &[u8]) -> Option<u16> {
     (msg.len() >= 12).then(|| u16::from_be_bytes([msg[0], msg[1]]))

@@ -286,3 +286,28 @@ fn upstream_queries_time_out_at_their_deadline() {
     assert!(u.is_empty());
     assert_eq!(u.next_deadline(), None);
 }
+
+#[test]
+fn queries_upstream_get_their_id_and_an_edns_size_that_does_not_fragment() {
+    let size = |m: &[u8]| Packet::parse(m).unwrap().opt().map(|o| o.udp_packet_size);
+    // Plain UDP: unchanged but for the id.
+    let q = query("example.com", TYPE::A, None);
+    let up = for_upstream(&q, 0x4242, false);
+    assert_eq!(&up[2..], &q[2..]);
+    assert_eq!(message_id(&up), Some(0x4242));
+    // A large EDNS size is brought down; a small one kept.
+    let up = for_upstream(&query("example.com", TYPE::A, Some(4096)), 1, false);
+    assert_eq!(size(&up), Some(EDNS_MAX));
+    assert_eq!(
+        Packet::parse(&up).unwrap().questions[0].qname.to_string(),
+        "example.com"
+    );
+    let q = query("example.com", TYPE::A, Some(800));
+    assert_eq!(&for_upstream(&q, 1, false)[2..], &q[2..]);
+    // From TCP: EDNS added, so the upstream may answer up to 1232 bytes.
+    let up = for_upstream(&query("example.com", TYPE::A, None), 9, true);
+    assert_eq!(size(&up), Some(EDNS_MAX));
+    assert_eq!(message_id(&up), Some(9));
+    // Garbage goes as it is, with the id.
+    assert_eq!(for_upstream(&[1; 14], 0x0102, false)[..2], [1, 2]);
+}

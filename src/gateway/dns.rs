@@ -261,8 +261,8 @@ impl Io<'_> {
         else {
             return self.servfail(client, q);
         };
-        let mut msg = q.to_vec();
-        dns::set_message_id(&mut msg, id);
+        let tcp = matches!(client, Client::Tcp { .. });
+        let msg = dns::for_upstream(q, id, tcp);
         let s = wan.get_mut::<udp::Socket>(sock);
         if s.send_slice(&msg, (IpAddress::Ipv4(server), 53)).is_err() {
             self.d.pending.take(id, server, 53);
