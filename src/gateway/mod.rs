@@ -369,4 +369,6 @@ mod agree_tests;
 #[cfg(test)]
 mod dhcp_tests;
 #[cfg(test)]
+mod dns_tests;
+#[cfg(test)]
 mod tests;
