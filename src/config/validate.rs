@@ -407,7 +407,7 @@ impl Cli {
         Ok(Some(DirectoryOpts { endpoints, network }))
     }
 
-    fn dns_config(&self) -> Result<Option<crate::dns::DnsConfig>, ConfigError> {
+    fn dns_config(&self, subnet: Ipv4Net) -> Result<Option<crate::dns::DnsConfig>, ConfigError> {
         if self.no_dns {
             return Ok(None);
         }
@@ -424,6 +424,14 @@ impl Cli {
                     "dns_upstream",
                     format!(
                         "--dns-upstream {ip}: not a server's address (unspecified, loopback, broadcast or multicast)"
+                    ),
+                ));
+            }
+            if subnet.contains(ip) {
+                return Err(ConfigError::opt(
+                    "dns_upstream",
+                    format!(
+                        "--dns-upstream {ip} is inside --subnet {subnet}: upstreams are asked through the uplink"
                     ),
                 ));
             }
@@ -634,7 +642,7 @@ impl Cli {
         let nat = self.nat_config()?;
         let overlay = self.overlay_config(subnet)?;
         let directory = self.directory_opts()?;
-        let dns = self.dns_config()?;
+        let dns = self.dns_config(subnet)?;
         Ok(Config {
             dns,
             overlay,

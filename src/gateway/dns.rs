@@ -355,6 +355,7 @@ impl Gateway {
     pub(super) fn dns_serve(&mut self, now: Millis, out: &mut Outbox) {
         let Some(d) = self.dns.as_mut() else { return };
         let has_addr = self.wan.as_ref().is_some_and(|w| w.addr.is_some());
+        let lan_iface = &self.lan.iface;
         let mut io = Io {
             d,
             lan: &mut self.lan_sockets,
@@ -373,6 +374,13 @@ impl Gateway {
                 break;
             };
             busy = true;
+            // Only queries to one of the gateway's own addresses: an answer
+            // to a broadcast query would leave from the broadcast address.
+            let own = meta.local_address.is_some_and(|a| lan_iface.has_ip_addr(a));
+            if !own {
+                io.d.stats.dropped += 1;
+                continue;
+            }
             let client = Client::Udp {
                 from: meta.endpoint,
                 to: meta.local_address,

@@ -233,3 +233,27 @@ fn without_an_uplink_other_names_fail_at_once() {
     assert_eq!((p.id(), p.rcode()), (0x0808, RCODE::ServerFailure));
     assert_eq!(g.dns_view().unwrap().stats.failed, 1);
 }
+
+#[test]
+fn a_query_to_a_broadcast_address_is_not_answered() {
+    let mut g = gateway(true, 1000);
+    for bcast in [Ipv4Addr::new(192, 168, 88, 255), Ipv4Addr::BROADCAST] {
+        let mut out = Outbox::default();
+        let q = query(0x0909, "ns1", TYPE::A);
+        let f = frame(
+            NS1,
+            bcast,
+            NS1_MAC,
+            "ff:ff:ff:ff:ff:ff",
+            &udp(40000, 53, &q),
+        );
+        g.handle_lan(&f, 1001, &mut out);
+        assert!(udp_out(&out, Egress::Lan).is_empty(), "{bcast}");
+    }
+    let s = g.dns_view().unwrap().stats;
+    assert_eq!(
+        (s.local, s.dropped),
+        (0, 2),
+        "taken by the socket, then dropped"
+    );
+}
