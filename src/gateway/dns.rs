@@ -388,10 +388,6 @@ impl Gateway {
             let q = io.d.buf[..n].to_vec();
             io.query(client, &q);
         }
-        // Queries over TCP.
-        for i in 0..io.d.tcp.len() {
-            busy |= serve_tcp(&mut io, i);
-        }
         // Upstream answers.
         let mut answers = Vec::new();
         if let (Some((sock, _)), Some(wan)) = (io.d.wan, io.wan.as_mut()) {
@@ -420,6 +416,11 @@ impl Gateway {
             io.d.stats.timeouts += 1;
             io.d.next_up = io.d.next_up.wrapping_add(1);
             io.servfail(p.client, &p.query);
+        }
+        // Queries over TCP, and the answers waiting for their connection
+        // (last: upstream answers and SERVFAILs above go out now).
+        for i in 0..io.d.tcp.len() {
+            busy |= serve_tcp(&mut io, i);
         }
         if busy {
             self.lan
@@ -450,6 +451,12 @@ fn serve_tcp(io: &mut Io, i: usize) -> bool {
     if s.is_listening() {
         slot.last = now;
         return false;
+    }
+    if s.state() == tcp::State::TimeWait {
+        // Closed both ways: the slot is free for the next connection now,
+        // not after TIME-WAIT (the client, who closed last, keeps none).
+        s.abort();
+        return true;
     }
     let mut busy = false;
     let mut chunk = [0u8; 2048];
