@@ -10,6 +10,7 @@ use vswitchd::control::proto::{
     CountReply, FdbShowReply, FdbSummary, NatShowReply, NatSummary, NeighRow, PortReport, Reply,
     Request, StatusReply, socket_path,
 };
+use vswitchd::gateway::nat::FrontView;
 use vswitchd::wire::MacAddr;
 
 /// Inspect and steer a running vswitchd instance.
@@ -51,6 +52,11 @@ enum Cmd {
     Nat {
         #[command(subcommand)]
         cmd: NatCmd,
+    },
+    /// Published ports and service addresses (DNAT with load balancing).
+    Publish {
+        #[command(subcommand)]
+        cmd: PublishCmd,
     },
     /// Add or remove ports while the switch runs.
     Port {
@@ -131,6 +137,20 @@ enum PortCmd {
     /// Remove a port: its TAP, MAC entries and NAT flows go; a namespace
     /// vswitchd created is deleted (unless --keep-netns).
     Del { port: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum PublishCmd {
+    /// Front ends, their backends (port, address, connections, packets).
+    Show,
+    /// Publish a front end, as vswitchd --publish:
+    /// `[ADDR:]PORT[/tcp|/udp]=NS:PORT[,NS:PORT...]`. Without ADDR the
+    /// front end is the uplink's address (like docker -p); with ADDR a
+    /// service address the namespaces reach through the gateway (like a
+    /// Kubernetes ClusterIP). New connections go to the backends in turn.
+    Add { spec: String },
+    /// Withdraw a front end (`[ADDR:]PORT[/tcp|/udp]`); its flows end.
+    Del { front: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -391,6 +411,28 @@ fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
             let r: CountReply = parse(result)?;
             println!("flushed {} NAT flows", r.removed);
         }
+        Cmd::Publish {
+            cmd: PublishCmd::Show,
+        } => {
+            let fronts: Vec<FrontView> = parse(result)?;
+            if fronts.is_empty() {
+                println!("nothing published (vswitchd --publish, or vswitchctl publish add)");
+            }
+            print_fronts(&fronts);
+        }
+        Cmd::Publish {
+            cmd: PublishCmd::Add { .. },
+        } => {
+            let f: FrontView = parse(result)?;
+            print!("published ");
+            print_fronts(std::slice::from_ref(&f));
+        }
+        Cmd::Publish {
+            cmd: PublishCmd::Del { front },
+        } => {
+            let r: CountReply = parse(result)?;
+            println!("{front} withdrawn; {} flow(s) ended", r.removed);
+        }
         Cmd::Port {
             cmd: PortCmd::Add { .. },
         } => {
@@ -609,7 +651,35 @@ fn print_status(result: serde_json::Value) -> Result<(), String> {
         }
         None => println!("DNS off"),
     }
+    if !g.published.is_empty() {
+        println!("published:");
+        print_fronts(&g.published);
+    }
     Ok(())
+}
+
+/// Front ends, each with its backends.
+fn print_fronts(fronts: &[FrontView]) {
+    for f in fronts {
+        let at = f.addr.map_or_else(
+            || "(uplink has no address yet)".to_string(),
+            |a| format!("{a}:{}", f.port),
+        );
+        println!("{} -> {}", f.front, at);
+        for b in &f.backends {
+            let addr = b.addr.map_or_else(
+                || "gone (out of the rotation)".to_string(),
+                |a| format!("{a}:{}", b.port),
+            );
+            println!(
+                "    {:<16} {:<24} connections {:>8} packets {:>10}",
+                format!("{}:{}", b.name, b.port),
+                addr,
+                b.connections,
+                b.packets
+            );
+        }
+    }
 }
 
 /// `nat show`: one line per flow, then the table summary.
@@ -623,8 +693,12 @@ fn print_nat(result: serde_json::Value) -> Result<(), String> {
         "PROTO", "INSIDE", "TRANSLATED", "REMOTE", "STATE", "EXPIRES", "PKTS_OUT", "PKTS_IN"
     );
     for f in &r.flows {
+        let published = match (&f.front, &f.backend) {
+            (Some(fr), Some(be)) => format!("  published {fr} -> {be}"),
+            _ => String::new(),
+        };
         println!(
-            "{:<5} {:<21} {:<21} {:<21} {:<12} {:>7}s {:>8} {:>8}",
+            "{:<5} {:<21} {:<21} {:<21} {:<12} {:>7}s {:>8} {:>8}{published}",
             f.proto,
             f.inside,
             f.translated,
@@ -785,6 +859,13 @@ fn main() -> ExitCode {
         },
         Cmd::Nat { cmd: NatCmd::Show } => Request::NatShow,
         Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
+        Cmd::Publish { cmd } => match cmd {
+            PublishCmd::Show => Request::PublishShow,
+            PublishCmd::Add { spec } => Request::PublishAdd { spec: spec.clone() },
+            PublishCmd::Del { front } => Request::PublishDel {
+                front: front.clone(),
+            },
+        },
         Cmd::Routes => Request::Routes,
         Cmd::Capture { .. } | Cmd::List | Cmd::Show { .. } => unreachable!("handled above"),
         Cmd::Trace {

@@ -129,6 +129,20 @@ pub struct Cli {
     #[arg(long)]
     pub no_nat: bool,
 
+    /// Publish a port or a service address, load-balanced over namespaces
+    /// (repeatable): `[ADDR:]PORT[/tcp|/udp]=NS:PORT[,NS:PORT...]`
+    /// (protocol default tcp). Without ADDR the front end is the uplink's
+    /// address, like `docker -p` or a NodePort: clients outside keep their
+    /// own address, so the backend sees them. With ADDR it is a service
+    /// address (like a ClusterIP, outside the subnet) that the namespaces
+    /// reach through the gateway. A new connection goes to the next backend
+    /// whose port is there (round-robin) and stays with it; a namespace
+    /// reaching a front end also gets its source rewritten to the gateway
+    /// (hairpin). Example: --publish 8080=ns01:80,ns02:80 --publish
+    /// 10.96.0.10:53/udp=ns03:53. See also `vswitchctl publish`.
+    #[arg(long, value_name = "SPEC")]
+    pub publish: Vec<String>,
+
     /// External ports for TCP/UDP when a flow's own port is taken.
     #[arg(long, default_value = "1024-65535", value_name = "MIN-MAX")]
     pub nat_ports: String,

@@ -17,6 +17,7 @@
 
 mod cli;
 mod file;
+mod publish;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -156,6 +157,9 @@ pub struct Config {
     pub uplink: Option<UplinkSpec>,
     /// `None` with `--no-nat`.
     pub nat: Option<NatConfig>,
+    /// `--publish`: front ends and their backends (checked: ports that
+    /// exist, front ends once, not the gateway's address).
+    pub publish: Vec<crate::gateway::nat::PublishSpec>,
     /// The VXLAN overlay (`--vtep`, `--vxlan-peer`, `--vni`, `--vxlan-port`).
     pub overlay: Option<VxlanConfig>,
     /// Directory mode of the overlay.

@@ -640,6 +640,7 @@ impl Cli {
         };
         let uplink = self.uplink_spec(subnet)?;
         let nat = self.nat_config()?;
+        let publish = super::publish::specs(&self.publish, &ports, subnet, gateway, nat.is_some())?;
         let overlay = self.overlay_config(subnet)?;
         let directory = self.directory_opts()?;
         let dns = self.dns_config(subnet)?;
@@ -650,6 +651,7 @@ impl Cli {
             mtu_given: self.mtu.is_some(),
             uplink,
             nat,
+            publish,
             name: self.name,
             ifname: self.ifname,
             subnet,

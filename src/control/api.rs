@@ -12,6 +12,7 @@ use crate::capture::Point;
 use crate::config::{check_port_addr, parse_port_spec};
 use crate::datapath::{GW_PORT, PortCounters, PortInfo, Switch};
 use crate::gateway::RouteView;
+use crate::gateway::nat::FrontView;
 use crate::port::Port;
 use crate::port::vxlan::DirectoryView;
 use crate::switch::fdb::EntryView;
@@ -104,6 +105,7 @@ fn gateway_report<P: Port, U: Port>(sw: &Switch<P, U>, now: Millis) -> GatewayRe
             drops: drops_map(&u.counters),
         }),
         nat: nat_summary(sw),
+        published: g.publish_view(),
         routed_out: st.routed_out,
         routed_in: st.routed_in,
         routed_lan: st.routed_lan,
@@ -351,8 +353,30 @@ pub fn handle<P: Port, U: Port>(
             frame,
         } => trace(sw, inst, &port, uplink, &frame, now).map(Reply::ok),
         Request::Capture { .. } => Err("capture is only available as a stream".into()),
+        Request::PublishShow => Ok(Reply::ok(sw.gateway().publish_view())),
+        Request::PublishAdd { spec } => publish_add(sw, &spec).map(Reply::ok),
+        Request::PublishDel { front } => publish_del(sw, &front).map(Reply::ok),
     };
     r.unwrap_or_else(Reply::err)
+}
+
+fn publish_add<P: Port, U: Port>(sw: &mut Switch<P, U>, spec: &str) -> Result<FrontView, String> {
+    let s = crate::gateway::nat::service::parse_spec(spec)?;
+    sw.publish(&s)?;
+    tracing::info!(front = %s.front, "published");
+    let front = s.front.to_string();
+    sw.gateway()
+        .publish_view()
+        .into_iter()
+        .find(|f| f.front == front)
+        .ok_or_else(|| format!("{front}: published but not listed"))
+}
+
+fn publish_del<P: Port, U: Port>(sw: &mut Switch<P, U>, front: &str) -> Result<CountReply, String> {
+    let key = crate::gateway::nat::service::parse_front(front)?;
+    let removed = sw.unpublish(&key)?;
+    tracing::info!(front = %key, flows = removed, "unpublished");
+    Ok(CountReply { removed })
 }
 
 fn port_id<P: Port, U: Port>(sw: &Switch<P, U>, name: &str) -> Result<PortId, String> {

@@ -262,6 +262,29 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
         o.head("dns_names", "gauge", "Port names the DNS server answers.");
         o.val("dns_names", "", d.names as u64);
     }
+    let fronts = g.publish_view();
+    if !fronts.is_empty() {
+        for (name, help, conns) in [
+            (
+                "publish_connections_total",
+                "New connections to a published front end, per backend.",
+                true,
+            ),
+            (
+                "publish_packets_total",
+                "Packets of published flows (both ways), per backend.",
+                false,
+            ),
+        ] {
+            o.head(name, "counter", help);
+            for f in &fronts {
+                for b in &f.backends {
+                    let label = format!("front=\"{}\",backend=\"{}:{}\"", f.front, b.name, b.port);
+                    o.val(name, &label, if conns { b.connections } else { b.packets });
+                }
+            }
+        }
+    }
     o.head(
         "uptime_seconds",
         "gauge",

@@ -7,7 +7,7 @@
 //! as it came.
 
 use crate::datapath::PortInfo;
-use crate::gateway::nat::{FlowView, NatStats};
+use crate::gateway::nat::{FlowView, FrontView, NatStats};
 use crate::gateway::neigh::NeighView;
 use crate::wire::MacAddr;
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,18 @@ pub enum Request {
     },
     PortDel {
         port: String,
+    },
+    /// The published ports and service addresses, with their backends and
+    /// counters.
+    PublishShow,
+    /// Publishes a front end: `[ADDR:]PORT[/tcp|/udp]=NS:PORT[,NS:PORT...]`,
+    /// as `--publish`.
+    PublishAdd {
+        spec: String,
+    },
+    /// Withdraws a front end (`[ADDR:]PORT[/tcp|/udp]`) and ends its flows.
+    PublishDel {
+        front: String,
     },
     /// Sets the log filter (as `--log-level`) while the daemon runs.
     LogLevel {
@@ -133,6 +145,9 @@ pub struct GatewayReport {
     pub address: String,
     pub uplink: Option<UplinkReport>,
     pub nat: Option<NatSummary>,
+    /// Published ports and service addresses, with per-backend counters.
+    #[serde(default)]
+    pub published: Vec<FrontView>,
     pub routed_out: u64,
     pub routed_in: u64,
     pub routed_lan: u64,

@@ -97,6 +97,8 @@ pub enum DaemonError {
     EventFd(nix::Error),
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error("--publish: {0}")]
+    Publish(String),
 }
 
 /// Exclusive lock on an instance name, held for the life of the process.
@@ -355,6 +357,19 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
     );
     for (tap, info) in opened {
         sw.add_port(AnyPort::Tap(tap), info);
+    }
+    for spec in &cfg.publish {
+        // Checked with the configuration, before anything was created.
+        sw.publish(spec).map_err(DaemonError::Publish)?;
+        tracing::info!(
+            "published {} -> {}",
+            spec.front,
+            spec.backends
+                .iter()
+                .map(|b| format!("{}:{}", b.name, b.port))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     if let (Some(v), Some(o)) = (overlay, &cfg.overlay) {
         tracing::info!(

@@ -100,6 +100,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         // vswitchd gave the port its address and MAC: the gateway's
         // neighbour entry for it is fixed, whatever ARP others send.
         self.gateway.pin_inside(info.addr, info.mac);
+        self.gateway.port_addr(&info.name, Some(info.addr));
         // Its name answers DNS (when the address is on the subnet).
         self.gateway.dns_set_name(&info.name, info.addr);
         if let Some(d) = self.directory.as_mut() {
@@ -125,6 +126,38 @@ impl<P: Port, U: Port> Switch<P, U> {
         id
     }
 
+    /// Publishes a front end over backend ports (by name). Refused, with
+    /// nothing changed, when a backend names no port (or see
+    /// [`Gateway::publish`](crate::gateway::Gateway::publish)).
+    pub fn publish(&mut self, spec: &crate::gateway::nat::PublishSpec) -> Result<(), String> {
+        let addr_of = |name: &str| {
+            self.ports
+                .iter()
+                .flatten()
+                .find(|s| s.info.name == name)
+                .map(|s| s.info.addr)
+        };
+        if let Some(b) = spec.backends.iter().find(|b| addr_of(&b.name).is_none()) {
+            return Err(format!(
+                "backend {}:{}: no port {:?}",
+                b.name, b.port, b.name
+            ));
+        }
+        let addrs: Vec<(String, std::net::Ipv4Addr)> = spec
+            .backends
+            .iter()
+            .filter_map(|b| addr_of(&b.name).map(|a| (b.name.clone(), a)))
+            .collect();
+        self.gateway.publish(spec, |n| {
+            addrs.iter().find(|(name, _)| name == n).map(|&(_, a)| a)
+        })
+    }
+
+    /// Withdraws a front end; returns how many flows ended with it.
+    pub fn unpublish(&mut self, key: &crate::gateway::nat::FrontKey) -> Result<usize, String> {
+        self.gateway.unpublish(key)
+    }
+
     /// Ports added since the last call (the event loop registers them).
     pub fn take_new_ports(&mut self) -> Vec<PortId> {
         std::mem::take(&mut self.new_ports)
@@ -137,6 +170,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         }
         let slot = self.ports.get_mut(id as usize)?.take()?;
         self.fdb.forget_port(id);
+        self.gateway.port_addr(&slot.info.name, None);
         self.gateway.forget_inside(slot.info.addr);
         self.gateway.dns_remove_name(&slot.info.name);
         if let Some(d) = self.directory.as_mut()

@@ -16,6 +16,7 @@ const NS2: Ipv4Addr = Ipv4Addr::new(192, 168, 88, 12);
 const GW: Ipv4Addr = Ipv4Addr::new(192, 168, 88, 1);
 const UPLINK: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+const SVC: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 
 fn m(v: u64) -> MacAddr {
     MacAddr::from_u64(v)
@@ -180,6 +181,10 @@ fn told(trace: &[String]) -> Outcome {
 #[test]
 fn trace_and_handle_agree_on_every_kind_of_frame() {
     let mut g = gateway();
+    for spec in ["5353/udp=ns01:53", "10.96.0.10:53/udp=ns01:53"] {
+        let spec = nat::service::parse_spec(spec).unwrap();
+        g.publish(&spec, |_| Some(NS1)).unwrap();
+    }
     let mut out = Outbox::default();
     let now = 10;
     // Neighbours known on both sides, so routed frames leave at once.
@@ -273,6 +278,31 @@ fn trace_and_handle_agree_on_every_kind_of_frame() {
             "unknown flow from outside",
             wan(Pkt::udp(HOST, UPLINK, 53, 40001, 10)),
             Outcome::Dropped("nat_no_flow"),
+        ),
+        (
+            "new connection from outside to a published port",
+            wan(Pkt::udp(HOST, UPLINK, 4000, 5353, 10)),
+            Outcome::Routed,
+        ),
+        (
+            "a namespace to a service address (hairpin)",
+            lan(Pkt::udp(NS2, SVC, 4001, 53, 10)),
+            Outcome::Routed,
+        ),
+        (
+            "the backend's answer to the gateway (hairpin)",
+            lan(Pkt::udp(NS1, GW, 53, 4001, 10)),
+            Outcome::Routed,
+        ),
+        (
+            "a namespace to the uplink's published port (hairpin)",
+            lan(Pkt::udp(NS2, UPLINK, 4002, 5353, 10)),
+            Outcome::Routed,
+        ),
+        (
+            "a service address, a port not published",
+            lan(Pkt::udp(NS1, SVC, 4003, 54, 10)),
+            Outcome::Refused("no_route"),
         ),
         (
             "echo request to the uplink address",

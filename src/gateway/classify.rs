@@ -83,18 +83,17 @@ pub struct Forward {
     /// Cut into fragments for this egress MTU first (no DF, too big).
     pub fragment: Option<usize>,
     /// The NAT's decision: outbound when `to` is the uplink, inbound when
-    /// `from` is; `None` without NAT.
+    /// `from` is, either way for a published flow within the LAN
+    /// (hairpin); `None` without NAT.
     pub nat: Option<nat::Class>,
+    /// Which way the packet crosses the NAT.
+    pub dir: Dir,
 }
 
 impl Forward {
     /// Which way the packet crosses the NAT.
     pub fn nat_dir(&self) -> Dir {
-        if self.to == Side::Wan {
-            Dir::Out
-        } else {
-            Dir::In
-        }
+        self.dir
     }
 }
 
@@ -162,6 +161,9 @@ impl Gateway {
     ) -> Verdict {
         let dst = Ipv4Addr::from(h.dst);
         let src = Ipv4Addr::from(h.src);
+        if let Some(v) = self.classify_hairpin(frame, &h, offload, now) {
+            return v;
+        }
         if self.is_local_lan(dst) {
             let why = if is_special(dst) || dst == self.cfg.subnet.broadcast() {
                 Local::Broadcast(dst)
@@ -225,7 +227,51 @@ impl Gateway {
             via_router: next_hop != dst,
             fragment,
             nat,
+            dir: Dir::Out,
         })
+    }
+
+    /// A packet from a namespace that belongs to a published flow within
+    /// the LAN (hairpin): to a front end (a service address, or the
+    /// uplink's address), or a backend's answer to the gateway's address.
+    /// `None`: none of theirs.
+    fn classify_hairpin(
+        &self,
+        frame: &[u8],
+        h: &Ipv4Hdr,
+        offload: Option<&VnetHdr>,
+        now: Millis,
+    ) -> Option<Verdict> {
+        let n = self.nat.as_ref()?;
+        let partial = offload.is_some_and(|v| !v.is_plain());
+        let (dir, class) = match n.classify_lan(&frame[ETH..ETH + h.total_len], partial, now)? {
+            Ok(c) => c,
+            Err(e) => return Some(Verdict::Drop(GwDrop::Nat(e))),
+        };
+        let net = self.cfg.subnet;
+        let src = Ipv4Addr::from(h.src);
+        if !net.contains(src) || src == self.cfg.lan_ip || src == net.addr || src == net.broadcast()
+        {
+            return Some(Verdict::Drop(GwDrop::Martian));
+        }
+        if let Some(drop) = options_drop(frame, h) {
+            return Some(Verdict::Drop(drop));
+        }
+        let fragment = match self.forward_check(Side::Lan, h, frame, offload) {
+            Ok(f) => f,
+            Err(r) => return Some(refused(Side::Lan, r)),
+        };
+        let next_hop = n.lan_target_of(&class, dir);
+        Some(Verdict::Forward(Forward {
+            from: Side::Lan,
+            to: Side::Lan,
+            ip: *h,
+            next_hop,
+            via_router: false,
+            fragment,
+            nat: Some(class),
+            dir,
+        }))
     }
 
     /// The decision for a frame from the uplink.
@@ -339,6 +385,7 @@ impl Gateway {
             via_router: false,
             fragment,
             nat,
+            dir: Dir::In,
         })
     }
 

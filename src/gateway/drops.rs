@@ -63,6 +63,7 @@ impl Reason for GwDrop {
         GwDrop::Nat(NatDrop::ShareExceeded),
         GwDrop::Nat(NatDrop::BadChecksum),
         GwDrop::Nat(NatDrop::OutOfWindow),
+        GwDrop::Nat(NatDrop::NoBackend),
     ];
 
     fn name(self) -> &'static str {
@@ -88,7 +89,7 @@ impl Reason for GwDrop {
 
 impl GwDrop {
     /// How many reasons there are (the size of [`GatewayStats::drops`]).
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
 }
 
 /// Gateway counters.

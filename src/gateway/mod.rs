@@ -224,7 +224,11 @@ impl Gateway {
         });
         let ext = wan.as_ref().and_then(|w| w.addr.map(|a| a.0));
         let nat = match (&wan, cfg.nat) {
-            (Some(_), Some(nc)) => Some(Nat::new(nc, ext)),
+            (Some(_), Some(nc)) => {
+                let mut n = Nat::new(nc, ext);
+                n.set_lan_ip(cfg.lan_ip);
+                Some(n)
+            }
             _ => None,
         };
         let mut g = Gateway {
@@ -316,6 +320,54 @@ impl Gateway {
             // Packets held while it was unresolved are dropped: its port
             // was not there when they came.
             drop(self.lan_neigh.pin(ip, mac));
+        }
+    }
+
+    /// Publishes a front end (`--publish`, `publish add`); `addr_of` gives
+    /// a backend port's address. Refused, changing nothing, for a front end
+    /// on the gateway's own address or inside the subnet, one published
+    /// already, or with `--no-nat`. Without an uplink the NAT table is made
+    /// for it (service addresses work without one).
+    pub fn publish(
+        &mut self,
+        spec: &nat::PublishSpec,
+        addr_of: impl Fn(&str) -> Option<Ipv4Addr>,
+    ) -> Result<(), String> {
+        let Some(nc) = self.cfg.nat else {
+            return Err("publishing needs the NAT: it is off (--no-nat)".into());
+        };
+        nat::service::check_front(&spec.front, self.cfg.subnet, self.cfg.lan_ip)?;
+        let lan_ip = self.cfg.lan_ip;
+        let ext = self.wan_addr().map(|a| a.0);
+        self.nat
+            .get_or_insert_with(|| {
+                let mut n = Nat::new(nc, ext);
+                n.set_lan_ip(lan_ip);
+                n
+            })
+            .publish(spec, addr_of)
+    }
+
+    /// Withdraws a front end and ends its flows.
+    pub fn unpublish(&mut self, key: &nat::FrontKey) -> Result<usize, String> {
+        self.nat
+            .as_mut()
+            .and_then(|n| n.unpublish(key))
+            .ok_or_else(|| format!("{key} is not published"))
+    }
+
+    /// `publish show`.
+    pub fn publish_view(&self) -> Vec<nat::FrontView> {
+        self.nat
+            .as_ref()
+            .map_or_else(Vec::new, |n| n.publish_view())
+    }
+
+    /// Port `name` is there with address `ip` (`None`: gone): backends on
+    /// it join or leave the rotation.
+    pub fn port_addr(&mut self, name: &str, ip: Option<Ipv4Addr>) {
+        if let Some(n) = self.nat.as_mut() {
+            n.set_port_addr(name, ip);
         }
     }
 

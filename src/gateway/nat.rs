@@ -69,12 +69,14 @@ mod classify;
 mod fair;
 mod frag;
 mod peek;
+pub mod service;
 mod tcp;
 mod translate;
 mod view;
 
 pub use classify::{Class, FlowKey};
 pub use peek::Peek;
+pub use service::{FrontKey, FrontView, Pick, PublishSpec, Services};
 pub use tcp::{Fit, Seg};
 pub use view::FlowView;
 
@@ -162,6 +164,9 @@ pub enum NatDrop {
     /// A TCP RST or FIN whose sequence number is outside its flow's window
     /// (a blind reset): it changes nothing.
     OutOfWindow,
+    /// A new connection to a published front end none of whose backends'
+    /// ports is there.
+    NoBackend,
 }
 
 impl Reason for NatDrop {
@@ -176,6 +181,7 @@ impl Reason for NatDrop {
         NatDrop::ShareExceeded,
         NatDrop::BadChecksum,
         NatDrop::OutOfWindow,
+        NatDrop::NoBackend,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -189,6 +195,7 @@ impl Reason for NatDrop {
             NatDrop::ShareExceeded => "nat_port_share_exceeded",
             NatDrop::BadChecksum => "nat_bad_checksum",
             NatDrop::OutOfWindow => "nat_tcp_out_of_window",
+            NatDrop::NoBackend => "nat_no_backend",
         }
     }
 }
@@ -222,6 +229,80 @@ struct Flow {
     expires: Millis,
     packets_out: u64,
     packets_in: u64,
+    /// The flow lives on the LAN both ways (hairpin to a published front
+    /// end): its translated address is the gateway's own, not the
+    /// uplink's, and its front end is in [`Nat::published`].
+    lan: bool,
+    /// Opened by the remote end (a client from outside reaching a published
+    /// port): the backend is `inside`, the client `remote`.
+    remote_opened: bool,
+}
+
+/// What a published flow has beyond a masquerade one, kept beside the table
+/// so a flow stays one cache line.
+#[derive(Clone, Copy, Debug)]
+struct Published {
+    /// Opened from the LAN (hairpin): the front end the inside host
+    /// addressed; its packets go to `remote` (the backend) and the answers
+    /// come back from the front end.
+    front: Option<([u8; 4], u16)>,
+    /// (front-end slot, backend index).
+    svc: (u16, u16),
+}
+
+impl Flow {
+    /// Direction relative to who opened the flow (what TCP tracking reads:
+    /// `Out` is the opener's).
+    fn tdir(&self, dir: Dir) -> Dir {
+        match (self.remote_opened, dir) {
+            (false, d) => d,
+            (true, Dir::Out) => Dir::In,
+            (true, Dir::In) => Dir::Out,
+        }
+    }
+
+    /// The address whose share of the table the flow takes: its opener's.
+    fn share_key(&self) -> [u8; 4] {
+        if self.remote_opened {
+            self.remote_ip
+        } else {
+            self.inside_ip
+        }
+    }
+
+    /// Its out-key; `front`: the front end of a hairpin flow.
+    fn out_key(&self, front: Option<([u8; 4], u16)>) -> u128 {
+        let (r_ip, r_port) = front.unwrap_or((self.remote_ip, self.remote_port));
+        out_key(self.proto, self.inside_ip, self.inside_port, r_ip, r_port)
+    }
+
+    fn is_published(&self) -> bool {
+        self.lan || self.remote_opened
+    }
+
+    fn in_key(&self) -> u128 {
+        in_key(self.proto, self.remote_ip, self.remote_port, self.ext_port) | lan_bit(self.lan)
+    }
+}
+
+/// What a new flow is made of ([`Nat::create`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct NewFlow {
+    proto: u8,
+    inside: ([u8; 4], u16),
+    remote: ([u8; 4], u16),
+    /// A fixed external port (a published port); `None`: allocated.
+    ext_port: Option<u16>,
+    front: Option<([u8; 4], u16)>,
+    lan: bool,
+    remote_opened: bool,
+    svc: Option<Pick>,
+}
+
+/// The in-key bit of flows that live on the LAN (their external address is
+/// the gateway's, not the uplink's).
+fn lan_bit(lan: bool) -> u128 {
+    (lan as u128) << 80
 }
 
 /// Table-wide counters.
@@ -296,6 +377,12 @@ pub struct Nat {
     order: VecDeque<(u32, u32)>,
     /// Live flows that never saw a reply (evictable for a newcomer).
     unreplied: usize,
+    /// The gateway's LAN address: the translated source of hairpin flows.
+    lan_ip: [u8; 4],
+    /// Published ports and service addresses.
+    services: Services,
+    /// Per slot of a published flow: its front end and backend.
+    published: FastMap<u32, Published>,
 }
 
 /// Which way a packet crosses the NAT.
@@ -324,7 +411,62 @@ impl Nat {
             per_inside: FastMap::default(),
             order: VecDeque::new(),
             unreplied: 0,
+            lan_ip: [0; 4],
+            services: Services::default(),
+            published: FastMap::default(),
         }
+    }
+
+    /// The front end a hairpin flow's inside host addressed.
+    fn front_of(&self, idx: u32) -> Option<([u8; 4], u16)> {
+        match self.flows[idx as usize].lan {
+            true => self.published.get(&idx).and_then(|p| p.front),
+            false => None,
+        }
+    }
+
+    /// The gateway's LAN address (hairpin flows are translated to it).
+    pub fn set_lan_ip(&mut self, ip: Ipv4Addr) {
+        self.lan_ip = ip.octets();
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Publishes a front end; `addr_of` gives a backend port's address.
+    pub fn publish(
+        &mut self,
+        spec: &PublishSpec,
+        addr_of: impl Fn(&str) -> Option<Ipv4Addr>,
+    ) -> Result<(), String> {
+        self.services.add(spec, addr_of).map(|_| ())
+    }
+
+    /// Withdraws a front end and ends its flows; `None` if not published.
+    pub fn unpublish(&mut self, key: &FrontKey) -> Option<usize> {
+        let slot = self.services.remove(key)?;
+        let idxs: Vec<u32> = self
+            .published
+            .iter()
+            .filter(|(_, p)| p.svc.0 == slot)
+            .map(|(&i, _)| i)
+            .collect();
+        for &i in &idxs {
+            self.remove(i);
+        }
+        Some(idxs.len())
+    }
+
+    /// Port `name` has address `ip` now (`None`: gone): the backends on it
+    /// join or leave the rotation.
+    pub fn set_port_addr(&mut self, name: &str, ip: Option<Ipv4Addr>) {
+        self.services.set_port_addr(name, ip);
+    }
+
+    /// `publish show`.
+    pub fn publish_view(&self) -> Vec<FrontView> {
+        self.services.view(self.ext_ip())
     }
 
     pub fn config(&self) -> &NatConfig {
@@ -383,19 +525,25 @@ impl Nat {
         self.frags.clear();
         self.per_inside.clear();
         self.order.clear();
+        self.published.clear();
         self.unreplied = 0;
         self.live = 0;
         self.sweep = 0;
         n
     }
 
-    /// Removes the flows of one inside address (its port went away).
+    /// Removes the flows of one inside address (its port went away): its
+    /// own, and the hairpin flows to it as a backend.
     pub fn forget_inside(&mut self, ip: Ipv4Addr) -> usize {
         let ip = ip.octets();
+        self.remove_where(|f| f.inside_ip == ip || (f.lan && f.remote_ip == ip))
+    }
+
+    fn remove_where(&mut self, pred: impl Fn(&Flow) -> bool) -> usize {
         let idxs: Vec<u32> = (0..self.flows.len() as u32)
             .filter(|&i| {
                 let f = &self.flows[i as usize];
-                f.live && f.inside_ip == ip
+                f.live && pred(f)
             })
             .collect();
         for &i in &idxs {
@@ -423,25 +571,23 @@ impl Nat {
         if !f.live {
             return;
         }
-        self.out_map.remove(&out_key(
-            f.proto,
-            f.inside_ip,
-            f.inside_port,
-            f.remote_ip,
-            f.remote_port,
-        ));
-        self.in_map
-            .remove(&in_key(f.proto, f.remote_ip, f.remote_port, f.ext_port));
+        let front = self.front_of(idx);
+        self.out_map.remove(&f.out_key(front));
+        self.in_map.remove(&f.in_key());
+        if f.is_published() {
+            self.published.remove(&idx);
+        }
         self.flows[idx as usize].live = false;
         self.free.push(idx);
         self.live -= 1;
         if !f.replied {
             self.unreplied -= 1;
         }
-        if let Some(n) = self.per_inside.get_mut(&f.inside_ip) {
+        let share = f.share_key();
+        if let Some(n) = self.per_inside.get_mut(&share) {
             *n -= 1;
             if *n == 0 {
-                self.per_inside.remove(&f.inside_ip);
+                self.per_inside.remove(&share);
             }
         }
     }
@@ -471,10 +617,24 @@ impl Nat {
     /// Keeps `want` if the inbound key it makes is free; otherwise tries up
     /// to `ALLOC_TRIES` random ports of the range (Linux bounds its search
     /// the same way), so a crowded remote endpoint costs bounded work.
-    fn alloc_port(&mut self, proto: u8, r_ip: [u8; 4], r_port: u16, want: u16) -> Option<u16> {
+    fn alloc_port(
+        &mut self,
+        proto: u8,
+        r_ip: [u8; 4],
+        r_port: u16,
+        want: u16,
+        lan: bool,
+    ) -> Option<u16> {
         const ALLOC_TRIES: u32 = 128;
-        let free = |s: &Self, p: u16| !s.in_map.contains_key(&in_key(proto, r_ip, r_port, p));
-        if free(self, want) {
+        let uplink = self.ext_ip();
+        let free = |s: &Self, p: u16| {
+            !s.in_map
+                .contains_key(&(in_key(proto, r_ip, r_port, p) | lan_bit(lan)))
+                && (lan || !s.services.on_uplink(proto, p, uplink))
+        };
+        // A hairpin flow's port is on the gateway's own address: keep the
+        // well-known ports (its DNS) clear.
+        if (!lan || want >= self.cfg.port_min) && free(self, want) {
             return Some(want);
         }
         let (lo, hi) = if proto == PROTO_ICMP {
@@ -502,37 +662,16 @@ impl Nat {
         None
     }
 
-    fn create(
-        &mut self,
-        proto: u8,
-        inside_ip: [u8; 4],
-        inside_port: u16,
-        remote_ip: [u8; 4],
-        remote_port: u16,
-        now: Millis,
-    ) -> Result<u32, NatDrop> {
-        // An expired flow under the same key (not swept yet) makes way.
-        let key = out_key(proto, inside_ip, inside_port, remote_ip, remote_port);
-        if let Some(&stale) = self.out_map.get(&key) {
-            self.remove(stale);
-            self.stats.expired += 1;
-        }
-        if self.held_by(inside_ip) >= self.cfg.max_per_inside {
-            return Err(NatDrop::ShareExceeded);
-        }
-        if self.live >= self.cfg.max_flows && !self.early_drop() {
-            return Err(NatDrop::TableFull);
-        }
-        let ext_port = self
-            .alloc_port(proto, remote_ip, remote_port, inside_port)
-            .ok_or(NatDrop::PortsExhausted)?;
+    fn create(&mut self, n: NewFlow, now: Millis) -> Result<u32, NatDrop> {
+        let (inside_ip, inside_port) = n.inside;
+        let (remote_ip, remote_port) = n.remote;
         let mut f = Flow {
-            proto,
+            proto: n.proto,
             inside_ip,
             inside_port,
             remote_ip,
             remote_port,
-            ext_port,
+            ext_port: 0,
             tcp: TcpState::SynSent,
             track: tcp::Track::default(),
             replied: false,
@@ -541,7 +680,36 @@ impl Nat {
             expires: now,
             packets_out: 0,
             packets_in: 0,
+            lan: n.lan,
+            remote_opened: n.remote_opened,
         };
+        // An expired flow under the same key (not swept yet) makes way.
+        let key = f.out_key(n.front);
+        if let Some(&stale) = self.out_map.get(&key) {
+            self.remove(stale);
+            self.stats.expired += 1;
+        }
+        if let Some(p) = n.ext_port {
+            f.ext_port = p;
+            if let Some(&stale) = self.in_map.get(&f.in_key()) {
+                self.remove(stale);
+                self.stats.expired += 1;
+            }
+        }
+        if self.held_by(f.share_key()) >= self.cfg.max_per_inside {
+            return Err(NatDrop::ShareExceeded);
+        }
+        if self.live >= self.cfg.max_flows && !self.early_drop() {
+            return Err(NatDrop::TableFull);
+        }
+        if n.ext_port.is_none() {
+            f.ext_port = self
+                .alloc_port(n.proto, remote_ip, remote_port, inside_port, n.lan)
+                .ok_or(NatDrop::PortsExhausted)?;
+        }
+        if let Some(p) = n.svc {
+            self.services.chose(p);
+        }
         let idx = match self.free.pop() {
             Some(i) => {
                 f.generation = self.flows[i as usize].generation.wrapping_add(1);
@@ -554,10 +722,16 @@ impl Nat {
             }
         };
         self.out_map.insert(key, idx);
-        self.in_map
-            .insert(in_key(proto, remote_ip, remote_port, ext_port), idx);
+        self.in_map.insert(f.in_key(), idx);
+        if let Some(p) = n.svc {
+            let published = Published {
+                front: n.front,
+                svc: (p.front, p.backend),
+            };
+            self.published.insert(idx, published);
+        }
         self.live += 1;
-        *self.per_inside.entry(inside_ip).or_insert(0) += 1;
+        *self.per_inside.entry(f.share_key()).or_insert(0) += 1;
         self.order
             .push_back((idx, self.flows[idx as usize].generation));
         self.unreplied += 1;
@@ -583,13 +757,31 @@ impl Nat {
             Dir::Out => f.packets_out += 1,
             Dir::In => f.packets_in += 1,
         }
+        if f.is_published()
+            && let Some(p) = self.published.get(&idx)
+        {
+            self.services.count_packet(p.svc.0, p.svc.1);
+        }
+        let f = &mut self.flows[idx as usize];
         if seg.fit != Fit::Ignore {
-            if dir == Dir::In && !f.replied {
+            let td = f.tdir(dir);
+            if f.proto == PROTO_TCP {
+                f.advance(td, seg);
+            }
+            // A connection from outside counts as answered only once its
+            // handshake is complete: a flood of spoofed SYNs, each drawing
+            // the backend's SYN-ACK, stays evictable.
+            let answered = if f.remote_opened && f.proto == PROTO_TCP {
+                matches!(
+                    f.tcp,
+                    TcpState::Established | TcpState::FinWait | TcpState::TimeWait
+                )
+            } else {
+                td == Dir::In
+            };
+            if answered && !f.replied {
                 f.replied = true;
                 self.unreplied -= 1;
-            }
-            if f.proto == PROTO_TCP {
-                self.flows[idx as usize].advance(dir, seg);
             }
         }
         let t = self.timeout_of(&self.flows[idx as usize]);

@@ -11,6 +11,11 @@
   udp-from SPORT ADDR PORT       udp-probe of 32 bytes from source port SPORT
   udp-silent ADDR PORT SECS      sends one datagram; prints "silent" if nothing
                                  (no reply, no ICMP error) comes back in SECS
+  who-server NAME PORT           TCP and UDP on PORT: answers every
+                                 connection or datagram with "NAME PEER-IP"
+  who-clients ADDR PORT N tcp|udp  N fresh connections (or sockets) one
+                                 after another; prints each answer, or
+                                 "failed: ..." (2 s timeout each)
 
 Servers print "listening" once bound, so the test can wait for readiness.
 Every client has a timeout and exits non-zero on failure.
@@ -154,6 +159,46 @@ def udp_silent(addr, port, secs):
     return 1
 
 
+def who_server(name, port):
+    t = socket.socket()
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("0.0.0.0", port))
+    t.listen(1024)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", port))
+
+    def udp():
+        while True:
+            _, peer = u.recvfrom(2048)
+            u.sendto(("%s %s" % (name, peer[0])).encode(), peer)
+
+    threading.Thread(target=udp, daemon=True).start()
+    print("listening", flush=True)
+    while True:
+        c, peer = t.accept()
+        with c:
+            c.sendall(("%s %s\n" % (name, peer[0])).encode())
+
+
+def who_clients(addr, port, n, proto):
+    for _ in range(n):
+        try:
+            if proto == "tcp":
+                c = socket.create_connection((addr, port), timeout=2)
+                with c:
+                    line = c.makefile().readline().strip()
+            else:
+                c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                c.settimeout(2)
+                with c:
+                    c.sendto(b"who", (addr, port))
+                    line = c.recv(2048).decode().strip()
+            print(line, flush=True)
+        except OSError as e:
+            print("failed:", e, flush=True)
+    return 0
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "tcp-server":
@@ -170,6 +215,10 @@ def main():
         return udp_from(int(args[0]), args[1], int(args[2]))
     if cmd == "udp-silent":
         return udp_silent(args[0], int(args[1]), float(args[2]))
+    if cmd == "who-server":
+        return who_server(args[0], int(args[1]))
+    if cmd == "who-clients":
+        return who_clients(args[0], int(args[1]), int(args[2]), args[3])
     print("unknown command", cmd, file=sys.stderr)
     return 2
 

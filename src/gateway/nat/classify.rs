@@ -4,7 +4,11 @@
 //! translation ([`Nat::outbound`], [`Nat::inbound`]) and by the trace's
 //! [`Nat::peek`], so the two cannot disagree.
 
-use super::{Dir, Fit, Nat, NatDrop, Seg, TCP_FIN, TCP_RST, TCP_SYN, frag_key, in_key, out_key};
+use super::service::Pick;
+use super::{
+    Dir, Fit, Nat, NatDrop, Seg, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, frag_key, in_key, lan_bit,
+    out_key,
+};
 use crate::switch::Millis;
 use crate::wire::ipv4::{
     self, DST, Ipv4Hdr, PROTO_ICMP, PROTO_TCP, PROTO_UDP, get16, icmp_is_error,
@@ -28,6 +32,16 @@ pub enum Class {
     Flow { idx: u32, seg: Seg },
     /// Outbound with no live flow: translating it creates one for `key`.
     New { key: FlowKey, seg: Seg },
+    /// A new connection to a published front end: translating it creates
+    /// a flow to backend `pick`. `key` is as its opener sees it (`inside`
+    /// the opener, `remote` the front end); `lan`: opened from the LAN
+    /// (hairpin: the source becomes the gateway's address too).
+    Publish {
+        key: FlowKey,
+        seg: Seg,
+        pick: Pick,
+        lan: bool,
+    },
     /// A later fragment of the flow its first fragment recorded.
     Fragment { idx: u32 },
     /// An ICMP error quoting a packet of flow `idx`; the quoted IPv4
@@ -70,6 +84,23 @@ pub(super) fn l4(b: &[u8], h: &Ipv4Hdr) -> Result<L4, NatDrop> {
         }),
         PROTO_TCP | PROTO_UDP | PROTO_ICMP => Err(NatDrop::Malformed),
         _ => Err(NatDrop::Unsupported),
+    }
+}
+
+/// The L4 checksum is right (or left for offload: it cannot be checked).
+fn sum_ok(b: &[u8], h: &Ipv4Hdr, partial: bool) -> bool {
+    partial || ipv4::l4_checksum(b, h) == 0
+}
+
+/// A TCP segment that would open a flow (`opens`) or change its state
+/// (SYN, FIN, RST) must be what its sender sent.
+fn checked(b: &[u8], h: &Ipv4Hdr, p: &L4, partial: bool, opens: bool) -> Result<(), NatDrop> {
+    let matters =
+        h.proto == PROTO_TCP && (opens || p.seg.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0);
+    if matters && !sum_ok(b, h, partial) {
+        Err(NatDrop::BadChecksum)
+    } else {
+        Ok(())
     }
 }
 
@@ -119,62 +150,28 @@ impl Nat {
             }
         }
         let p = l4(b, &h)?;
-        // A TCP segment that would open a flow or change its state must be
-        // what its sender sent.
-        let sum_ok = || partial || ipv4::l4_checksum(b, &h) == 0;
-        let checked = |opens: bool| {
-            let matters =
-                h.proto == PROTO_TCP && (opens || p.seg.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0);
-            if matters && !sum_ok() {
-                Err(NatDrop::BadChecksum)
-            } else {
-                Ok(())
-            }
-        };
-        // A segment of a tracked TCP flow: inside its window or not (an
-        // RST or FIN outside is refused), and with a checksum to trust
-        // before it teaches the flow anything.
-        let flow = |idx: u32| {
-            checked(false)?;
-            let mut seg = p.seg;
-            let f = &self.flows[idx as usize];
-            if h.proto == PROTO_TCP {
-                seg.fit = f.track.fit(dir, &seg, f.tcp)?;
-                if seg.fit != Fit::Ignore
-                    && seg.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
-                    && !sum_ok()
-                {
-                    seg.fit = Fit::Ignore;
-                }
-            }
-            Ok(Class::Flow { idx, seg })
-        };
-        let live = |idx: u32| {
-            let f = &self.flows[idx as usize];
-            (f.live && f.expires > now).then_some(idx)
-        };
         match dir {
             Dir::Out => {
                 let key = out_key(h.proto, h.src, p.sport, h.dst, p.dport);
-                match self.out_map.get(&key).copied().and_then(live) {
-                    Some(idx) => flow(idx),
-                    None if self.held_by(h.src) >= self.cfg.max_per_inside => {
-                        Err(NatDrop::ShareExceeded)
+                match self
+                    .out_map
+                    .get(&key)
+                    .copied()
+                    .and_then(|i| self.live(i, now))
+                {
+                    Some(idx) => self.flow_class(b, &h, &p, idx, dir, partial),
+                    None => {
+                        self.room_for(h.src, Some(key))?;
+                        checked(b, &h, &p, partial, true)?;
+                        Ok(Class::New {
+                            key: FlowKey {
+                                proto: h.proto,
+                                inside: sock(h.src, p.sport),
+                                remote: sock(h.dst, p.dport),
+                            },
+                            seg: p.seg,
+                        })
                     }
-                    None if self.live >= self.cfg.max_flows
-                        && !self.out_map.contains_key(&key)
-                        && !self.can_evict() =>
-                    {
-                        Err(NatDrop::TableFull)
-                    }
-                    None => checked(true).map(|()| Class::New {
-                        key: FlowKey {
-                            proto: h.proto,
-                            inside: sock(h.src, p.sport),
-                            remote: sock(h.dst, p.dport),
-                        },
-                        seg: p.seg,
-                    }),
                 }
             }
             Dir::In => {
@@ -184,15 +181,157 @@ impl Nat {
                 } else {
                     (p.sport, p.dport)
                 };
-                let idx = self
+                let found = self
                     .in_map
                     .get(&in_key(h.proto, h.src, r_port, ext_port))
                     .copied()
-                    .and_then(live)
-                    .ok_or(NatDrop::NoFlow)?;
-                flow(idx)
+                    .and_then(|i| self.live(i, now));
+                match found {
+                    Some(idx) => self.flow_class(b, &h, &p, idx, dir, partial),
+                    None => self.publish_class(b, &h, &p, partial, false),
+                }
             }
         }
+    }
+
+    /// Where a packet from the LAN stands among the published (hairpin)
+    /// flows: `None` when it is none of theirs (it goes the usual way: to
+    /// the gateway's stack, or routed and masqueraded). `Some((Out, _))`:
+    /// from the opener toward a front end; `Some((In, _))`: a backend's
+    /// answer to the gateway's address. Changes nothing.
+    pub fn classify_lan(
+        &self,
+        b: &[u8],
+        partial: bool,
+        now: Millis,
+    ) -> Option<Result<(Dir, Class), NatDrop>> {
+        let h = Ipv4Hdr::parse(b)?;
+        if !matches!(h.proto, PROTO_TCP | PROTO_UDP) || !h.has_l4() {
+            return None;
+        }
+        let b = &b[..h.total_len];
+        let p = l4(b, &h).ok()?;
+        if h.dst == self.lan_ip {
+            let key = in_key(h.proto, h.src, p.sport, p.dport) | lan_bit(true);
+            let idx = self
+                .in_map
+                .get(&key)
+                .copied()
+                .and_then(|i| self.live(i, now))?;
+            return Some(
+                self.flow_class(b, &h, &p, idx, Dir::In, partial)
+                    .map(|c| (Dir::In, c)),
+            );
+        }
+        let key = out_key(h.proto, h.src, p.sport, h.dst, p.dport);
+        if let Some(idx) = self
+            .out_map
+            .get(&key)
+            .copied()
+            .and_then(|i| self.live(i, now))
+            && self.flows[idx as usize].lan
+        {
+            return Some(
+                self.flow_class(b, &h, &p, idx, Dir::Out, partial)
+                    .map(|c| (Dir::Out, c)),
+            );
+        }
+        self.services
+            .lookup(h.proto, Ipv4Addr::from(h.dst), p.dport, self.ext_ip())?;
+        Some(
+            self.room_for(h.src, Some(key))
+                .and_then(|()| self.publish_class(b, &h, &p, partial, true))
+                .map(|c| (Dir::Out, c)),
+        )
+    }
+
+    /// A new connection to a published front end (`lan`: from the LAN,
+    /// else from outside to the uplink's address): the backend it would go
+    /// to; `NoFlow` when the destination is no front end, or a TCP segment
+    /// other than a SYN (only a SYN opens a connection from outside).
+    fn publish_class(
+        &self,
+        b: &[u8],
+        h: &Ipv4Hdr,
+        p: &L4,
+        partial: bool,
+        lan: bool,
+    ) -> Result<Class, NatDrop> {
+        if !matches!(h.proto, PROTO_TCP | PROTO_UDP) {
+            return Err(NatDrop::NoFlow);
+        }
+        let slot = self
+            .services
+            .lookup(h.proto, Ipv4Addr::from(h.dst), p.dport, self.ext_ip())
+            .ok_or(NatDrop::NoFlow)?;
+        if h.proto == PROTO_TCP && p.seg.flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN {
+            return Err(NatDrop::NoFlow);
+        }
+        if !lan {
+            // The client's share, and room.
+            self.room_for(h.src, None)?;
+        }
+        checked(b, h, p, partial, true)?;
+        let pick = self.services.pick(slot).ok_or(NatDrop::NoBackend)?;
+        Ok(Class::Publish {
+            key: FlowKey {
+                proto: h.proto,
+                inside: sock(h.src, p.sport),
+                remote: sock(h.dst, p.dport),
+            },
+            seg: p.seg,
+            pick,
+            lan,
+        })
+    }
+
+    /// The flow in slot `idx` if it lives at `now`.
+    fn live(&self, idx: u32, now: Millis) -> Option<u32> {
+        let f = &self.flows[idx as usize];
+        (f.live && f.expires > now).then_some(idx)
+    }
+
+    /// Whether a new flow opened by `opener` would find room: within its
+    /// share, and in the table (by early drop, or in the place of the
+    /// expired flow under its out-key `key`).
+    fn room_for(&self, opener: [u8; 4], key: Option<u128>) -> Result<(), NatDrop> {
+        if self.held_by(opener) >= self.cfg.max_per_inside {
+            Err(NatDrop::ShareExceeded)
+        } else if self.live >= self.cfg.max_flows
+            && !key.is_some_and(|k| self.out_map.contains_key(&k))
+            && !self.can_evict()
+        {
+            Err(NatDrop::TableFull)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A packet of the tracked flow `idx`: for TCP, inside its window or
+    /// not (an RST or FIN outside is refused), and with a checksum to trust
+    /// before it teaches the flow anything.
+    fn flow_class(
+        &self,
+        b: &[u8],
+        h: &Ipv4Hdr,
+        p: &L4,
+        idx: u32,
+        dir: Dir,
+        partial: bool,
+    ) -> Result<Class, NatDrop> {
+        checked(b, h, p, partial, false)?;
+        let mut seg = p.seg;
+        let f = &self.flows[idx as usize];
+        if h.proto == PROTO_TCP {
+            seg.fit = f.track.fit(f.tdir(dir), &seg, f.tcp)?;
+            if seg.fit != Fit::Ignore
+                && seg.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
+                && !sum_ok(b, h, partial)
+            {
+                seg.fit = Fit::Ignore;
+            }
+        }
+        Ok(Class::Flow { idx, seg })
     }
 
     /// An ICMP error about a tracked flow. Inbound: the quoted packet is one
@@ -277,6 +416,21 @@ impl Nat {
         self.flows[idx as usize].ext_port
     }
 
+    /// Where a packet of a hairpin flow goes after translation: the backend
+    /// (from the opener, `Out`) or the opener (a backend's answer, `In`).
+    pub fn lan_target_of(&self, class: &Class, dir: Dir) -> Ipv4Addr {
+        match (*class, dir) {
+            (Class::Publish { pick, .. }, _) => *pick.to.ip(),
+            (Class::Flow { idx, .. }, Dir::Out) => {
+                Ipv4Addr::from(self.flows[idx as usize].remote_ip)
+            }
+            (Class::Flow { idx, .. }, Dir::In) => {
+                Ipv4Addr::from(self.flows[idx as usize].inside_ip)
+            }
+            _ => Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
     /// The inside address a packet of this class is translated back to
     /// (inbound); `None` for a new flow.
     pub fn inside_of(&self, class: &Class) -> Option<Ipv4Addr> {
@@ -284,7 +438,10 @@ impl Nat {
             Class::Flow { idx, .. } | Class::Fragment { idx } | Class::IcmpError { idx, .. } => {
                 Some(Ipv4Addr::from(self.flows[idx as usize].inside_ip))
             }
-            Class::New { .. } => None,
+            Class::Publish {
+                pick, lan: false, ..
+            } => Some(*pick.to.ip()),
+            Class::New { .. } | Class::Publish { .. } => None,
         }
     }
 }

@@ -36,6 +36,17 @@ pub enum Peek {
         kept: bool,
         range: (u16, u16),
     },
+    /// A new connection to a published front end would go to a backend
+    /// (round-robin over the live ones). `lan`: from a namespace (hairpin:
+    /// the source becomes `gateway` too).
+    Publish {
+        key: FlowKey,
+        front: String,
+        backend: String,
+        to: SocketAddrV4,
+        lan: bool,
+        gateway: Ipv4Addr,
+    },
     /// A later fragment follows its first fragment's flow.
     LaterFragment { key: FlowKey },
     /// An ICMP error about a flow: its quoted header is translated too.
@@ -50,6 +61,7 @@ impl Peek {
             | Peek::New { key, .. }
             | Peek::LaterFragment { key }
             | Peek::IcmpError { key } => key.inside,
+            Peek::Publish { to, .. } => *to,
         }
     }
 }
@@ -121,6 +133,23 @@ impl fmt::Display for Peek {
                 "new flow {key} would be created, translated to {ext_ip}:<a free port of {lo}-{hi}> ({} is taken for that remote end)",
                 key.inside.port()
             ),
+            Peek::Publish {
+                key,
+                front,
+                backend,
+                to,
+                lan,
+                gateway,
+            } => {
+                write!(
+                    f,
+                    "new connection {key} to published {front}: backend {backend} ({to}), the next live one in turn (round-robin); destination rewritten to {to}"
+                )?;
+                if *lan {
+                    write!(f, ", source to the gateway {gateway} (hairpin)")?;
+                }
+                Ok(())
+            }
             Peek::LaterFragment { key } => write!(
                 f,
                 "a later fragment of flow {key}: follows its first fragment's translation"
@@ -167,6 +196,17 @@ impl Nat {
                     ext_ip: self.ext_ip.map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from),
                     kept,
                     range: (self.cfg.port_min, self.cfg.port_max),
+                }
+            }
+            Class::Publish { key, pick, lan, .. } => {
+                let (front, backend) = self.services.names(pick.front, pick.backend);
+                Peek::Publish {
+                    key,
+                    front,
+                    backend,
+                    to: pick.to,
+                    lan,
+                    gateway: Ipv4Addr::from(self.lan_ip),
                 }
             }
             Class::Fragment { idx } => Peek::LaterFragment {

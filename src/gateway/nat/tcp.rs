@@ -191,6 +191,11 @@ pub(super) struct Track {
 }
 
 impl Track {
+    /// Whether side `dir` sent a SYN the tracking took.
+    pub(super) fn saw_syn(&self, dir: Dir) -> bool {
+        self.flags[side(dir).0] & SYN != 0
+    }
+
     /// Whether side `dir` sent a FIN the window let through.
     pub(super) fn fin(&self, dir: Dir) -> bool {
         self.flags[side(dir).0] & FIN != 0
@@ -381,13 +386,30 @@ impl super::Flow {
             _ if fin_out && fin_in => TcpState::TimeWait,
             _ if fin_out || fin_in => TcpState::FinWait,
             TcpState::SynSent
-                if dir == Dir::In && flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK =>
+                if dir == Dir::In
+                    && flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
+                    && !self.remote_opened =>
+            {
+                TcpState::Established
+            }
+            // A connection from outside (to a published port) is
+            // established when its opener acknowledges the SYN-ACK: the
+            // three-way handshake, as conntrack's SYN_RECV -> ESTABLISHED.
+            TcpState::SynSent
+                if self.remote_opened
+                    && dir == Dir::Out
+                    && flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK
+                    && self.track.saw_syn(Dir::In) =>
             {
                 TcpState::Established
             }
             // Picked up mid-stream (e.g. after a restart): no SYN. Loose
             // until the other end answers.
-            TcpState::SynSent if self.packets_out == 1 && flags & TCP_SYN == 0 => TcpState::Loose,
+            TcpState::SynSent
+                if !self.remote_opened && self.packets_out == 1 && flags & TCP_SYN == 0 =>
+            {
+                TcpState::Loose
+            }
             TcpState::Loose if dir == Dir::In => TcpState::Established,
             s => s,
         };

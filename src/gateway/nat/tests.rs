@@ -1103,4 +1103,5 @@ mod prop {
 }
 
 mod frags;
+mod publish;
 mod window;

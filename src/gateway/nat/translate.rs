@@ -3,7 +3,7 @@
 //! [`Nat::classify`]'s; nothing here looks a packet up a second time.
 
 use super::frag::Evicted;
-use super::{Class, Dir, Nat, NatDrop, frag_key};
+use super::{Class, Dir, Nat, NatDrop, NewFlow, frag_key};
 use crate::switch::Millis;
 use crate::wire::checksum;
 use crate::wire::ipv4::{self, DST, Ipv4Hdr, PROTO_ICMP, SRC, set_addr, set_port};
@@ -63,7 +63,15 @@ impl Nat {
         partial: bool,
         now: Millis,
     ) -> Result<(), NatDrop> {
-        let ext = self.ext_ip.ok_or(NatDrop::NoAddress)?;
+        let lan_flow = match class {
+            Class::Flow { idx, .. } => self.flows[idx as usize].lan,
+            Class::Publish { lan, .. } => lan,
+            _ => false,
+        };
+        let ext = match lan_flow {
+            true => self.lan_ip,
+            false => self.ext_ip.ok_or(NatDrop::NoAddress)?,
+        };
         let h = Ipv4Hdr::parse(b).ok_or(NatDrop::Malformed)?;
         let b = &mut b[..h.total_len];
         let (idx, seg) = match class {
@@ -86,40 +94,94 @@ impl Nat {
             }
             Class::Flow { idx, seg } => (idx, seg),
             Class::New { key, seg } => {
-                let idx = self.create(
-                    key.proto,
-                    key.inside.ip().octets(),
-                    key.inside.port(),
-                    key.remote.ip().octets(),
-                    key.remote.port(),
-                    now,
-                )?;
-                (idx, seg)
+                let n = NewFlow {
+                    proto: key.proto,
+                    inside: (key.inside.ip().octets(), key.inside.port()),
+                    remote: (key.remote.ip().octets(), key.remote.port()),
+                    ext_port: None,
+                    front: None,
+                    lan: false,
+                    remote_opened: false,
+                    svc: None,
+                };
+                (self.create(n, now)?, seg)
+            }
+            Class::Publish {
+                key,
+                seg,
+                pick,
+                lan,
+            } => {
+                let opener = (key.inside.ip().octets(), key.inside.port());
+                let front = (key.remote.ip().octets(), key.remote.port());
+                let backend = (pick.to.ip().octets(), pick.to.port());
+                let n = if lan {
+                    // Hairpin: opener -> front becomes gateway -> backend.
+                    NewFlow {
+                        proto: key.proto,
+                        inside: opener,
+                        remote: backend,
+                        ext_port: None,
+                        front: Some(front),
+                        lan: true,
+                        remote_opened: false,
+                        svc: Some(pick),
+                    }
+                } else {
+                    // From outside: the backend is the inside end, its
+                    // answers leave from the published port.
+                    NewFlow {
+                        proto: key.proto,
+                        inside: backend,
+                        remote: opener,
+                        ext_port: Some(front.1),
+                        front: None,
+                        lan: false,
+                        remote_opened: true,
+                        svc: Some(pick),
+                    }
+                };
+                (self.create(n, now)?, seg)
             }
         };
         self.touch(idx, dir, &seg, now);
         let f = self.flows[idx as usize];
-        // (address field, new address, port field, old port, new port)
-        let (addr_at, new_addr, port_at, old_port, new_port) = match dir {
-            Dir::Out => (SRC.start, ext, h.ihl, f.inside_port, f.ext_port),
-            Dir::In => (DST.start, f.inside_ip, h.ihl + 2, f.ext_port, f.inside_port),
-        };
-        if partial && h.proto != PROTO_ICMP {
-            ipv4::set_addr_partial(b, addr_at, new_addr, h.ihl, h.proto);
-            b[port_at..port_at + 2].copy_from_slice(&new_port.to_be_bytes());
-        } else {
-            set_addr(b, addr_at, new_addr, Some((h.ihl, h.proto)));
-            if new_port != old_port {
-                let (at, csum) = if h.proto == PROTO_ICMP {
-                    (h.ihl + 4, h.ihl + 2)
-                } else {
-                    let off = ipv4::l4_checksum_offset(h.proto).unwrap_or(0);
-                    (port_at, h.ihl + off)
-                };
-                set_port(b, at, new_port, csum, h.proto);
+        let front = self.front_of(idx);
+        let (sport, dport) = (h.ihl, h.ihl + 2);
+        match dir {
+            Dir::Out => {
+                rewrite(
+                    b,
+                    &h,
+                    partial,
+                    SRC.start,
+                    ext,
+                    sport,
+                    f.inside_port,
+                    f.ext_port,
+                );
+                if let Some((_, fport)) = front {
+                    rewrite(
+                        b,
+                        &h,
+                        partial,
+                        DST.start,
+                        f.remote_ip,
+                        dport,
+                        fport,
+                        f.remote_port,
+                    );
+                }
+            }
+            Dir::In => {
+                let (iip, iport) = (f.inside_ip, f.inside_port);
+                rewrite(b, &h, partial, DST.start, iip, dport, f.ext_port, iport);
+                if let Some((fip, fport)) = front {
+                    rewrite(b, &h, partial, SRC.start, fip, sport, f.remote_port, fport);
+                }
             }
         }
-        if h.more_frags {
+        if h.more_frags && !f.lan {
             self.frag_record(&h, dir, idx, now);
         }
         self.count(dir);
@@ -203,5 +265,37 @@ impl Nat {
             Some(Evicted::TableFull) => self.stats.frag_evicted_table_full += 1,
             None => {}
         }
+    }
+}
+
+/// Rewrites one end of packet `b`: the address at `addr_at` to `addr` and
+/// the port at `port_at` from `old` to `new` (for ICMP echo, the
+/// identifier), with the checksums updated incrementally; `partial`: the
+/// L4 checksum is left for offload, so only the address is folded in.
+#[allow(clippy::too_many_arguments)]
+fn rewrite(
+    b: &mut [u8],
+    h: &Ipv4Hdr,
+    partial: bool,
+    addr_at: usize,
+    addr: [u8; 4],
+    port_at: usize,
+    old: u16,
+    new: u16,
+) {
+    if partial && h.proto != PROTO_ICMP {
+        ipv4::set_addr_partial(b, addr_at, addr, h.ihl, h.proto);
+        b[port_at..port_at + 2].copy_from_slice(&new.to_be_bytes());
+        return;
+    }
+    set_addr(b, addr_at, addr, Some((h.ihl, h.proto)));
+    if new != old {
+        let (at, csum) = if h.proto == PROTO_ICMP {
+            (h.ihl + 4, h.ihl + 2)
+        } else {
+            let off = ipv4::l4_checksum_offset(h.proto).unwrap_or(0);
+            (port_at, h.ihl + off)
+        };
+        set_port(b, at, new, csum, h.proto);
     }
 }

@@ -15,6 +15,12 @@ pub struct FlowView {
     pub expires_in_secs: u64,
     pub packets_out: u64,
     pub packets_in: u64,
+    /// A published flow: its front end (`80/tcp`, `10.96.0.10:80/tcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front: Option<String>,
+    /// A published flow: the backend's port name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 impl Nat {
@@ -42,6 +48,7 @@ impl Nat {
     ) -> Option<usize> {
         let ext = self.ext_ip.map(Ipv4Addr::from);
         let ext = ext.map_or_else(|| "-".to_string(), |a| a.to_string());
+        let gw = Ipv4Addr::from(self.lan_ip).to_string();
         let mut n = 0;
         for (i, f) in self.flows.iter().enumerate().skip(from) {
             if n == max {
@@ -68,15 +75,28 @@ impl Nat {
                     _ => ("icmp", if f.replied { "REPLIED" } else { "UNREPLIED" }),
                 };
                 let ip = |a: [u8; 4]| Ipv4Addr::from(a).to_string();
+                let published = match f.is_published() {
+                    true => self.published.get(&(i as u32)),
+                    false => None,
+                };
+                let (front, backend) = match published {
+                    Some(p) => {
+                        let (a, b) = self.services.names(p.svc.0, p.svc.1);
+                        (Some(a), Some(b))
+                    }
+                    None => (None, None),
+                };
                 FlowView {
                     proto: proto.into(),
                     inside: format!("{}:{}", ip(f.inside_ip), f.inside_port),
-                    translated: format!("{ext}:{}", f.ext_port),
+                    translated: format!("{}:{}", if f.lan { &gw } else { &ext }, f.ext_port),
                     remote: format!("{}:{}", ip(f.remote_ip), f.remote_port),
                     state: state.into(),
                     expires_in_secs: (f.expires - now).div_ceil(1000),
                     packets_out: f.packets_out,
                     packets_in: f.packets_in,
+                    front,
+                    backend,
                 }
             });
         }
