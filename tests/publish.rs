@@ -151,7 +151,7 @@ fn published_ports_and_service_addresses_spread_over_the_backends() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["front"] == "8080/tcp" && f["remote"].as_str().unwrap().starts_with(WAN_HOST))
+        .filter(|f| f["front"] == "8080/tcp" && f["original"]["src"] == WAN_HOST)
         .collect();
     assert!(!published.is_empty(), "{flows}");
     assert!(
@@ -161,6 +161,42 @@ fn published_ports_and_service_addresses_spread_over_the_backends() {
     );
     let text = stdout(&d.ctl(&["nat", "show"]));
     assert!(text.contains("published 8080/tcp ->"), "{text}");
+    // Filters: a port's flows, its own and those to it as a backend.
+    let b1_flows = d.ctl_json(&["nat", "show", "--port", &b1, "--proto", "tcp"]);
+    let rows = b1_flows["flows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{b1_flows}");
+    for f in rows {
+        let ends = [
+            &f["original"]["src"],
+            &f["original"]["dst"],
+            &f["reply"]["src"],
+        ];
+        assert!(
+            ends.iter().any(|a| *a == "192.168.88.12") && f["proto"] == "tcp",
+            "{f}"
+        );
+    }
+    // nat del of one connection, by its original direction.
+    let open = published[0];
+    let src = format!("{WAN_HOST}:{}", open["original"]["sport"]);
+    let out = d.ctl(&["nat", "del", "tcp", &src, &format!("{UPLINK_ADDR}:8080")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = d.ctl_json(&["nat", "show", "--inside", WAN_HOST]);
+    assert!(
+        after["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["original"]["src"] != WAN_HOST
+                || f["original"]["sport"] != open["original"]["sport"]),
+        "{after}"
+    );
+    let out = d.ctl(&["nat", "del", "tcp", &src, &format!("{UPLINK_ADDR}:8080")]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no tcp flow"));
     drop(keep);
     let show = d.ctl_json(&["publish", "show"]);
     let front = show

@@ -155,8 +155,33 @@ enum PublishCmd {
 
 #[derive(Subcommand, Debug)]
 enum NatCmd {
-    /// One line per flow: protocol, inside, translated, remote, state, time left.
-    Show,
+    /// One line per flow, like conntrack -L: protocol, state, seconds left,
+    /// the original direction (as its opener sent it) and the reply
+    /// direction (as the answer reaches the gateway), packets each way.
+    Show {
+        /// Only flows of this protocol.
+        #[arg(long, value_parser = ["tcp", "udp", "icmp"])]
+        proto: Option<String>,
+        /// Only flows of this port (namespace): its own, and those to it as
+        /// a published backend.
+        #[arg(long, value_name = "NS", conflicts_with = "inside")]
+        port: Option<String>,
+        /// Only flows of this inside address (like --port, by address).
+        #[arg(long, value_name = "ADDR")]
+        inside: Option<std::net::Ipv4Addr>,
+    },
+    /// Remove one flow, by its original direction as nat show lists it:
+    /// `nat del tcp 192.168.88.11:51056 10.99.0.1:8080` (for icmp, the
+    /// identifier as the source port and 0 as the destination port:
+    /// `nat del icmp 192.168.88.11:21216 10.99.0.1:0`).
+    Del {
+        #[arg(value_parser = ["tcp", "udp", "icmp"])]
+        proto: String,
+        /// The original source, ADDR:PORT.
+        src: std::net::SocketAddrV4,
+        /// The original destination, ADDR:PORT.
+        dst: std::net::SocketAddrV4,
+    },
     /// Remove every flow.
     Flush,
 }
@@ -406,7 +431,15 @@ fn print_nat_summary(s: &NatSummary) {
 fn print_text(cmd: &Cmd, result: serde_json::Value) -> Result<(), String> {
     match cmd {
         Cmd::Status => print_status(result)?,
-        Cmd::Nat { cmd: NatCmd::Show } => print_nat(result)?,
+        Cmd::Nat {
+            cmd: NatCmd::Show { .. },
+        } => print_nat(result)?,
+        Cmd::Nat {
+            cmd: NatCmd::Del { proto, src, dst },
+        } => {
+            let _: CountReply = parse(result)?;
+            println!("deleted the {proto} flow {src} -> {dst}");
+        }
         Cmd::Nat { cmd: NatCmd::Flush } => {
             let r: CountReply = parse(result)?;
             println!("flushed {} NAT flows", r.removed);
@@ -682,31 +715,22 @@ fn print_fronts(fronts: &[FrontView]) {
     }
 }
 
-/// `nat show`: one line per flow, then the table summary.
+/// `nat show`: one line per flow, like `conntrack -L` (protocol, state,
+/// seconds left, the original then the reply direction, packets each way),
+/// then the table summary.
 fn print_nat(result: serde_json::Value) -> Result<(), String> {
     let mut r: NatShowReply = parse(result)?;
     // The daemon streams rows in table order.
     r.flows
-        .sort_by(|a, b| (&a.proto, &a.inside, &a.remote).cmp(&(&b.proto, &b.inside, &b.remote)));
-    println!(
-        "{:<5} {:<21} {:<21} {:<21} {:<12} {:>8} {:>8} {:>8}",
-        "PROTO", "INSIDE", "TRANSLATED", "REMOTE", "STATE", "EXPIRES", "PKTS_OUT", "PKTS_IN"
-    );
+        .sort_by(|a, b| (&a.proto, a.original).cmp(&(&b.proto, b.original)));
     for f in &r.flows {
         let published = match (&f.front, &f.backend) {
-            (Some(fr), Some(be)) => format!("  published {fr} -> {be}"),
+            (Some(fr), Some(be)) => format!(" [published {fr} -> {be}]"),
             _ => String::new(),
         };
         println!(
-            "{:<5} {:<21} {:<21} {:<21} {:<12} {:>7}s {:>8} {:>8}{published}",
-            f.proto,
-            f.inside,
-            f.translated,
-            f.remote,
-            f.state,
-            f.expires_in_secs,
-            f.packets_out,
-            f.packets_in
+            "{:<4} {:<11} {:>5}s {} packets={} {} packets={}{published}",
+            f.proto, f.state, f.expires_in_secs, f.original, f.packets_out, f.reply, f.packets_in
         );
     }
     match &r.summary {
@@ -857,7 +881,25 @@ fn main() -> ExitCode {
             },
             FdbCmd::Del { mac } => Request::FdbDel { mac: *mac },
         },
-        Cmd::Nat { cmd: NatCmd::Show } => Request::NatShow,
+        Cmd::Nat {
+            cmd:
+                NatCmd::Show {
+                    proto,
+                    port,
+                    inside,
+                },
+        } => Request::NatShow {
+            proto: proto.clone(),
+            port: port.clone(),
+            inside: *inside,
+        },
+        Cmd::Nat {
+            cmd: NatCmd::Del { proto, src, dst },
+        } => Request::NatDel {
+            proto: proto.clone(),
+            src: *src,
+            dst: *dst,
+        },
         Cmd::Nat { cmd: NatCmd::Flush } => Request::NatFlush,
         Cmd::Publish { cmd } => match cmd {
             PublishCmd::Show => Request::PublishShow,

@@ -23,6 +23,7 @@ struct FileConfig {
     port_security: Option<Spanned<bool>>,
     metrics: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
+    publish: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     port: Vec<Spanned<FilePort>>,
     uplink: Option<FileUplink>,
@@ -203,6 +204,7 @@ impl Cli {
             cli.port_security |= v;
         }
         take!("metrics", "metrics", file.metrics => cli.metrics);
+        take!("publish", "publish", file.publish => cli.publish);
         take!("log_level", "log_level", file.log_level => cli.log_level);
         if cli.ports.is_empty() {
             for p in &file.port {

@@ -230,17 +230,24 @@ pub fn handle_bytes<P: Port, U: Port>(
             Err(e) => Reply::err(e),
         },
         // Views of whole tables are streamed a chunk per turn of the loop.
-        Ok(Request::NatShow) => {
-            sw.fdb_expire(now);
-            let summary = serde_json::json!({ "summary": nat_summary(sw) });
-            views.start(
-                token,
-                ViewKind::Nat,
-                views::head(&summary, "flows"),
-                Vec::new(),
-            );
-            return Outcome::Stream;
-        }
+        Ok(Request::NatShow {
+            proto,
+            port,
+            inside,
+        }) => match nat_filter(sw, proto.as_deref(), port.as_deref(), inside) {
+            Ok(filter) => {
+                sw.fdb_expire(now);
+                let summary = serde_json::json!({ "summary": nat_summary(sw) });
+                views.start(
+                    token,
+                    ViewKind::Nat(filter),
+                    views::head(&summary, "flows"),
+                    Vec::new(),
+                );
+                return Outcome::Stream;
+            }
+            Err(e) => Reply::err(e),
+        },
         Ok(Request::FdbShow) => {
             sw.fdb_expire(now);
             let summary = serde_json::to_value(summary(sw)).expect("summary serializes");
@@ -303,7 +310,8 @@ pub fn handle<P: Port, U: Port>(
         Request::Status => Ok(Reply::ok(status(sw, inst, now))),
         Request::LogLevel { level } => set_log_level(inst, &level).map(Reply::ok),
         // Streamed by `handle_bytes` (see `views`); never reach here.
-        Request::NatShow | Request::FdbShow => Err("a view is streamed".to_string()),
+        Request::NatShow { .. } | Request::FdbShow => Err("a view is streamed".to_string()),
+        Request::NatDel { proto, src, dst } => nat_del(sw, &proto, src, dst).map(Reply::ok),
         Request::Ports => Ok(Reply::ok(
             sw.ports()
                 .map(|(_, s)| report(&s.info, &s.counters))
@@ -358,6 +366,57 @@ pub fn handle<P: Port, U: Port>(
         Request::PublishDel { front } => publish_del(sw, &front).map(Reply::ok),
     };
     r.unwrap_or_else(Reply::err)
+}
+
+fn proto_number(p: &str) -> Result<u8, String> {
+    match p {
+        "tcp" => Ok(crate::wire::ipv4::PROTO_TCP),
+        "udp" => Ok(crate::wire::ipv4::PROTO_UDP),
+        "icmp" => Ok(crate::wire::ipv4::PROTO_ICMP),
+        _ => Err(format!("protocol {p:?}: tcp, udp or icmp")),
+    }
+}
+
+/// `nat show`'s filter: a protocol, and a namespace by port name or address.
+fn nat_filter<P: Port, U: Port>(
+    sw: &Switch<P, U>,
+    proto: Option<&str>,
+    port: Option<&str>,
+    inside: Option<Ipv4Addr>,
+) -> Result<crate::gateway::nat::FlowFilter, String> {
+    let addr = match (port, inside) {
+        (Some(_), Some(_)) => return Err("give --port or --inside, not both".into()),
+        (Some(name), None) => Some(
+            sw.port(port_id(sw, name)?)
+                .map(|s| s.info.addr)
+                .ok_or_else(|| format!("no port named {name}"))?,
+        ),
+        (None, a) => a,
+    };
+    Ok(crate::gateway::nat::FlowFilter {
+        proto: proto.map(proto_number).transpose()?,
+        addr,
+    })
+}
+
+fn nat_del<P: Port, U: Port>(
+    sw: &mut Switch<P, U>,
+    proto: &str,
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+) -> Result<CountReply, String> {
+    let p = proto_number(proto)?;
+    let found = sw
+        .nat_delete(p, src, dst)
+        .ok_or("NAT is off (no --uplink, or --no-nat)")?;
+    if found {
+        tracing::info!(%src, %dst, proto, "NAT flow deleted");
+        Ok(CountReply { removed: 1 })
+    } else {
+        Err(format!(
+            "no {proto} flow from {src} to {dst} (as nat show lists its original direction)"
+        ))
+    }
 }
 
 fn publish_add<P: Port, U: Port>(sw: &mut Switch<P, U>, spec: &str) -> Result<FrontView, String> {

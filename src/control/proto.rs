@@ -37,8 +37,26 @@ pub enum Request {
     FdbDel {
         mac: MacAddr,
     },
-    NatShow,
+    /// The NAT flows; only those of protocol `proto` (`tcp`, `udp`,
+    /// `icmp`) and of a namespace (`port`, by name, or `inside`, by
+    /// address: its own flows and those to it as a backend) when given.
+    NatShow {
+        #[serde(default)]
+        proto: Option<String>,
+        #[serde(default)]
+        port: Option<String>,
+        #[serde(default)]
+        inside: Option<std::net::Ipv4Addr>,
+    },
     NatFlush,
+    /// Removes one flow, named by its original direction as `nat show`
+    /// lists it (for ICMP, `src` carries the identifier as its port and
+    /// `dst` port 0).
+    NatDel {
+        proto: String,
+        src: std::net::SocketAddrV4,
+        dst: std::net::SocketAddrV4,
+    },
     Routes,
     Neigh,
     /// The overlay: mode, VNI, own VTEP, the known hosts.

@@ -26,7 +26,8 @@ pub const PENDING_MAX: usize = 64 * 1024;
 /// Which table a view walks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ViewKind {
-    Nat,
+    /// The NAT flows that the filter lets through.
+    Nat(crate::gateway::nat::FlowFilter),
     Fdb,
 }
 
@@ -138,10 +139,10 @@ fn produce<P: Port, U: Port>(
         return (end < extra.len()).then_some(end);
     }
     let next = match kind {
-        ViewKind::Nat => sw
+        ViewKind::Nat(filter) => sw
             .gateway()
             .nat()
-            .and_then(|n| n.flows_page(from, ROWS_PER_CHUNK, now, |r| push(&r))),
+            .and_then(|n| n.flows_page(from, ROWS_PER_CHUNK, now, filter, |r| push(&r))),
         ViewKind::Fdb => sw.fdb().entries_page(from, ROWS_PER_CHUNK, now, |e| {
             push(&super::api::fdb_row(sw, &e));
         }),

@@ -252,6 +252,17 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.fdb.remove(mac)
     }
     /// Removes every NAT flow; `None` when NAT is off.
+    /// Removes one NAT flow by its original direction (see
+    /// [`crate::gateway::nat::Nat::delete`]); `None` without NAT.
+    pub fn nat_delete(
+        &mut self,
+        proto: u8,
+        src: std::net::SocketAddrV4,
+        dst: std::net::SocketAddrV4,
+    ) -> Option<bool> {
+        self.gateway.nat_mut().map(|n| n.delete(proto, src, dst))
+    }
+
     pub fn nat_flush(&mut self) -> Option<usize> {
         self.gateway.nat_mut().map(|n| n.flush())
     }

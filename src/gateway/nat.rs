@@ -78,7 +78,7 @@ pub use classify::{Class, FlowKey};
 pub use peek::Peek;
 pub use service::{FrontKey, FrontView, Pick, PublishSpec, Services};
 pub use tcp::{Fit, Seg};
-pub use view::FlowView;
+pub use view::{FlowFilter, FlowView, Tuple};
 
 #[cfg(test)]
 use frag::{FRAG_BYTES_MAX, FRAG_MAX, FRAG_PER_SOURCE, FRAG_TTL_MS};
@@ -530,6 +530,37 @@ impl Nat {
         self.live = 0;
         self.sweep = 0;
         n
+    }
+
+    /// Removes the live flow whose original direction (as `nat show` lists
+    /// it: its opener's packets) is `proto` from `src` to `dst` (for ICMP
+    /// echo the port is the identifier, and `dst`'s port 0). Returns
+    /// whether there was one.
+    pub fn delete(
+        &mut self,
+        proto: u8,
+        src: std::net::SocketAddrV4,
+        dst: std::net::SocketAddrV4,
+    ) -> bool {
+        let (s, d) = (src.ip().octets(), dst.ip().octets());
+        let by_out = self
+            .out_map
+            .get(&out_key(proto, s, src.port(), d, dst.port()))
+            .copied()
+            .filter(|&i| !self.flows[i as usize].remote_opened);
+        let by_in = || {
+            self.in_map
+                .get(&in_key(proto, s, src.port(), dst.port()))
+                .copied()
+                .filter(|&i| self.flows[i as usize].remote_opened && Some(d) == self.ext_ip)
+        };
+        match by_out.or_else(by_in) {
+            Some(i) if self.flows[i as usize].live => {
+                self.remove(i);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Removes the flows of one inside address (its port went away): its

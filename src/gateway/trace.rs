@@ -97,12 +97,19 @@ impl Gateway {
         if f.from == Side::Wan {
             t.extend(nat_text.as_ref().map(|n| format!("uplink: {n}")));
         } else {
+            let hairpin = f.from == Side::Lan && f.to == Side::Lan && f.nat.is_some();
             let how = if f.via_router {
                 format!("default via {}", f.next_hop)
             } else {
                 "connected".to_string()
             };
-            t.push(format!("gateway: route to {dst}: {how}, dev {dev}"));
+            t.push(match hairpin {
+                true => format!(
+                    "gateway: to {dst}: a published flow within the LAN (hairpin), on to {}, dev {dev}",
+                    f.next_hop
+                ),
+                false => format!("gateway: route to {dst}: {how}, dev {dev}"),
+            });
         }
         let ttl = format!("gateway: TTL {} -> {}", f.ip.ttl, f.ip.ttl - 1);
         t.push(match f.fragment {

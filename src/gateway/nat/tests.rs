@@ -75,6 +75,12 @@ fn echo(src: [u8; 4], dst: [u8; 4], ty: u8, id: u16) -> Vec<u8> {
     ip(PROTO_ICMP, src, dst, &l4)
 }
 
+/// A flow's inside end as `ADDR:PORT` (its opener's source).
+fn inside(f: &FlowView) -> String {
+    let o = f.original;
+    format!("{}:{}", o.src, o.sport.or(o.id).unwrap())
+}
+
 fn valid(b: &[u8]) -> bool {
     let h = Ipv4Hdr::parse(b).unwrap();
     if !ip_checksum_ok(b, h.ihl) {
@@ -111,9 +117,19 @@ fn udp_out_and_back_keeps_port_and_checksums() {
     assert!(valid(&r));
     assert_eq!(n.len(), 1);
     let f = &n.flows(10)[0];
-    assert_eq!(f.inside, "192.168.88.11:40000");
-    assert_eq!(f.translated, "10.99.0.2:40000");
-    assert_eq!(f.remote, "10.99.0.1:53");
+    let t = |src, dst, sport, dport| Tuple {
+        src: Ipv4Addr::from(src),
+        dst: Ipv4Addr::from(dst),
+        sport: Some(sport),
+        dport: Some(dport),
+        id: None,
+    };
+    assert_eq!(f.original, t(A, R, 40000, 53));
+    assert_eq!(f.reply, t(R, EXT, 53, 40000));
+    assert_eq!(
+        f.original.to_string(),
+        "src=192.168.88.11 dst=10.99.0.1 sport=40000 dport=53"
+    );
     assert_eq!(f.state, "ASSURED");
 }
 
@@ -869,7 +885,7 @@ fn a_full_table_evicts_the_oldest_unreplied_flow_only() {
     n.inbound(&mut udp(R, EXT, 53, 1, b""), 3).unwrap();
     n.outbound(&mut udp(B, R, 9, 53, b""), 4).unwrap();
     assert_eq!(n.stats().early_dropped, 1);
-    let inside: Vec<String> = n.flows(4).iter().map(|f| f.inside.clone()).collect();
+    let inside: Vec<String> = n.flows(4).iter().map(inside).collect();
     assert!(
         !inside.iter().any(|i| i.ends_with(":2")),
         "oldest unreplied evicted: {inside:?}"
@@ -909,7 +925,7 @@ fn an_unreplied_flow_behind_many_answered_ones_is_still_found() {
     // Full: the one unreplied flow makes room, nothing else goes.
     n.outbound(&mut udp(B, R, 7, 53, b""), 2).unwrap();
     assert_eq!(n.stats().early_dropped, 1);
-    assert!(n.flows(2).iter().all(|f| !f.inside.ends_with(":5000")));
+    assert!(n.flows(2).iter().all(|f| !inside(f).ends_with(":5000")));
     assert_eq!(
         n.outbound(&mut udp(B, R, 8, 53, b""), 2),
         Ok(()),
@@ -945,7 +961,7 @@ fn blind_tcp_segments_open_nothing_long_lived() {
     let f = n
         .flows(100_001)
         .into_iter()
-        .find(|f| f.inside.ends_with(":40001"))
+        .find(|f| inside(f).ends_with(":40001"))
         .unwrap();
     assert_eq!(f.state, "ESTABLISHED");
     // A wrong checksum opens nothing.
@@ -956,7 +972,7 @@ fn blind_tcp_segments_open_nothing_long_lived() {
     assert!(
         n.flows(100_002)
             .iter()
-            .all(|f| !f.inside.ends_with(":40002"))
+            .all(|f| !inside(f).ends_with(":40002"))
     );
     // ...and a RST with a wrong checksum closes nothing.
     let mut rst = tcp(R, EXT, 80, 40001, TCP_RST);
@@ -966,7 +982,7 @@ fn blind_tcp_segments_open_nothing_long_lived() {
     let f = n
         .flows(100_003)
         .into_iter()
-        .find(|f| f.inside.ends_with(":40001"))
+        .find(|f| inside(f).ends_with(":40001"))
         .unwrap();
     assert_eq!(f.state, "ESTABLISHED");
 }
@@ -1072,7 +1088,7 @@ mod prop {
             let flows = n.flows(0);
             let mut seen = std::collections::HashSet::new();
             for f in &flows {
-                prop_assert!(seen.insert((f.proto.clone(), f.translated.clone(), f.remote.clone())), "{:?}", f);
+                prop_assert!(seen.insert((f.proto.clone(), f.reply)), "{:?}", f);
             }
         }
 

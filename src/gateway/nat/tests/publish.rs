@@ -86,6 +86,85 @@ fn from_outside_to_a_backend_and_back() {
     let v = n.publish_view();
     assert_eq!(v[0].backends[0].connections, 1);
     assert_eq!(v[0].backends[0].packets, 3);
+    // As conntrack lists it: the client's packets, then the backend's.
+    let f = &n.flows(4)[0];
+    assert_eq!(
+        f.original.to_string(),
+        "src=10.99.0.7 dst=10.99.0.2 sport=40000 dport=80"
+    );
+    assert_eq!(
+        f.reply.to_string(),
+        "src=192.168.88.11 dst=10.99.0.7 sport=8080 dport=40000"
+    );
+    assert_eq!((f.packets_out, f.packets_in), (2, 1));
+    // nat del by the original direction; the reply direction is no name.
+    let sa = |ip: [u8; 4], p| std::net::SocketAddrV4::new(Ipv4Addr::from(ip), p);
+    assert!(!n.delete(PROTO_TCP, sa(A, 8080), sa(C, 40000)));
+    assert!(n.delete(PROTO_TCP, sa(C, 40000), sa(EXT, 80)));
+    assert!(n.is_empty());
+}
+
+#[test]
+fn nat_show_lists_hairpin_and_icmp_flows_as_conntrack_does_and_filters() {
+    let mut n = published();
+    let mut syn = tseg(B, SVC, (33000, 80), SYN, 1, 0);
+    let (dir, class) = n.classify_lan(&syn, false, 1).unwrap().unwrap();
+    n.translate(&mut syn, dir, class, false, 1).unwrap();
+    let mut ping = echo(A, R, ipv4::ICMP_ECHO_REQUEST, 77);
+    n.outbound(&mut ping, 1).unwrap();
+    let flows = n.flows(2);
+    let hp = flows.iter().find(|f| f.proto == "tcp").unwrap();
+    assert_eq!(
+        hp.original.to_string(),
+        "src=192.168.88.12 dst=10.96.0.10 sport=33000 dport=80"
+    );
+    assert_eq!(
+        hp.reply.to_string(),
+        format!(
+            "src=192.168.88.11 dst=192.168.88.1 sport=8080 dport={}",
+            sport(&syn)
+        )
+    );
+    let icmp = flows.iter().find(|f| f.proto == "icmp").unwrap();
+    assert_eq!(
+        icmp.original.to_string(),
+        "src=192.168.88.11 dst=10.99.0.1 id=77"
+    );
+    assert_eq!(icmp.reply.to_string(), "src=10.99.0.1 dst=10.99.0.2 id=77");
+    let only = |filter: FlowFilter| {
+        let mut v = Vec::new();
+        n.flows_page(0, usize::MAX, 2, &filter, |f| v.push(f.proto));
+        v
+    };
+    let a = Some(Ipv4Addr::from(A));
+    assert_eq!(
+        only(FlowFilter {
+            proto: Some(PROTO_ICMP),
+            addr: None
+        }),
+        ["icmp"]
+    );
+    // A's flows: its ping, and the hairpin flow to it as the backend.
+    assert_eq!(
+        only(FlowFilter {
+            proto: None,
+            addr: a
+        })
+        .len(),
+        2
+    );
+    let b = Some(Ipv4Addr::from(B));
+    assert_eq!(
+        only(FlowFilter {
+            proto: None,
+            addr: b
+        }),
+        ["tcp"]
+    );
+    let sa = |ip: [u8; 4], p| std::net::SocketAddrV4::new(Ipv4Addr::from(ip), p);
+    assert!(n.delete(PROTO_ICMP, sa(A, 77), sa(R, 0)));
+    assert!(n.delete(PROTO_TCP, sa(B, 33000), sa(SVC, 80)));
+    assert!(n.is_empty());
 }
 
 #[test]

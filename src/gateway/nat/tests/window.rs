@@ -94,7 +94,7 @@ impl Conn {
     fn state(&self, n: &Nat, now: Millis) -> FlowView {
         n.flows(now)
             .into_iter()
-            .find(|f| f.inside.ends_with(&format!(":{}", self.port)))
+            .find(|f| inside(f).ends_with(&format!(":{}", self.port)))
             .expect("flow")
     }
 }
