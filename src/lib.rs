@@ -14,6 +14,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod directory;
+pub mod dns;
 pub mod event_loop;
 pub mod gateway;
 pub mod hash;

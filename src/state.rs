@@ -8,7 +8,9 @@
 //! lock is ours, so its owner is dead. What it says the dead instance
 //! created is taken over: a namespace the new instance uses as a port is
 //! adopted (deleted at this instance's exit, as if it had created it); one
-//! it does not use any more is deleted at once. Without the file, a crash
+//! it does not use any more is deleted at once. The same goes for the
+//! `/etc/netns/NS/resolv.conf` files it wrote for the DNS server: rewritten
+//! and kept for a port still there, removed for the others. Without the file, a crash
 //! would leak those namespaces for good (they would look pre-existing).
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,18 @@ pub struct State {
     pub pid: u32,
     /// Namespaces it created (and would delete at exit).
     pub created_netns: Vec<String>,
+    /// `/etc/netns/NS/resolv.conf` files it wrote (and would remove at
+    /// exit). Absent from the files of older versions.
+    #[serde(default)]
+    pub resolv_conf: Vec<ResolvConf>,
+}
+
+/// A resolv.conf file an instance wrote for a port namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvConf {
+    pub netns: String,
+    /// Whether it created `/etc/netns/NS/` too.
+    pub dir_created: bool,
 }
 
 /// `/run/vswitchd/NAME.state`.
@@ -91,11 +105,18 @@ mod tests {
         let s = State {
             pid: 42,
             created_netns: vec!["ns01".into(), "ns02".into()],
+            resolv_conf: vec![ResolvConf {
+                netns: "ns01".into(),
+                dir_created: true,
+            }],
         };
         if write(&name, &s).is_err() {
             return; // not writable (not root)
         }
         assert_eq!(read(&name), Some(s));
+        // An older file, without resolv_conf, still reads.
+        std::fs::write(path(&name), br#"{"pid":7,"created_netns":["a"]}"#).unwrap();
+        assert_eq!(read(&name).map(|s| s.resolv_conf.len()), Some(0));
         std::fs::write(path(&name), b"{not json").unwrap();
         assert_eq!(read(&name), None);
         remove(&name);

@@ -18,22 +18,29 @@ fn a_nat_flood_from_one_port_leaves_the_others_their_flows() {
     assert!(ping(&ns.0[1], WAN_HOST), "{}", d.log());
     // ns0 sends 6000 datagrams to distinct ports: far over its share
     // (a quarter of 2000) and over the whole table.
-    let flood = ns_exec(
-        &ns.0[0],
-        &[
-            "python3",
-            "-c",
-            "import socket\n\
-             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-             for p in range(20000,26000):\n    s.sendto(b'x',('10.99.0.1',p))\n",
-        ],
-    );
-    assert!(flood.status.success(), "{flood:?}");
-    let st = d.ctl_json(&["status"]);
+    // (Not all 6000 reach vswitchd: the TAP's queue overflows in the
+    // namespace's kernel, more so on a loaded machine; the flood is sent
+    // again, up to three times, until enough did.)
+    let mut st = serde_json::Value::Null;
+    for _ in 0..3 {
+        let flood = ns_exec(
+            &ns.0[0],
+            &[
+                "python3",
+                "-c",
+                "import socket\n\
+                 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                 for p in range(20000,26000):\n    s.sendto(b'x',('10.99.0.1',p))\n",
+            ],
+        );
+        assert!(flood.status.success(), "{flood:?}");
+        st = d.ctl_json(&["status"]);
+        if st["gateway_port"]["nat"]["refused_share"].as_u64().unwrap() >= 1000 {
+            break;
+        }
+    }
     let nat = &st["gateway_port"]["nat"];
     assert!(nat["flows"].as_u64().unwrap() <= 501, "{nat}");
-    // (Not all 6000 reach vswitchd: the TAP's queue overflows in the
-    // namespace's kernel; enough do to pass the share many times over.)
     assert!(nat["refused_share"].as_u64().unwrap() >= 1000, "{nat}");
     // The other namespace opens a ping flow and a TCP connection at once.
     let t0 = Instant::now();

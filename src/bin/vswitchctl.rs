@@ -811,6 +811,30 @@ fn print_status(result: serde_json::Value) -> Result<(), String> {
         Some(n) => print_nat_summary(n),
         None => println!("NAT off"),
     }
+    match &s.dns {
+        Some(d) => {
+            let ups: Vec<String> = d.upstreams.iter().map(|u| u.to_string()).collect();
+            println!(
+                "DNS on {}:53, domain {}, {} name(s); upstream {} ({}), {} waiting",
+                s.gateway,
+                d.domain,
+                d.names,
+                if ups.is_empty() {
+                    "none".to_string()
+                } else {
+                    ups.join(", ")
+                },
+                d.upstream_source,
+                d.waiting
+            );
+            let t = &d.stats;
+            println!(
+                "    queries answered locally {}, forwarded {} ({} answered), failed {} ({} upstream timeouts), dropped {}, stray answers {}",
+                t.local, t.forwarded, t.upstream_answers, t.failed, t.timeouts, t.dropped, t.stray
+            );
+        }
+        None => println!("DNS off"),
+    }
     if !g.published.is_empty() {
         println!("published:");
         print_fronts(&g.published);

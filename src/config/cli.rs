@@ -201,6 +201,26 @@ pub struct Cli {
     #[arg(long, default_value_t = 4789, value_name = "PORT")]
     pub vxlan_port: u16,
 
+    /// DNS: the servers the gateway forwards names it does not know to
+    /// (IPv4 addresses, comma-separated). Queries leave through the uplink
+    /// from the uplink address. Default: the DNS servers the uplink's DHCP
+    /// lease names; without either (or without an uplink) such names fail
+    /// at once (SERVFAIL).
+    #[arg(long, value_name = "IP[,IP...]", value_delimiter = ',')]
+    pub dns_upstream: Vec<String>,
+
+    /// DNS: the domain of the port names (default: the instance name,
+    /// --name). The gateway answers A for `NAME` and `NAME.DOMAIN` of every
+    /// port and PTR for their addresses; each port namespace gets
+    /// /etc/netns/NS/resolv.conf (`nameserver` the gateway, `search
+    /// DOMAIN`), which `ip netns exec` puts over /etc/resolv.conf.
+    #[arg(long, value_name = "NAME")]
+    pub dns_domain: Option<String>,
+
+    /// No DNS server on the gateway, and no resolv.conf files written.
+    #[arg(long)]
+    pub no_dns: bool,
+
     /// Serve Prometheus metrics over HTTP on ADDR:PORT (a bare PORT means
     /// 127.0.0.1:PORT). Off by default.
     #[arg(long, value_name = "ADDR:PORT")]

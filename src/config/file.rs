@@ -30,6 +30,7 @@ struct FileConfig {
     nat: Option<FileNat>,
     overlay: Option<FileOverlay>,
     host_port: Option<Spanned<FileHostPort>>,
+    dns: Option<FileDns>,
 }
 
 /// `host_port = true` (the subnet's last host), `false`, or `"ADDR"`.
@@ -38,6 +39,14 @@ struct FileConfig {
 enum FileHostPort {
     On(bool),
     Addr(String),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDns {
+    enabled: Option<Spanned<bool>>,
+    upstream: Option<Spanned<Vec<String>>>,
+    domain: Option<Spanned<String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -241,6 +250,13 @@ impl Cli {
             take!("nat_tcp_transitory", "nat.tcp_transitory", n.tcp_transitory => cli.nat_tcp_transitory);
             take!("nat_udp_timeout", "nat.udp_timeout", n.udp_timeout => cli.nat_udp_timeout);
             take!("nat_icmp_timeout", "nat.icmp_timeout", n.icmp_timeout => cli.nat_icmp_timeout);
+        }
+        if let Some(d) = &file.dns {
+            if let Some(v) = cx.take("no_dns", "dns.enabled", &d.enabled) {
+                cli.no_dns |= !v;
+            }
+            take!("dns_upstream", "dns.upstream", d.upstream => cli.dns_upstream);
+            take!("dns_domain", "dns.domain", d.domain => cli.dns_domain);
         }
         if let Some(o) = &file.overlay {
             take!("vtep", "overlay.vtep", Some(o.vtep.clone()) => cli.vtep);

@@ -164,6 +164,9 @@ pub struct Config {
     pub overlay: Option<VxlanConfig>,
     /// Directory mode of the overlay.
     pub directory: Option<DirectoryOpts>,
+    /// The DNS server (`--dns-domain`, `--dns-upstream`); `None` with
+    /// `--no-dns`.
+    pub dns: Option<crate::dns::DnsConfig>,
     /// Capabilities, no_new_privs and seccomp after start-up (see
     /// [`crate::sandbox`]); false with `--no-sandbox`.
     pub sandbox: bool,

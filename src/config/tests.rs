@@ -617,3 +617,52 @@ fn host_port_defaults_to_the_last_host_and_is_checked() {
     .unwrap_err();
     assert!(e.starts_with("FILE:1: host_port 192.168.88.1"), "{e}");
 }
+
+#[test]
+fn dns_options() {
+    let c = cfg(&["--ports", "a"]).unwrap();
+    let d = c.dns.unwrap();
+    assert_eq!(d.domain, "vsw0");
+    assert!(d.upstreams.is_empty());
+    let c = cfg(&[
+        "--ports",
+        "a",
+        "--dns-upstream",
+        "10.0.0.53,10.0.0.54",
+        "--dns-upstream",
+        "10.0.0.53",
+        "--dns-domain",
+        "Lab.Example.",
+    ])
+    .unwrap();
+    let d = c.dns.unwrap();
+    assert_eq!(d.domain, "lab.example");
+    assert_eq!(
+        d.upstreams,
+        [Ipv4Addr::new(10, 0, 0, 53), Ipv4Addr::new(10, 0, 0, 54)]
+    );
+    assert!(cfg(&["--ports", "a", "--no-dns"]).unwrap().dns.is_none());
+    // An instance name that is no domain still gives one.
+    let c = cfg(&["--ports", "a", "--name", "my_sw..x"]).unwrap();
+    assert_eq!(c.dns.unwrap().domain, "my-sw.x");
+    assert_eq!(validate::domain_of_instance("___"), "vswitchd");
+    for (args, culprit) in [
+        (
+            &["--dns-upstream", "10.0.0.300"][..],
+            "--dns-upstream '10.0.0.300'",
+        ),
+        (
+            &["--dns-upstream", "127.0.0.1"][..],
+            "--dns-upstream 127.0.0.1",
+        ),
+        (&["--dns-domain", "a_b"][..], "--dns-domain 'a_b'"),
+        (&["--dns-domain=-a.b"][..], "--dns-domain '-a.b'"),
+        (&["--dns-domain", "x.in-addr.arpa"][..], "--dns-domain"),
+        (&["--dns-domain", ""][..], "--dns-domain ''"),
+    ] {
+        let mut v = vec!["--ports", "a"];
+        v.extend_from_slice(args);
+        let e = cfg(&v).unwrap_err();
+        assert!(e.starts_with(culprit), "{args:?}: {e}");
+    }
+}

@@ -407,6 +407,51 @@ impl Cli {
         Ok(Some(DirectoryOpts { endpoints, network }))
     }
 
+    fn dns_config(&self, subnet: Ipv4Net) -> Result<Option<crate::dns::DnsConfig>, ConfigError> {
+        if self.no_dns {
+            return Ok(None);
+        }
+        let mut upstreams = Vec::new();
+        for u in &self.dns_upstream {
+            let ip: Ipv4Addr = u.trim().parse().map_err(|_| {
+                ConfigError::opt(
+                    "dns_upstream",
+                    format!("--dns-upstream '{u}' is not an IPv4 address"),
+                )
+            })?;
+            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+                return Err(ConfigError::opt(
+                    "dns_upstream",
+                    format!(
+                        "--dns-upstream {ip}: not a server's address (unspecified, loopback, broadcast or multicast)"
+                    ),
+                ));
+            }
+            if subnet.contains(ip) {
+                return Err(ConfigError::opt(
+                    "dns_upstream",
+                    format!(
+                        "--dns-upstream {ip} is inside --subnet {subnet}: upstreams are asked through the uplink"
+                    ),
+                ));
+            }
+            if !upstreams.contains(&ip) {
+                upstreams.push(ip);
+            }
+        }
+        let domain = match &self.dns_domain {
+            Some(d) => {
+                let domain = d.trim_end_matches('.').to_ascii_lowercase();
+                check_dns_domain(&domain).map_err(|why| {
+                    ConfigError::opt("dns_domain", format!("--dns-domain '{d}': {why}"))
+                })?;
+                domain
+            }
+            None => domain_of_instance(&self.name),
+        };
+        Ok(Some(crate::dns::DnsConfig { domain, upstreams }))
+    }
+
     fn nat_config(&self) -> Result<Option<NatConfig>, ConfigError> {
         if self.no_nat {
             return Ok(None);
@@ -648,8 +693,10 @@ impl Cli {
         let overlay = self.overlay_config(subnet)?;
         let directory = self.directory_opts()?;
         let host_port = self.host_port(subnet, gateway, &ports)?;
+        let dns = self.dns_config(subnet)?;
         Ok(Config {
             host_port,
+            dns,
             overlay,
             directory,
             mtu_given: self.mtu.is_some(),
@@ -672,6 +719,56 @@ impl Cli {
             ports,
         })
     }
+}
+
+/// The default DNS domain: the instance name, made a valid domain ('_' and
+/// empty labels do not make one: `my_sw` becomes `my-sw`), else `vswitchd`.
+pub fn domain_of_instance(name: &str) -> String {
+    let d: String = name
+        .to_ascii_lowercase()
+        .split('.')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let l: String = l
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .take(63)
+                .collect();
+            l.trim_matches('-').to_string()
+        })
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    if check_dns_domain(&d).is_ok() {
+        d
+    } else {
+        "vswitchd".to_string()
+    }
+}
+
+/// Whether `d` is a DNS domain the server can own: dot-separated labels of
+/// 1 to 63 letters, digits and '-' (not first or last), 253 bytes at most,
+/// and not `in-addr.arpa` or below (reverse lookups are answered apart).
+pub fn check_dns_domain(d: &str) -> Result<(), String> {
+    if d.is_empty() || d.len() > 253 {
+        return Err("1 to 253 bytes".into());
+    }
+    for label in d.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "label '{label}' is not 1 to 63 letters, digits or '-' (not first or last)"
+            ));
+        }
+    }
+    if d == "arpa" || d.ends_with(".arpa") {
+        return Err("reverse-lookup zones (.arpa) cannot be the port domain".into());
+    }
+    Ok(())
 }
 
 /// Whether `name` is a namespace name `ip netns` would accept: not empty,

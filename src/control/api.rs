@@ -468,6 +468,7 @@ fn status<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance, now: Millis) -> 
         capture_dropped: sw.captures().dropped(),
         fdb: summary(sw),
         gateway_port: gateway_report(sw, now),
+        dns: sw.gateway().dns_view(),
     }
 }
 

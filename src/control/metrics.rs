@@ -1,6 +1,7 @@
 //! Prometheus text exposition of the switch's counters, served by the
 //! optional `--metrics` HTTP endpoint: per-port counters and drops by
-//! reason, the MAC table, the gateway, the uplink and the NAT.
+//! reason, the MAC table, the gateway, the uplink, the NAT and the DNS
+//! server.
 
 use crate::control::Instance;
 use crate::datapath::{PortCounters, Switch};
@@ -230,6 +231,50 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
             o.head(name, "counter", help);
             o.val(name, "", v);
         }
+    }
+    if let Some(d) = g.dns_view() {
+        let t = &d.stats;
+        o.head(
+            "dns_queries_total",
+            "counter",
+            "DNS queries the gateway took, by result: answered from the port names (local), sent upstream (forwarded), answered with an error (failed: malformed, no upstream, upstream table full or silent), dropped.",
+        );
+        for (result, v) in [
+            ("local", t.local),
+            ("forwarded", t.forwarded),
+            ("failed", t.failed),
+            ("dropped", t.dropped),
+        ] {
+            o.val("dns_queries_total", &format!("result=\"{result}\""), v);
+        }
+        for (name, help, v) in [
+            (
+                "dns_upstream_answers_total",
+                "Upstream DNS answers given back to the asker.",
+                t.upstream_answers,
+            ),
+            (
+                "dns_upstream_timeouts_total",
+                "Queries no upstream answered in time (SERVFAIL).",
+                t.timeouts,
+            ),
+            (
+                "dns_stray_answers_total",
+                "Datagrams on the upstream port that answer nothing asked.",
+                t.stray,
+            ),
+        ] {
+            o.head(name, "counter", help);
+            o.val(name, "", v);
+        }
+        o.head(
+            "dns_upstream_waiting",
+            "gauge",
+            "DNS queries waiting for an upstream answer.",
+        );
+        o.val("dns_upstream_waiting", "", d.waiting as u64);
+        o.head("dns_names", "gauge", "Port names the DNS server answers.");
+        o.val("dns_names", "", d.names as u64);
     }
     let fronts = g.publish_view();
     if !fronts.is_empty() {

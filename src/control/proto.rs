@@ -158,6 +158,9 @@ pub struct StatusReply {
     pub capture_dropped: u64,
     pub fdb: FdbSummary,
     pub gateway_port: GatewayReport,
+    /// The DNS server (`None` with `--no-dns`).
+    #[serde(default)]
+    pub dns: Option<crate::gateway::DnsView>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

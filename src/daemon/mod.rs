@@ -13,6 +13,7 @@
 //! failure is logged and teardown carries on.
 
 mod ports;
+pub mod resolv;
 
 use crate::config::Config;
 use crate::control::Instance;
@@ -321,7 +322,25 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
     manager.drop_unwanted();
 
     let clock = Clock::new();
-    let gateway = Gateway::new(gateway_config(&cfg, lan_mac, uplink.as_ref()), clock.now());
+    let mut gateway = Gateway::new(gateway_config(&cfg, lan_mac, uplink.as_ref()), clock.now());
+    if let Some(d) = &cfg.dns {
+        gateway.enable_dns(d, clock.now());
+        tracing::info!(
+            "DNS on {}:53 for the port names (domain {}), forwarding the rest to {}",
+            cfg.gateway,
+            d.domain,
+            match (d.upstreams.is_empty(), &cfg.uplink) {
+                (_, None) => "nobody (no uplink: SERVFAIL)".to_string(),
+                (true, Some(_)) => "the DNS servers of the uplink's DHCP lease, if any".to_string(),
+                (false, Some(_)) => d
+                    .upstreams
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        );
+    }
     tracing::info!(
         mac = %gateway.mac(),
         "gateway {} on the switch{}",

@@ -4,6 +4,7 @@
 //! the network in etcd and claiming the ports' addresses.
 
 use super::DaemonError;
+use super::resolv;
 use crate::config::{Config, DirectoryOpts};
 use crate::control::api::PortControl;
 use crate::control::netlink::Netlink;
@@ -12,6 +13,7 @@ use crate::datapath::PortInfo;
 use crate::directory::{self, DirConfig, DirError, DirStatus, NetworkRecord, PortRecord, Update};
 use crate::port::AnyPort;
 use crate::port::tap::Tap;
+use crate::state::ResolvConf;
 use crate::wire::MacAddr;
 use crate::wire::ipv4::Ipv4Net;
 use std::collections::BTreeMap;
@@ -29,6 +31,10 @@ pub struct PortManager {
     /// Namespaces a dead instance of this name created (its state file),
     /// not yet taken over.
     inherited: std::collections::BTreeSet<String>,
+    /// The resolv.conf files this instance wrote, by namespace.
+    resolv: BTreeMap<String, ResolvConf>,
+    /// Those a dead instance wrote, not yet taken over.
+    inherited_resolv: BTreeMap<String, ResolvConf>,
 }
 
 /// This host in the overlay's directory.
@@ -50,6 +56,8 @@ impl PortManager {
             directory,
             claims: BTreeMap::new(),
             inherited: Default::default(),
+            resolv: BTreeMap::new(),
+            inherited_resolv: BTreeMap::new(),
         }
     }
 
@@ -70,12 +78,21 @@ impl PortManager {
                 }
             );
             self.inherited = s.created_netns.into_iter().collect();
+            self.inherited_resolv = s
+                .resolv_conf
+                .into_iter()
+                .map(|r| (r.netns.clone(), r))
+                .collect();
         }
     }
 
     /// Deletes the namespaces a dead instance created that no port uses
     /// now, and records this instance's state.
     pub(super) fn drop_unwanted(&mut self) {
+        for (ns, r) in std::mem::take(&mut self.inherited_resolv) {
+            resolv::remove(&self.cfg.name, &r);
+            tracing::info!(netns = %ns, "removed the resolv.conf the previous instance wrote (no port uses it now)");
+        }
         for name in std::mem::take(&mut self.inherited) {
             // (Already gone: nothing to do.)
             if let Ok(mut ns) = Netns::open(&name) {
@@ -102,6 +119,12 @@ impl PortManager {
                 .filter(|(_, n)| n.created())
                 .map(|(name, _)| name.clone())
                 .chain(self.inherited.iter().cloned())
+                .collect(),
+            resolv_conf: self
+                .resolv
+                .values()
+                .chain(self.inherited_resolv.values())
+                .cloned()
                 .collect(),
         };
         if let Err(e) = crate::state::write(&self.cfg.name, &state) {
@@ -199,6 +222,7 @@ impl PortManager {
             self.cfg.subnet.prefix_len
         );
         self.namespaces.insert(ns_name.to_string(), ns);
+        self.write_resolv(ns_name);
         self.save_state();
         let info = PortInfo {
             name: ns_name.to_string(),
@@ -211,10 +235,66 @@ impl PortManager {
         Ok((tap, info))
     }
 
+    /// Writes `/etc/netns/NS/resolv.conf` for port `ns` (with DNS on),
+    /// unless a file is there that this instance did not write before a
+    /// crash; see [`resolv`].
+    fn write_resolv(&mut self, ns: &str) {
+        let Some(dns) = &self.cfg.dns else { return };
+        if self.resolv.contains_key(ns) {
+            return;
+        }
+        let text = resolv::contents(&self.cfg.name, self.cfg.gateway, &dns.domain);
+        let shown = resolv::path(ns);
+        if let Some(r) = self.inherited_resolv.remove(ns)
+            && resolv::is_ours(&self.cfg.name, ns)
+        {
+            match resolv::rewrite(ns, &text) {
+                Ok(()) => {
+                    tracing::info!(port = %ns, "taking over {} from the previous instance", shown.display());
+                    self.resolv.insert(ns.to_string(), r);
+                }
+                Err(e) => tracing::warn!(port = %ns, "cannot rewrite {}: {e}", shown.display()),
+            }
+            return;
+        }
+        match resolv::write(ns, &text) {
+            Ok(Some(dir_created)) => {
+                tracing::info!(port = %ns, "wrote {} (nameserver {}, search {})", shown.display(), self.cfg.gateway, dns.domain);
+                self.resolv.insert(
+                    ns.to_string(),
+                    ResolvConf {
+                        netns: ns.to_string(),
+                        dir_created,
+                    },
+                );
+            }
+            Ok(None) => tracing::info!(
+                port = %ns,
+                "{} exists already: left alone (the namespace's resolver may not ask the gateway)",
+                shown.display()
+            ),
+            Err(e) => {
+                tracing::warn!(port = %ns, "cannot write {}: {e} (names resolve only as the host's resolv.conf says)", shown.display())
+            }
+        }
+    }
+
+    /// Removes the resolv.conf written for port `ns`, if any.
+    fn remove_resolv(&mut self, ns: &str) {
+        if let Some(r) = self.resolv.remove(ns) {
+            resolv::remove(&self.cfg.name, &r);
+        }
+    }
+
     /// Deletes the namespaces vswitchd created (unless `keep`); returns how
     /// many deletions failed (each is logged).
     pub(super) fn teardown(&mut self, keep: bool) -> usize {
         let mut failures = 0;
+        // What was written for the ports goes, --keep-netns or not.
+        let written: Vec<String> = self.resolv.keys().cloned().collect();
+        for ns in written {
+            self.remove_resolv(&ns);
+        }
         for (name, mut ns) in std::mem::take(&mut self.namespaces) {
             if !ns.created() {
                 continue;
@@ -230,7 +310,7 @@ impl PortManager {
         // What was created is deleted (or kept on purpose) now: a later
         // start has nothing to take over, unless a failed start left what
         // a dead instance created untouched.
-        if self.inherited.is_empty() {
+        if self.inherited.is_empty() && self.inherited_resolv.is_empty() {
             crate::state::remove(&self.cfg.name);
         } else {
             self.save_state();
@@ -258,6 +338,10 @@ impl PortControl<AnyPort> for PortManager {
 
     fn release(&mut self, ns: &str) {
         self.unclaim(ns);
+        if self.resolv.contains_key(ns) {
+            self.remove_resolv(ns);
+            self.save_state();
+        }
         if let Some(mut n) = self.namespaces.remove(ns) {
             if !n.created() {
                 return;

@@ -119,6 +119,8 @@ impl<P: Port, U: Port> Switch<P, U> {
             self.monitors
                 .emit(self.last_now, events::Event::PortAdded { port, addr });
         }
+        // Its name answers DNS (when the address is on the subnet).
+        self.gateway.dns_set_name(&info.name, info.addr);
         if let Some(d) = self.directory.as_mut() {
             // A local port's address: ARP for it stays on this host.
             let _ = d.insert(info.addr, info.mac, false);
@@ -197,6 +199,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         }
         self.gateway.forget_inside(slot.info.addr);
         self.gateway.forget_lan_mac(slot.info.mac);
+        self.gateway.dns_remove_name(&slot.info.name);
         if let Some(d) = self.directory.as_mut()
             && d.mac_of(slot.info.addr).is_some_and(|(_, remote)| !remote)
         {

@@ -118,6 +118,7 @@ impl Gateway {
                 self.take_dhcp_event(out);
             }
         }
+        self.dns_serve(now, out);
     }
 
     /// Learns the sender of an ARP packet (request or reply) if it is on the

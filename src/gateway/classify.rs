@@ -356,6 +356,10 @@ impl Gateway {
                     if echo {
                         return local(Local::EchoRequest);
                     }
+                    // An upstream's answer to the DNS server.
+                    if self.is_dns_answer(frame, &h) {
+                        return local(Local::OwnAddress(dst));
+                    }
                     return Verdict::Drop(GwDrop::Nat(NatDrop::NoFlow));
                 }
                 Err(e) => return Verdict::Drop(GwDrop::Nat(e)),

@@ -16,12 +16,16 @@
 //!   that exceed the egress MTU are fragmented (RFC 791);
 //! * neighbour caches for both sides ([`neigh`]), holding a few packets
 //!   while an address is resolved;
-//! * masquerade toward the uplink ([`nat`]), unless `--no-nat`.
+//! * masquerade toward the uplink ([`nat`]), unless `--no-nat`;
+//! * a DNS server for the port names on the gateway address ([`dns`]),
+//!   forwarding the rest upstream from the uplink address, unless
+//!   `--no-dns`.
 //!
 //! Every packet the gateway refuses is counted under a [`GwDrop`] reason.
 
 mod act;
 mod classify;
+mod dns;
 mod drops;
 mod icmp;
 pub mod nat;
@@ -33,6 +37,7 @@ mod trace;
 mod uplink;
 
 pub use classify::{Forward, IcmpError, Local, Verdict};
+pub use dns::{DnsStats, DnsView};
 pub use drops::{GatewayStats, GwDrop};
 pub use outbox::{Egress, Outbox};
 
@@ -141,6 +146,8 @@ pub struct Gateway {
     /// refusals since.
     nat_full_logged: Option<Millis>,
     nat_full_since: u64,
+    /// The DNS server ([`Gateway::enable_dns`]; `None` with `--no-dns`).
+    dns: Option<dns::Dns>,
 }
 
 /// Something worth a log line.
@@ -239,6 +246,7 @@ impl Gateway {
             events: Vec::new(),
             nat_full_logged: None,
             nat_full_since: 0,
+            dns: None,
         };
         if let Some(a) = ext {
             g.set_lan_alias(Some(a));
@@ -433,5 +441,7 @@ use nat::NatDrop;
 mod agree_tests;
 #[cfg(test)]
 mod dhcp_tests;
+#[cfg(test)]
+mod dns_tests;
 #[cfg(test)]
 mod tests;

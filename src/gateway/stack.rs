@@ -113,10 +113,29 @@ impl Stack {
         sockets: &mut SocketSet<'_>,
         emit: impl FnMut(&[u8]),
     ) {
+        if self.tcp_not_for_us(frame) {
+            return self.poll(now, sockets, emit);
+        }
         self.dev.rx.clear();
         self.dev.rx.extend_from_slice(frame);
         self.dev.rx_pending = true;
         self.poll(now, sockets, emit);
+    }
+
+    /// Whether `frame` is TCP to an address that is not the stack's own
+    /// (a broadcast): smoltcp would answer it with a reset from that
+    /// broadcast address. Such a frame is not handed to it.
+    fn tcp_not_for_us(&self, frame: &[u8]) -> bool {
+        const ETH: usize = crate::wire::ETH_HEADER_LEN;
+        if frame.len() < ETH + 20
+            || frame[12..14] != [0x08, 0x00]
+            || frame[ETH + 9] != crate::wire::ipv4::PROTO_TCP
+        {
+            return false;
+        }
+        let d = &frame[ETH + 16..ETH + 20];
+        let dst = std::net::Ipv4Addr::new(d[0], d[1], d[2], d[3]);
+        !self.iface.has_ip_addr(dst)
     }
 
     /// Polls the stack (timers, sockets) and hands over what it transmits.

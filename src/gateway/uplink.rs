@@ -92,7 +92,11 @@ impl Gateway {
         if let Some(n) = self.nat.as_mut() {
             n.expire(now, NAT_SWEEP);
         }
+        self.dns_serve(now, out);
         let mut next = now + 1000;
+        if let Some(t) = self.dns_next() {
+            next = next.min(t);
+        }
         if let Some(t) = self.lan.poll_at(now, &self.lan_sockets) {
             next = next.min(t);
         }
@@ -137,11 +141,16 @@ impl Gateway {
         let Some(h) = w.dhcp else { return };
         let ev = match w.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
             Some(dhcpv4::Event::Configured(c)) => {
-                Some((c.address.address(), c.address.prefix_len(), c.router))
+                let dns: Vec<Ipv4Addr> = c.dns_servers.iter().copied().collect();
+                Some((c.address.address(), c.address.prefix_len(), c.router, dns))
             }
             Some(dhcpv4::Event::Deconfigured) => None,
             None => return,
         };
+        let ev = ev.map(|(a, l, router, dns)| {
+            self.dns_set_dhcp_servers(dns);
+            (a, l, router)
+        });
         self.apply_dhcp(ev, out);
     }
 
@@ -175,6 +184,8 @@ impl Gateway {
             // lease that existed can be lost.
             None if w.addr.is_none() => {}
             None => {
+                self.dns_set_dhcp_servers(Vec::new());
+                let Some(w) = self.wan.as_mut() else { return };
                 w.stack.iface.update_ip_addrs(|v| v.clear());
                 w.stack.iface.routes_mut().remove_default_ipv4_route();
                 let old = w.addr.take();

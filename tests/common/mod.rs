@@ -52,6 +52,13 @@ fn del_netns(name: &str) {
     if netns_exists(name) {
         let _ = Command::new("ip").args(["netns", "del", name]).status();
     }
+    // What vswitchd wrote for it (the resolv.conf of its DNS server) stays
+    // when a test kills the daemon with -9 and never restarts it, as it
+    // would for a real crash until the next start: the name is the test's.
+    let etc = std::path::Path::new("/etc/netns").join(name);
+    if etc.exists() {
+        let _ = std::fs::remove_dir_all(etc);
+    }
 }
 
 /// Namespaces a test owns. Everything listed is deleted on drop, whoever
