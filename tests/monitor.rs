@@ -113,3 +113,26 @@ fn monitor_shows_learning_nat_flows_and_ports_as_they_happen() {
     // The daemon is fine once the watcher is gone.
     assert!(ping(&ns.0[0], "192.168.88.1"));
 }
+
+/// For learners: at `trace` each frame's decision is logged, at `debug`
+/// the MACs learned and the gateway's verdicts; at `info` neither.
+#[test]
+fn debug_and_trace_levels_log_each_decision() {
+    if !root_or_skip("debug_and_trace_levels_log_each_decision") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let d = Daemon::start(&["--ports", &ns.csv()]);
+    assert!(ping(&ns.0[0], "192.168.88.12"));
+    assert!(!d.log().contains("decision="), "trace lines at info");
+    assert!(d.ctl(&["log-level", "trace"]).status.success());
+    assert!(d.ctl(&["fdb", "flush"]).status.success());
+    assert!(ping(&ns.0[0], "192.168.88.1"));
+    let found = wait_until(Duration::from_secs(3), || {
+        let log = d.log();
+        log.contains("decision=Unicast")
+            && log.contains("MAC learned")
+            && log.contains("gateway verdict=Local")
+    });
+    assert!(found, "{}", d.log());
+}

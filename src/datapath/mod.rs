@@ -424,6 +424,17 @@ impl<P: Port, U: Port> Switch<P, U> {
         let dir = directory.as_ref();
         let verdict = decide_guarded(fdb, dir, guard.as_ref(), frame, in_port, limit, now);
         log_learning(ports, fdb, evict_log, verdict.learned, frame, in_port, now);
+        // For learners (--log-level trace): each frame's decision, as
+        // decided. A disabled level costs one cached check.
+        tracing::trace!(
+            port = tx::port_name(ports, in_port),
+            src = ?frame.get(6..12).map(MacAddr::from_slice),
+            dst = ?frame.get(0..6).map(MacAddr::from_slice),
+            len = frame.len(),
+            decision = ?verdict.decision,
+            learned = ?verdict.learned,
+            "frame"
+        );
         if monitors.on() {
             tx::learning_events(monitors, ports, verdict.learned, frame, in_port, now);
         }

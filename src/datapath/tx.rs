@@ -124,6 +124,13 @@ pub(super) fn log_learning<P>(
                 name(in_port)
             );
         }
+        Some(Learned::New { evicted: None }) => {
+            tracing::debug!(
+                mac = %MacAddr::from_slice(&frame[6..12]),
+                port = name(in_port),
+                "MAC learned"
+            );
+        }
         Some(Learned::New {
             evicted: Some((mac, port)),
         }) => {

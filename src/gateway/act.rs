@@ -40,6 +40,11 @@ impl Gateway {
         now: Millis,
         out: &mut Outbox,
     ) {
+        // For learners (--log-level debug): the gateway's decision, as
+        // decided (a disabled level costs one cached check).
+        if !matches!(v, Verdict::Ignore) {
+            tracing::debug!(verdict = ?v, "gateway");
+        }
         match v {
             Verdict::Ignore => {}
             Verdict::Local { side, why } => {

@@ -392,3 +392,35 @@ mod prop {
         }
     }
 }
+
+/// ICMP errors about a flow from outside are translated as masquerade's:
+/// a router's error about the backend's answer goes back to the backend;
+/// the backend's port-unreachable about the client's datagram goes out
+/// from the published port.
+#[test]
+fn icmp_errors_about_published_flows_are_translated() {
+    let mut n = published();
+    let mut q = udp(C, EXT, 5000, 53, b"query");
+    n.inbound(&mut q, 1).unwrap();
+    let backend = dst(&q);
+    let mut a = udp(backend, C, 53, 5000, b"answer");
+    n.outbound(&mut a, 1).unwrap();
+    // From a router outside, about the answer (EXT:53 -> C:5000).
+    let router = [10, 99, 0, 254];
+    let mut e = icmp_error_quoting(router, EXT, 3, 3, &a);
+    n.inbound(&mut e, 2).unwrap();
+    assert!(valid(&e));
+    assert_eq!(dst(&e), backend);
+    let quoted = &e[28..];
+    assert_eq!((&quoted[12..16], get16(quoted, 20)), (&backend[..], 53));
+    // From the backend, about the client's datagram (C:5000 -> backend:53).
+    let mut q2 = udp(C, EXT, 5000, 53, b"again");
+    n.inbound(&mut q2, 3).unwrap();
+    let mut e = icmp_error_quoting(backend, C, 3, 3, &q2);
+    n.outbound(&mut e, 3).unwrap();
+    assert!(valid(&e));
+    assert_eq!(src(&e), EXT);
+    let quoted = &e[28..];
+    assert_eq!((&quoted[16..20], get16(quoted, 22)), (&EXT[..], 53));
+    assert_eq!(n.stats().icmp_errors_translated, 2);
+}
