@@ -300,7 +300,8 @@ const MAP_PRESIZE_MAX: usize = 65_536 + 65_536 / 4 + 16;
 /// inserts at worst).
 fn insert_bounded(map: &mut FastMap<u128, u32>, key: u128, idx: u32, bound: usize) {
     if map.len() >= map.capacity() && !map.contains_key(&key) {
-        let want = (2 * (map.len() + 1))
+        // Twice the entries of a full map is twice its buckets.
+        let want = (2 * map.len())
             .clamp(bound.min(MAP_PRESIZE_MAX), bound)
             .max(map.len() + 1);
         let mut fresh = FastMap::with_capacity_and_hasher(want, *map.hasher());

@@ -89,14 +89,26 @@ fn flow_maps_never_outgrow_their_bound_under_churn() {
 }
 
 /// The default table's maps are sized for its bound at start; a larger
-/// table's start at the pre-size cap (and grow by doubling, up to their
-/// bound).
+/// table's start at the pre-size cap and grow by doubling, as hashbrown
+/// would grow them, up to their bound.
 #[test]
-fn maps_are_presized_up_to_the_cap() {
-    let n = Nat::new(cfg(1_000_000, 1_000_000), Some(EXT.into()));
-    assert!(n.out_map.capacity() >= MAP_PRESIZE_MAX);
-    assert!(n.out_map.capacity() < map_bound(1_000_000));
+fn maps_are_presized_up_to_the_cap_then_double() {
     let d = Nat::new(NatConfig::default(), Some(EXT.into()));
     assert!(d.in_map.capacity() >= map_bound(65_536));
     assert_eq!(map_buckets(d.in_map.capacity()), 131_072);
+    let mut n = Nat::new(cfg(1_000_000, 1_000_000), Some(EXT.into()));
+    assert_eq!(map_buckets(n.out_map.capacity()), 131_072);
+    let mut seen = vec![];
+    for i in 0..150_000u32 {
+        let r = [10, 99, 1 + (i / 50_000) as u8, 1];
+        n.outbound(&mut udp(A, r, 1024 + (i % 50_000) as u16, 53, b""), 0)
+            .unwrap();
+        let b = map_buckets(n.out_map.capacity());
+        if seen.last() != Some(&b) {
+            seen.push(b);
+        }
+    }
+    // 150,000 entries: 262,144 buckets, reached by one doubling.
+    assert_eq!(seen, [131_072, 262_144]);
+    assert_eq!(map_buckets(n.in_map.capacity()), 262_144);
 }
