@@ -273,21 +273,24 @@ fn frag_key(proto: u8, src: [u8; 4], dst: [u8; 4], id: u16) -> u128 {
 /// Entries the eviction queue holds at most: the live unreplied flows (at
 /// most `max_flows`) and the stale entries of answered or removed flows,
 /// dropped when it reaches this.
-fn order_bound(max_flows: usize) -> usize {
+const fn order_bound(max_flows: usize) -> usize {
     max_flows + max_flows / 4 + 64
 }
 
 /// The capacity a flow map is kept at: its bound (`max_flows`) and a
 /// quarter more, so a rebuild leaves room for a quarter of the table's
 /// worth of inserts before the next.
-fn map_bound(max_flows: usize) -> usize {
+const fn map_bound(max_flows: usize) -> usize {
     max_flows + max_flows / 4 + 16
 }
 
-/// Up to this many entries a flow map is sized for its bound at start
-/// (131,072 buckets, 4.3 MB, for the default 65,536 flows); a larger
-/// table's maps start there and grow by doubling up to their bound.
-const MAP_PRESIZE_MAX: usize = 65_536 + 65_536 / 4 + 16;
+/// Up to this many flows (the default) the maps and the eviction queue are
+/// sized for their bound at start (131,072 buckets, 4.3 MB, a map; 656 KB
+/// the queue); a larger table's start at this size and grow by doubling:
+/// the maps up to their bound, the queue to at most twice its own. (So a
+/// large `--nat-max` reserves nothing much before its flows come.)
+const PRESIZE_FLOWS: usize = 65_536;
+const MAP_PRESIZE_MAX: usize = map_bound(PRESIZE_FLOWS);
 
 /// Inserts into a flow map without letting it outgrow `bound`. Removing
 /// flows leaves tombstones that use up the map's room for growth; when
@@ -360,9 +363,9 @@ pub enum Dir {
 }
 
 impl Nat {
-    /// The maps are sized for their bound at once (up to `MAP_PRESIZE_MAX`
-    /// entries), and the eviction queue for its own: their memory is what
-    /// it will be from the first flows on, not a step up an hour later.
+    /// The maps and the eviction queue are sized for their bound at once
+    /// (up to `PRESIZE_FLOWS`): their memory is what it will be from the
+    /// first flows on, not a step up an hour later.
     pub fn new(cfg: NatConfig, ext_ip: Option<Ipv4Addr>) -> Nat {
         let presize = map_bound(cfg.max_flows).min(MAP_PRESIZE_MAX);
         Nat {
@@ -378,7 +381,7 @@ impl Nat {
             alloc_seed: 0x243f_6a88_85a3_08d3,
             stats: NatStats::default(),
             per_inside: FastMap::default(),
-            order: VecDeque::with_capacity(order_bound(cfg.max_flows)),
+            order: VecDeque::with_capacity(order_bound(cfg.max_flows.min(PRESIZE_FLOWS))),
             unreplied: 0,
         }
     }
@@ -623,8 +626,8 @@ impl Nat {
         // Answered and removed flows stay in `order` until a full table
         // looks at them; at its bound, the queue keeps only the live
         // unreplied flows (at most `max_flows`, so at least a fifth of the
-        // queue goes: amortised O(1)), and never outgrows its first
-        // allocation.
+        // queue goes: amortised O(1)); up to `PRESIZE_FLOWS` it never
+        // outgrows its first allocation.
         if self.order.len() >= order_bound(self.cfg.max_flows) {
             let flows = &self.flows;
             self.order.retain(|&(i, g)| {

@@ -89,8 +89,8 @@ fn flow_maps_never_outgrow_their_bound_under_churn() {
 }
 
 /// The default table's maps are sized for its bound at start; a larger
-/// table's start at the pre-size cap and grow by doubling, as hashbrown
-/// would grow them, up to their bound.
+/// table's (and its queue) start at the default's size and grow by
+/// doubling, as hashbrown would grow them, up to their bound.
 #[test]
 fn maps_are_presized_up_to_the_cap_then_double() {
     let d = Nat::new(NatConfig::default(), Some(EXT.into()));
@@ -98,6 +98,7 @@ fn maps_are_presized_up_to_the_cap_then_double() {
     assert_eq!(map_buckets(d.in_map.capacity()), 131_072);
     let mut n = Nat::new(cfg(1_000_000, 1_000_000), Some(EXT.into()));
     assert_eq!(map_buckets(n.out_map.capacity()), 131_072);
+    assert_eq!(n.order.capacity(), order_bound(65_536), "not 1M's");
     let mut seen = vec![];
     for i in 0..150_000u32 {
         let r = [10, 99, 1 + (i / 50_000) as u8, 1];
