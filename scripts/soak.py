@@ -26,8 +26,9 @@ namespaces:
     (`vswitchctl capture -c 1000 -w /dev/null`).
 
 Every --sample seconds (10) it reads vswitchd's VmRSS (/proc/PID/status),
-CPU time (utime+stime, /proc/PID/stat) and open fds, and prints a table
-row; at the end: RSS first/last/max, whether RSS is flat (last <= the first
+CPU time (utime+stime, /proc/PID/stat), open fds and the heap figures of
+`vswitchctl status` (the NAT's and the MAC table's own bytes, malloc's bytes
+in use and free-but-held), and prints a table row; at the end: RSS first/last/max, whether RSS is flat (last <= the first
 sample after the warm-up + 10%), CPU %, traffic figures, control-call
 failures, and the warnings and errors in vswitchd's log (kept in the run's
 directory under /tmp). --json prints one JSON document on stdout instead
@@ -386,11 +387,15 @@ class Soak:
         gw = (status or {}).get("gateway_port") or {}
         nat = gw.get("nat") or {}
         fdb = (status or {}).get("fdb") or {}
+        mem = (status or {}).get("memory") or {}
         s = {"t": round(t, 1), "rss_kb": rss, "hwm_kb": hwm, "cpu_ticks": ticks, "fds": fds,
              "fdb": fdb.get("size"), "fdb_evicted": fdb.get("evicted"),
              "nat_flows": nat.get("flows"), "nat_created": nat.get("created"),
              "nat_refused_share": nat.get("refused_share"),
-             "ctl_failures": sum(self.ctl_fail.values())}
+             "ctl_failures": sum(self.ctl_fail.values()),
+             # Heap bytes by the daemon's own account (`status` memory).
+             "heap_nat": mem.get("nat"), "heap_fdb": mem.get("fdb"),
+             "malloc_in_use": mem.get("malloc_in_use"), "malloc_free": mem.get("malloc_free")}
         prev = self.samples[-1] if self.samples else None
         if prev:
             s["cpu_pct"] = round(100.0 * (ticks - prev["cpu_ticks"]) / CLK_TCK / (t - prev["t"]), 1)
@@ -398,12 +403,15 @@ class Soak:
             s["cpu_pct"] = None
         self.samples.append(s)
         if len(self.samples) == 1:
-            log("%7s %9s %6s %5s %6s %8s %7s %9s %7s" % (
+            log("%7s %9s %6s %5s %6s %8s %7s %9s %7s %8s %8s %8s %8s" % (
                 "t (s)", "RSS (MB)", "CPU %", "fds", "fdb", "evicted", "nat", "nat new",
-                "ctl err"))
-        log("%7.0f %9.1f %6s %5d %6s %8s %7s %9s %7d" % (
+                "ctl err", "nat MB", "fdb MB", "malloc", "free"))
+        mb = lambda b: "-" if b is None else "%.2f" % (b / 1048576)
+        log("%7.0f %9.1f %6s %5d %6s %8s %7s %9s %7d %8s %8s %8s %8s" % (
             t, rss / 1024, "-" if s["cpu_pct"] is None else "%.1f" % s["cpu_pct"], fds,
-            s["fdb"], s["fdb_evicted"], s["nat_flows"], s["nat_created"], s["ctl_failures"]))
+            s["fdb"], s["fdb_evicted"], s["nat_flows"], s["nat_created"], s["ctl_failures"],
+            mb(s["heap_nat"]), mb(s["heap_fdb"]), mb(s["malloc_in_use"]),
+            mb(s["malloc_free"])))
 
     # ---- the run --------------------------------------------------------------
 

@@ -10,6 +10,7 @@ use tracing_subscriber::{EnvFilter, fmt, reload};
 use vswitchd::config::Cli;
 
 fn main() -> ExitCode {
+    fixed_mmap_threshold();
     let matches = Cli::command().get_matches();
     let (cli, origins) = match Cli::parse_with_file(&matches) {
         Ok(v) => v,
@@ -58,5 +59,20 @@ fn main() -> ExitCode {
             eprintln!("vswitchd: error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Large blocks (128 KiB and more: a capture's buffer as it grows, the
+/// tables' arrays) are mmapped and unmapped when freed, for the whole run.
+/// glibc's default threshold moves: the first such block freed raises it to
+/// that block's size, and later blocks below it come from the heap, which
+/// keeps them resident once freed (in the soak, a capture's 4 MiB buffer
+/// left 6 MB so held and RSS 3.3 MB higher for good). Setting it fixes it.
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter (under its lock);
+    // nothing else runs yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }

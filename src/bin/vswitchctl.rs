@@ -839,6 +839,21 @@ fn print_status(result: serde_json::Value) -> Result<(), String> {
         println!("published:");
         print_fronts(&g.published);
     }
+    let m = &s.memory;
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    print!(
+        "heap: NAT {:.1} MiB, MAC table {:.1} MiB",
+        mib(m.nat),
+        mib(m.fdb)
+    );
+    if let (Some(used), Some(free)) = (m.malloc_in_use, m.malloc_free) {
+        print!(
+            "; malloc in use {:.1} MiB, free held {:.1} MiB",
+            mib(used),
+            mib(free)
+        );
+    }
+    println!();
     Ok(())
 }
 

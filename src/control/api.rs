@@ -469,7 +469,27 @@ fn status<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance, now: Millis) -> 
         fdb: summary(sw),
         gateway_port: gateway_report(sw, now),
         dns: sw.gateway().dns_view(),
+        memory: memory(sw),
     }
+}
+
+/// The tables' heap figures and the allocator's (glibc's `mallinfo2`).
+fn memory<P: Port, U: Port>(sw: &Switch<P, U>) -> MemoryReport {
+    let mut m = MemoryReport {
+        nat: sw.gateway().nat().map_or(0, |n| n.heap_bytes()),
+        fdb: sw.fdb().heap_bytes(),
+        ..MemoryReport::default()
+    };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's state (under its
+        // locks) and returns a plain struct.
+        let mi = unsafe { libc::mallinfo2() };
+        m.malloc_in_use = Some(mi.uordblks + mi.hblkhd);
+        m.malloc_free = Some(mi.fordblks);
+        m.malloc_mmapped = Some(mi.hblkhd);
+    }
+    m
 }
 
 /// One `fdb show` row of a MAC table entry.

@@ -161,6 +161,26 @@ pub struct StatusReply {
     /// The DNS server (`None` with `--no-dns`).
     #[serde(default)]
     pub dns: Option<crate::gateway::DnsView>,
+    /// Where the heap is (absent from an older daemon).
+    #[serde(default)]
+    pub memory: MemoryReport,
+}
+
+/// Heap bytes: the bounded tables' own figures (from their capacities) and
+/// the allocator's, to tell a table filling to its bound from memory the
+/// allocator holds (`malloc_*` are `null` without glibc).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MemoryReport {
+    /// The NAT: flows, both maps, the eviction queue, fragment records.
+    pub nat: usize,
+    /// The MAC table.
+    pub fdb: usize,
+    /// Allocated and not freed (arenas and mmapped chunks).
+    pub malloc_in_use: Option<usize>,
+    /// Freed but kept by the allocator (not returned to the system).
+    pub malloc_free: Option<usize>,
+    /// Of `malloc_in_use`, the chunks mmapped on their own.
+    pub malloc_mmapped: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -351,6 +351,61 @@ fn frag_key(proto: u8, src: [u8; 4], dst: [u8; 4], id: u16) -> u128 {
         | id as u128
 }
 
+/// Entries the eviction queue holds at most: the live unreplied flows (at
+/// most `max_flows`) and the stale entries of answered or removed flows,
+/// dropped when it reaches this.
+const fn order_bound(max_flows: usize) -> usize {
+    max_flows + max_flows / 4 + 64
+}
+
+/// The capacity a flow map is kept at: its bound (`max_flows`) and a
+/// quarter more, so a rebuild leaves room for a quarter of the table's
+/// worth of inserts before the next.
+const fn map_bound(max_flows: usize) -> usize {
+    max_flows + max_flows / 4 + 16
+}
+
+/// Up to this many flows (the default) the maps and the eviction queue are
+/// sized for their bound at start (131,072 buckets, 4.3 MB, a map; 656 KB
+/// the queue); a larger table's start at this size and grow by doubling:
+/// the maps up to their bound, the queue to at most twice its own. (So a
+/// large `--nat-max` reserves nothing much before its flows come.)
+const PRESIZE_FLOWS: usize = 65_536;
+const MAP_PRESIZE_MAX: usize = map_bound(PRESIZE_FLOWS);
+
+/// Inserts into a flow map without letting it outgrow `bound`. Removing
+/// flows leaves tombstones that use up the map's room for growth; when
+/// none is left hashbrown rehashes in place only if the map is at most
+/// half full, and otherwise doubles it, even though most of what fills it
+/// is tombstones, so a table churning above half its buckets would double
+/// its maps once more than its bound needs. Here a map out of room is
+/// rebuilt instead: at twice its entries, at least its size at start, at
+/// most `bound` (this costs O(capacity) once per a quarter of the bound's
+/// inserts at worst).
+fn insert_bounded(map: &mut FastMap<u128, u32>, key: u128, idx: u32, bound: usize) {
+    if map.len() >= map.capacity() && !map.contains_key(&key) {
+        // Twice the entries of a full map is twice its buckets.
+        let want = (2 * map.len())
+            .clamp(bound.min(MAP_PRESIZE_MAX), bound)
+            .max(map.len() + 1);
+        let mut fresh = FastMap::with_capacity_and_hasher(want, *map.hasher());
+        fresh.extend(map.drain());
+        *map = fresh;
+    }
+    map.insert(key, idx);
+}
+
+/// The buckets a std (hashbrown) map of `capacity` has: 7/8 of them fill
+/// (all but one below 8). Tombstones of removed entries lower `capacity`
+/// until the next rehash, so this can read low.
+fn map_buckets(capacity: usize) -> usize {
+    match capacity {
+        0 => 0,
+        1..8 => (capacity + 1).next_power_of_two(),
+        _ => (capacity * 8 / 7).next_power_of_two(),
+    }
+}
+
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
@@ -407,21 +462,25 @@ pub enum Dir {
 }
 
 impl Nat {
+    /// The maps and the eviction queue are sized for their bound at once
+    /// (up to `PRESIZE_FLOWS`): their memory is what it will be from the
+    /// first flows on, not a step up an hour later.
     pub fn new(cfg: NatConfig, ext_ip: Option<Ipv4Addr>) -> Nat {
+        let presize = map_bound(cfg.max_flows).min(MAP_PRESIZE_MAX);
         Nat {
             cfg,
             ext_ip: ext_ip.map(|a| a.octets()),
             flows: Vec::new(),
             free: Vec::new(),
-            out_map: FastMap::default(),
-            in_map: FastMap::default(),
+            out_map: FastMap::with_capacity_and_hasher(presize, Default::default()),
+            in_map: FastMap::with_capacity_and_hasher(presize, Default::default()),
             frags: frag::Frags::default(),
             live: 0,
             sweep: 0,
             alloc_seed: 0x243f_6a88_85a3_08d3,
             stats: NatStats::default(),
             per_inside: FastMap::default(),
-            order: VecDeque::new(),
+            order: VecDeque::with_capacity(order_bound(cfg.max_flows.min(PRESIZE_FLOWS))),
             unreplied: 0,
             lan_ip: [0; 4],
             services: Services::default(),
@@ -536,12 +595,18 @@ impl Nat {
         }
     }
 
-    /// Approximate heap bytes (for the bytes-per-flow bench figure).
+    /// Approximate heap bytes (the bytes-per-flow bench figure, `status`):
+    /// the flow slab, the maps' buckets, the free list, the eviction queue
+    /// and the fragment records.
     pub fn heap_bytes(&self) -> usize {
-        let bucket = std::mem::size_of::<(u128, u32)>() + 1;
-        self.flows.capacity() * std::mem::size_of::<Flow>()
-            + (self.out_map.capacity() + self.in_map.capacity()) * bucket
+        use std::mem::size_of;
+        self.flows.capacity() * size_of::<Flow>()
+            + (map_buckets(self.out_map.capacity()) + map_buckets(self.in_map.capacity()))
+                * (size_of::<(u128, u32)>() + 1)
+            + map_buckets(self.per_inside.capacity()) * (size_of::<([u8; 4], u32)>() + 1)
             + self.free.capacity() * 4
+            + self.order.capacity() * size_of::<(u32, u32)>()
+            + map_buckets(self.published.capacity()) * (size_of::<(u32, Published)>() + 1)
             + self.frags.heap_bytes()
     }
 
@@ -793,8 +858,9 @@ impl Nat {
                 (self.flows.len() - 1) as u32
             }
         };
-        self.out_map.insert(key, idx);
-        self.in_map.insert(f.in_key(), idx);
+        let bound = map_bound(self.cfg.max_flows);
+        insert_bounded(&mut self.out_map, key, idx, bound);
+        insert_bounded(&mut self.in_map, f.in_key(), idx, bound);
         if let Some(p) = n.svc {
             let published = Published {
                 front: n.front,
@@ -805,18 +871,21 @@ impl Nat {
         self.live += 1;
         *self.per_inside.entry(f.share_key()).or_insert(0) += 1;
         self.flow_event(idx, true);
-        self.order
-            .push_back((idx, self.flows[idx as usize].generation));
-        self.unreplied += 1;
         // Answered and removed flows stay in `order` until a full table
-        // looks at them; keep the queue within a small multiple of the table.
-        if self.order.len() > 2 * self.cfg.max_flows + 64 {
+        // looks at them; at its bound, the queue keeps only the live
+        // unreplied flows (at most `max_flows`, so at least a fifth of the
+        // queue goes: amortised O(1)); up to `PRESIZE_FLOWS` it never
+        // outgrows its first allocation.
+        if self.order.len() >= order_bound(self.cfg.max_flows) {
             let flows = &self.flows;
             self.order.retain(|&(i, g)| {
                 let f = &flows[i as usize];
                 f.live && f.generation == g && !f.replied
             });
         }
+        self.order
+            .push_back((idx, self.flows[idx as usize].generation));
+        self.unreplied += 1;
         self.stats.created += 1;
         Ok(idx)
     }

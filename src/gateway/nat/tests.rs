@@ -778,9 +778,13 @@ fn heap_bytes_counts_every_structure() {
     let bucket = std::mem::size_of::<(u128, u32)>() + 1;
     assert!(n.free.capacity() > 0);
     let want = n.flows.capacity() * std::mem::size_of::<Flow>()
-        + (n.out_map.capacity() + n.in_map.capacity()) * bucket
-        + n.free.capacity() * 4;
+        + (map_buckets(n.out_map.capacity()) + map_buckets(n.in_map.capacity())) * bucket
+        + map_buckets(n.per_inside.capacity()) * (std::mem::size_of::<([u8; 4], u32)>() + 1)
+        + n.free.capacity() * 4
+        + n.order.capacity() * 8;
     assert_eq!(n.heap_bytes(), want);
+    // Sized for the default bound (65,536 flows) at start.
+    assert_eq!(map_buckets(n.out_map.capacity()), 131_072);
 }
 
 /// `peek` (for `vswitchctl trace`) says what the translation would do,
@@ -1118,6 +1122,7 @@ mod prop {
     }
 }
 
+mod bounded;
 mod frags;
 mod publish;
 mod window;
