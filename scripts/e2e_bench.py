@@ -12,7 +12,9 @@ same run, same machine.
 
 Measured with iperf3 and ping: namespace-to-namespace TCP, namespace-to-wan
 TCP through NAT, 64-byte UDP packets per second received, ping RTT (average
-and worst), plus vswitchd's CPU time and peak RSS. Prints a table with the
+and worst), latency under load (a third namespace pinging the wan host
+through the NAT while iperf3 saturates the first two), plus vswitchd's CPU
+time and peak RSS. Prints a table with the
 kernel, vswitchd and the ratio.
 
 With --overlay it measures instead TCP between namespaces on two "hosts"
@@ -121,7 +123,25 @@ def ping_rtt(ns, addr, count=300):
     return float(m.group(2)), float(m.group(3)), float(loss.group(1))
 
 
-def measure(cl, a, b, b_addr, wan, secs):
+def loaded_ping(cl, a, b, b_addr, c, secs):
+    """Latency under load: while iperf3 saturates a -> b (TCP), a third
+    namespace c pings the wan host through the NAT. Returns (avg, worst,
+    loss) in ms/%."""
+    srv = subprocess.Popen(["ip", "netns", "exec", b, "iperf3", "-s", "-1", "-p", "5202"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cl.procs.append(srv)
+    wait_listening(b, 5202)
+    cli = subprocess.Popen(["ip", "netns", "exec", a, "iperf3", "-c", b_addr, "-p", "5202",
+                            "-t", str(secs + 2)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cl.procs.append(cli)
+    time.sleep(1)  # the bulk flow reaches its rate (a bench's ramp, not a readiness wait)
+    r = ping_rtt(c, "10.99.0.1", count=int(secs * 100))
+    cli.wait(secs + 60)
+    srv.wait(30)
+    return r
+
+
+def measure(cl, a, b, b_addr, wan, secs, c=None):
     r = {}
     r["ns->ns TCP (Gbit/s)"] = tcp_gbps(cl, b, a, b_addr, secs)
     r["ns->wan TCP via NAT (Gbit/s)"] = tcp_gbps(cl, wan, a, "10.99.0.1", secs)
@@ -133,15 +153,20 @@ def measure(cl, a, b, b_addr, wan, secs):
     r["ping ns->wan avg (ms)"] = avg
     r["ping ns->wan worst (ms)"] = worst
     r["ping loss (%)"] = max(loss, loss2)
+    if c is not None:
+        avg, worst, loss3 = loaded_ping(cl, a, b, b_addr, c, secs)
+        r["ping 3rd ns->wan under ns->ns TCP load avg (ms)"] = avg
+        r["ping 3rd ns->wan under ns->ns TCP load worst (ms)"] = worst
+        r["ping loss (%)"] = max(r["ping loss (%)"], loss3)
     return r
 
 
 def kernel_topology(cl):
-    h, a, b, w = (cl.ns(TAG + s) for s in ("kh", "ka", "kb", "kw"))
+    h, a, b, c, w = (cl.ns(TAG + s) for s in ("kh", "ka", "kb", "kc", "kw"))
     sh("ip", "-n", h, "link", "add", "br01", "type", "bridge")
     sh("ip", "-n", h, "addr", "add", "192.168.88.1/24", "dev", "br01")
     sh("ip", "-n", h, "link", "set", "br01", "up")
-    for ns, host in ((a, 11), (b, 12)):
+    for ns, host in ((a, 11), (b, 12), (c, 13)):
         v = "v" + ns[-2:]
         sh("ip", "-n", h, "link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", ns)
         sh("ip", "-n", h, "link", "set", v, "master", "br01", "up")
@@ -159,12 +184,12 @@ def kernel_topology(cl):
     nsx(h, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
     nsx(h, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "192.168.88.0/24", "-o", "up0",
         "-j", "MASQUERADE")
-    return a, b, w
+    return a, b, c, w
 
 
 def vswitchd_topology(cl, binary, extra):
-    a, b = TAG + "va", TAG + "vb"
-    for n in (a, b):
+    a, b, c = TAG + "va", TAG + "vb", TAG + "vc"
+    for n in (a, b, c):
         sh("ip", "netns", "del", n, check=False)
         cl.namespaces.append(n)
     w = cl.ns(TAG + "vw")
@@ -176,9 +201,9 @@ def vswitchd_topology(cl, binary, extra):
     sh("ip", "-n", w, "addr", "add", "10.99.0.1/24", "dev", "eth0")
     sh("ip", "-n", w, "link", "set", "eth0", "up")
     sh("ip", "-n", w, "link", "set", "lo", "up")
-    p = start_vswitchd(cl, [binary, "--name", TAG, "--ports", "%s,%s" % (a, b), "--uplink", up,
+    p = start_vswitchd(cl, [binary, "--name", TAG, "--ports", "%s,%s,%s" % (a, b, c), "--uplink", up,
                             "--uplink-addr", "10.99.0.2/24", "--uplink-gw", "10.99.0.1"] + extra)
-    return a, b, w, p
+    return a, b, c, w, p
 
 
 def start_vswitchd(cl, argv):
@@ -297,11 +322,11 @@ def main():
         return overlay_main(args, binary)
     cl = Cleanup()
     try:
-        a, b, w = kernel_topology(cl)
-        kernel = measure(cl, a, b, "192.168.88.12", w, args.time)
-        a, b, w, p = vswitchd_topology(cl, binary, args.vswitchd_args.split())
+        a, b, c, w = kernel_topology(cl)
+        kernel = measure(cl, a, b, "192.168.88.12", w, args.time, c)
+        a, b, c, w, p = vswitchd_topology(cl, binary, args.vswitchd_args.split())
         cpu0, t0 = cpu_seconds(p.pid), time.time()
-        vsw = measure(cl, a, b, "192.168.88.12", w, args.time)
+        vsw = measure(cl, a, b, "192.168.88.12", w, args.time, c)
         cpu = cpu_seconds(p.pid) - cpu0
         wall = time.time() - t0
         rss = peak_rss_mb(p.pid)
