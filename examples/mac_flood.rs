@@ -27,12 +27,20 @@ fn main() {
             println!("learned {mac} on port 3, evicted {old} from port {port}");
         }
     }
+    let port_of = |m| match fdb.lookup(m, 1000) {
+        Some(p) => format!("still on port {p}"),
+        None => "gone".to_string(),
+    };
     println!(
-        "table: {} of {} entries; port 1 still has {a}: {:?}; port 2 still has {b}: {:?}",
+        "table: {} of {} entries; {a} (port 1): {}; {b} (port 2): {}",
         fdb.len(),
         fdb.max_entries(),
-        fdb.lookup(a, 1000),
-        fdb.lookup(b, 1000)
+        port_of(a),
+        port_of(b)
     );
-    println!("counters: {:?}", fdb.stats());
+    let st = fdb.stats();
+    println!(
+        "counters: learned {}, evicted {}, expired {}, moved {}, refused {}",
+        st.learned, st.evicted, st.expired, st.moved, st.refused
+    );
 }

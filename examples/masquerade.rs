@@ -49,6 +49,9 @@ fn main() {
     nat.inbound(&mut reply, 1).unwrap();
     show("inside", &reply);
     for f in nat.flows(1) {
-        println!("flow: {f:?}");
+        println!(
+            "flow (as conntrack -L): {} {} {} packets={} {} packets={}",
+            f.proto, f.state, f.original, f.packets_out, f.reply, f.packets_in
+        );
     }
 }

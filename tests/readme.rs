@@ -125,6 +125,7 @@ fn the_readme_commands_work_as_written() {
         [
             "try it (with step 1 running)",
             "with an uplink",
+            "seed 000",
             "published ports"
         ]
     );
@@ -163,6 +164,12 @@ fn the_readme_commands_work_as_written() {
         let want: &[&str] = match name.as_str() {
             "try it (with step 1 running)" => &["3 received", "gateway"],
             "with an uplink" => &["3 received", "src=192.168.88.11 dst=10.99.0.1"],
+            "seed 000" => &[
+                "192.168.88.11/24",
+                "default via 192.168.88.1",
+                "1 received",
+                "src=192.168.88.12 dst=10.99.0.1",
+            ],
             _ => &[
                 "hello from ns01",
                 "hello from ns02",
