@@ -324,6 +324,21 @@ fn a_bad_publish_spec_is_refused_before_anything_is_created() {
         return;
     }
     let ns = Namespaces::fresh(1);
+    // vswitchd with `publish` as its --publish options: its stderr, and
+    // that it refused to start.
+    let start = |publish: &[&str]| {
+        let name = unique("vpb");
+        let csv = ns.csv();
+        let mut args = vec!["--name", name.as_str(), "--ports", csv.as_str()];
+        for p in publish {
+            args.extend(["--publish", p]);
+        }
+        let out = run(VSWITCHD, &args);
+        (
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            !out.status.success(),
+        )
+    };
     for (spec, says) in [
         ("80=nosuchns:80".to_string(), "nosuchns"),
         (format!("80={}:70000", ns.0[0]), "70000"),
@@ -336,19 +351,8 @@ fn a_bad_publish_spec_is_refused_before_anything_is_created() {
             "inside the subnet",
         ),
     ] {
-        let out = run(
-            VSWITCHD,
-            &[
-                "--name",
-                &unique("vpb"),
-                "--ports",
-                &ns.csv(),
-                "--publish",
-                &spec,
-            ],
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{spec} accepted");
+        let (err, refused) = start(&[&spec]);
+        assert!(refused, "{spec} accepted");
         assert!(
             err.contains("--publish") && err.contains(says),
             "{spec}: {err}"
@@ -356,20 +360,8 @@ fn a_bad_publish_spec_is_refused_before_anything_is_created() {
         assert!(!netns_exists(&ns.0[0]), "{spec}: a namespace was created");
     }
     let twice = format!("80={}:80", ns.0[0]);
-    let out = run(
-        VSWITCHD,
-        &[
-            "--name",
-            &unique("vpb"),
-            "--ports",
-            &ns.csv(),
-            "--publish",
-            &twice,
-            "--publish",
-            &twice,
-        ],
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("given twice"));
+    let (err, refused) = start(&[&twice, &twice]);
+    assert!(refused && err.contains("given twice"), "{err}");
     let out = run(
         VSWITCHD,
         &[
