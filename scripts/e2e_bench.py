@@ -24,15 +24,25 @@ vswitchd, one instance per host namespace (started with nsenter --net, the
 way the overlay tests simulate hosts) with --vtep/--vxlan-peer. The two
 hosts are joined by a veth underlay (10.77.0.1, 10.77.0.2, MTU 1500).
 
-Usage (as root, from the repository):  python3 scripts/e2e_bench.py [--time SECS] [--overlay]
+With --peers it also runs Open vSwitch's userspace datapath (its own
+database and run directory, datapath_type=netdev, tap ports moved into the
+namespaces, the NORMAL action) and VDE 2 (vde_switch -t with two taps) on
+the same two-namespace topology, and prints a table of the L2 figures with
+the ratio of vswitchd to the better of the two (for pings, lower is better:
+a ratio under 1 means vswitchd is faster).
+
+Usage (as root, from the repository):  python3 scripts/e2e_bench.py [--time SECS] [--peers] [--overlay]
 Needs: iperf3, iptables, ping, ip (apt-get install -y iperf3 iptables
-iputils-ping iproute2). Builds vswitchd in release mode first.
+iputils-ping iproute2); with --peers also apt-get install -y
+openvswitch-switch vde2 (the bench starts its own ovsdb-server and
+ovs-vswitchd; no system service is needed). Builds vswitchd in release mode first.
 Everything created is removed at exit, also on failure or Ctrl-C.
 """
 import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -61,6 +71,7 @@ class Cleanup:
         self.namespaces = []
         self.links = []
         self.procs = []
+        self.dirs = []
 
     def ns(self, name):
         sh("ip", "netns", "del", name, check=False)
@@ -80,6 +91,8 @@ class Cleanup:
             sh("ip", "link", "del", l, check=False)
         for n in self.namespaces:
             sh("ip", "netns", "del", n, check=False)
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def wait_listening(ns, port, deadline=10.0):
@@ -206,6 +219,79 @@ def vswitchd_topology(cl, binary, extra):
     return a, b, c, w, p
 
 
+def put_tap_in(tap, ns, host):
+    """Moves the tap interface `tap` (opened by a userspace switch) into
+    namespace `ns` as its 192.168.88.`host`/24."""
+    sh("ip", "link", "set", tap, "netns", ns)
+    sh("ip", "-n", ns, "addr", "add", "192.168.88.%d/24" % host, "dev", tap)
+    sh("ip", "-n", ns, "link", "set", tap, "up")
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+
+def wait_path(path, what, deadline=10.0):
+    end = time.time() + deadline
+    while not os.path.exists(path):
+        if time.time() > end:
+            raise RuntimeError("%s did not appear: %s" % (what, path))
+        time.sleep(0.05)
+
+
+def ovs_topology(cl):
+    """Open vSwitch's userspace datapath (datapath_type=netdev) with two
+    tap ports moved into two namespaces, the NORMAL action (a learning
+    switch). Its own database and run directory, started by hand."""
+    d = tempfile.mkdtemp(prefix="ovs-bench")
+    cl.dirs.append(d)
+    db, sock = os.path.join(d, "conf.db"), os.path.join(d, "db.sock")
+    sh("ovsdb-tool", "create", db, "/usr/share/openvswitch/vswitch.ovsschema")
+    env = dict(os.environ, OVS_RUNDIR=d, OVS_LOGDIR=d, OVS_DBDIR=d)
+    cl.procs.append(subprocess.Popen(
+        ["ovsdb-server", db, "--remote=punix:" + sock, "--unixctl=" + os.path.join(d, "db.ctl"),
+         "--no-chdir"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    wait_path(sock, "ovsdb-server's socket")
+    vsctl = lambda *a: sh("ovs-vsctl", "--db=unix:" + sock, *a)
+    vsctl("--no-wait", "init")
+    cl.procs.append(subprocess.Popen(
+        ["ovs-vswitchd", "unix:" + sock, "--unixctl=" + os.path.join(d, "vswitchd.ctl"),
+         "--no-chdir"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    br = TAG + "ob"
+    vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
+    a, b = cl.ns(TAG + "oa"), cl.ns(TAG + "ob2")
+    for ns, host, tap in ((a, 11, TAG + "ot1"), (b, 12, TAG + "ot2")):
+        vsctl("add-port", br, tap, "--", "set", "Interface", tap, "type=tap")
+        wait_path("/sys/class/net/" + tap, "OVS tap " + tap)
+        put_tap_in(tap, ns, host)
+    return a, b
+
+
+def vde_topology(cl):
+    """VDE 2: vde_switch with two tap interfaces (-t) moved into two
+    namespaces."""
+    d = tempfile.mkdtemp(prefix="vde-bench")
+    cl.dirs.append(d)
+    t1, t2 = TAG + "dt1", TAG + "dt2"
+    cl.procs.append(subprocess.Popen(
+        ["vde_switch", "-s", os.path.join(d, "sw"), "-t", t1, "-t", t2],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    a, b = cl.ns(TAG + "da"), cl.ns(TAG + "db")
+    for ns, host, tap in ((a, 11, t1), (b, 12, t2)):
+        wait_path("/sys/class/net/" + tap, "VDE tap " + tap)
+        put_tap_in(tap, ns, host)
+    return a, b
+
+
+def peer_measure(cl, a, b, secs):
+    """What a plain L2 switch can be compared on: ns->ns TCP, 64-byte UDP
+    and ping."""
+    r = {}
+    r["ns->ns TCP (Gbit/s)"] = tcp_gbps(cl, b, a, "192.168.88.12", secs)
+    r["64B UDP ns->ns (kpps received)"] = udp_pps(cl, b, a, "192.168.88.12", secs) / 1e3
+    avg, worst, _ = ping_rtt(a, "192.168.88.12")
+    r["ping ns->ns avg (ms)"] = avg
+    r["ping ns->ns worst (ms)"] = worst
+    return r
+
+
 def start_vswitchd(cl, argv):
     """Starts vswitchd (argv) and waits for its READY=1 (NOTIFY_SOCKET)."""
     sock_path = os.path.join(tempfile.mkdtemp(), "notify")
@@ -309,6 +395,9 @@ def main():
     ap.add_argument("--time", type=int, default=5, help="seconds per iperf3 run (default 5)")
     ap.add_argument("--binary", help="vswitchd binary (default: build target/release/vswitchd)")
     ap.add_argument("--vswitchd-args", default="", help="extra vswitchd options, e.g. '--busy-poll 0'")
+    ap.add_argument("--peers", action="store_true",
+                    help="also Open vSwitch (userspace, tap ports) and VDE in the same run "
+                         "(apt-get install -y openvswitch-switch vde2)")
     ap.add_argument("--overlay", action="store_true",
                     help="measure two hosts over VXLAN (kernel bridge + vxlan vs vswitchd) instead")
     args = ap.parse_args()
@@ -330,8 +419,29 @@ def main():
         cpu = cpu_seconds(p.pid) - cpu0
         wall = time.time() - t0
         rss = peak_rss_mb(p.pid)
+        peers = {}
+        if args.peers:
+            cl.run()
+            for name, topo in (("Open vSwitch", ovs_topology), ("VDE", vde_topology)):
+                cl = Cleanup()
+                try:
+                    a, b = topo(cl)
+                    peers[name] = peer_measure(cl, a, b, args.time)
+                finally:
+                    cl.run()
     finally:
         cl.run()
+    if peers:
+        print()
+        names = list(peers)
+        print("| metric | kernel | vswitchd | " + " | ".join(names) + " | vswitchd / best peer |")
+        print("|---|---:|---:|" + "---:|" * len(names) + "---:|")
+        for k in next(iter(peers.values())):
+            vals = [peers[n][k] for n in names]
+            best = min(vals) if "ping" in k else max(vals)
+            print("| %s | %.3f | %.3f | %s | %.2fx |" % (
+                k, kernel[k], vsw[k], " | ".join("%.3f" % v for v in vals),
+                (vsw[k] / best) if best else float("nan")))
     print()
     print("| metric | kernel | vswitchd | vswitchd / kernel |")
     print("|---|---:|---:|---:|")
