@@ -159,6 +159,11 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
             if !views.is_empty() {
                 views.pump(sw, parts.control, &epoll, now);
             }
+            // What the timers produced (MACs aged, flows expired) reaches
+            // the monitors on an idle switch too.
+            if sw.monitoring() {
+                pump_monitors(sw, parts.control, &epoll);
+            }
             continue;
         }
         // Events: take the time again (the wait may have slept).

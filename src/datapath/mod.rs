@@ -380,6 +380,9 @@ impl<P: Port, U: Port> Switch<P, U> {
                 break; // the port is empty
             }
         }
+        // What the gateway reported meanwhile (NAT table full, flows
+        // created for the monitor), right after the frames that caused it.
+        self.log_gateway_events(now);
         Ok(n)
     }
 

@@ -64,6 +64,7 @@ impl Reason for GwDrop {
         GwDrop::Nat(NatDrop::BadChecksum),
         GwDrop::Nat(NatDrop::OutOfWindow),
         GwDrop::Nat(NatDrop::NoBackend),
+        GwDrop::Nat(NatDrop::Clash),
     ];
 
     fn name(self) -> &'static str {
@@ -89,7 +90,7 @@ impl Reason for GwDrop {
 
 impl GwDrop {
     /// How many reasons there are (the size of [`GatewayStats::drops`]).
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
 }
 
 /// Gateway counters.

@@ -167,6 +167,11 @@ pub enum NatDrop {
     /// A new connection to a published front end none of whose backends'
     /// ports is there.
     NoBackend,
+    /// A new flow whose translation would take the keys of a live flow
+    /// (e.g. a client reaching two published ports with one source port
+    /// that land on one backend port): refused, the live flow kept, as
+    /// conntrack drops on a tuple clash.
+    Clash,
 }
 
 impl Reason for NatDrop {
@@ -182,6 +187,7 @@ impl Reason for NatDrop {
         NatDrop::BadChecksum,
         NatDrop::OutOfWindow,
         NatDrop::NoBackend,
+        NatDrop::Clash,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -196,6 +202,7 @@ impl Reason for NatDrop {
             NatDrop::BadChecksum => "nat_bad_checksum",
             NatDrop::OutOfWindow => "nat_tcp_out_of_window",
             NatDrop::NoBackend => "nat_no_backend",
+            NatDrop::Clash => "nat_tuple_clash",
         }
     }
 }
@@ -820,15 +827,22 @@ impl Nat {
             lan: n.lan,
             remote_opened: n.remote_opened,
         };
-        // An expired flow under the same key (not swept yet) makes way.
+        // An expired flow under the same key (not swept yet) makes way; a
+        // live one stays, and the newcomer is refused.
         let key = f.out_key(n.front);
         if let Some(&stale) = self.out_map.get(&key) {
+            if self.flows[stale as usize].expires > now {
+                return Err(NatDrop::Clash);
+            }
             self.remove(stale);
             self.stats.expired += 1;
         }
         if let Some(p) = n.ext_port {
             f.ext_port = p;
             if let Some(&stale) = self.in_map.get(&f.in_key()) {
+                if self.flows[stale as usize].expires > now {
+                    return Err(NatDrop::Clash);
+                }
                 self.remove(stale);
                 self.stats.expired += 1;
             }
@@ -913,13 +927,16 @@ impl Nat {
             // A connection from outside counts as answered only once its
             // handshake is complete: a flood of spoofed SYNs, each drawing
             // the backend's SYN-ACK, stays evictable.
-            let answered = if f.remote_opened && f.proto == PROTO_TCP {
-                matches!(
+            let answered = match (f.remote_opened, f.proto) {
+                (true, PROTO_TCP) => matches!(
                     f.tcp,
                     TcpState::Established | TcpState::FinWait | TcpState::TimeWait
-                )
-            } else {
-                td == Dir::In
+                ),
+                // From outside, UDP: the client spoke again after the
+                // backend answered (as conntrack's UDP stream), so spoofed
+                // queries that draw one answer each stay evictable.
+                (true, _) => dir == Dir::In && f.packets_out > 0,
+                (false, _) => td == Dir::In,
             };
             if answered && !f.replied {
                 f.replied = true;

@@ -229,8 +229,11 @@ impl Nat {
             .get(&key)
             .copied()
             .and_then(|i| self.live(i, now))
-            && self.flows[idx as usize].lan
         {
+            // A live masquerade flow under this key is not the hairpin's.
+            if !self.flows[idx as usize].lan {
+                return None;
+            }
             return Some(
                 self.flow_class(b, &h, &p, idx, Dir::Out, partial)
                     .map(|c| (Dir::Out, c)),
@@ -384,7 +387,9 @@ impl Nat {
                     .copied()
             }
         }
-        .filter(|&i| self.flows[i as usize].live)
+        // Hairpin flows live on the LAN: an error about one is not
+        // translated toward the uplink (it would show their mapping there).
+        .filter(|&i| self.flows[i as usize].live && !self.flows[i as usize].lan)
         .ok_or(NatDrop::NoFlow)?;
         Ok(Class::IcmpError {
             idx,

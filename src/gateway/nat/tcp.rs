@@ -196,6 +196,12 @@ impl Track {
         self.flags[side(dir).0] & SYN != 0
     }
 
+    /// Whether `ack` acknowledges exactly all that side `dir` sent (its
+    /// SYN, in a handshake).
+    pub(super) fn acks_all_of(&self, dir: Dir, ack: u32) -> bool {
+        self.end[side(dir).0] == ack
+    }
+
     /// Whether side `dir` sent a FIN the window let through.
     pub(super) fn fin(&self, dir: Dir) -> bool {
         self.flags[side(dir).0] & FIN != 0
@@ -399,7 +405,8 @@ impl super::Flow {
                 if self.remote_opened
                     && dir == Dir::Out
                     && flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK
-                    && self.track.saw_syn(Dir::In) =>
+                    && self.track.saw_syn(Dir::In)
+                    && self.track.acks_all_of(Dir::In, seg.ack) =>
             {
                 TcpState::Established
             }

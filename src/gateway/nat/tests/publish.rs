@@ -424,3 +424,59 @@ fn icmp_errors_about_published_flows_are_translated() {
     assert_eq!((&quoted[16..20], get16(quoted, 22)), (&EXT[..], 53));
     assert_eq!(n.stats().icmp_errors_translated, 2);
 }
+
+/// A connection from outside is established only by the ACK of the
+/// backend's SYN-ACK: a blind ACK with a guessed number leaves it half
+/// open (and evictable).
+#[test]
+fn a_blind_ack_does_not_establish_a_connection_from_outside() {
+    let mut n = published();
+    let mut syn = tseg(C, EXT, (40000, 80), SYN, 100, 0);
+    n.inbound(&mut syn, 1).unwrap();
+    let backend = dst(&syn);
+    let mut synack = tseg(backend, C, (8080, 40000), SYNACK, 500, 101);
+    n.outbound(&mut synack, 2).unwrap();
+    let mut blind = tseg(C, EXT, (40000, 80), ACK, 101, 0xdead_beef);
+    let _ = n.inbound(&mut blind, 3);
+    assert_eq!(n.flows(3)[0].state, "SYN_SENT");
+    let mut ack = tseg(C, EXT, (40000, 80), ACK, 101, 501);
+    n.inbound(&mut ack, 4).unwrap();
+    assert_eq!(n.flows(4)[0].state, "ESTABLISHED");
+}
+
+/// A new flow that would take a live flow's keys is refused; the live flow
+/// stays.
+#[test]
+fn a_tuple_clash_keeps_the_live_flow() {
+    let mut n = published();
+    n.publish(&service::parse_spec("5353/udp=ns01:53").unwrap(), |_| {
+        Some(Ipv4Addr::from(A))
+    })
+    .unwrap();
+    let mut q = udp(C, EXT, 5000, 53, b"q");
+    n.inbound(&mut q, 1).unwrap();
+    assert_eq!(dst(&q), A, "round-robin starts at ns01");
+    // The same client port to the other front end lands on A:53 too.
+    let mut q2 = udp(C, EXT, 5000, 5353, b"q");
+    assert_eq!(n.inbound(&mut q2, 2), Err(NatDrop::Clash));
+    assert_eq!(n.len(), 1);
+    let mut again = udp(C, EXT, 5000, 53, b"q");
+    n.inbound(&mut again, 3).unwrap();
+    assert_eq!(dst(&again), A);
+}
+
+/// UDP from outside counts as answered when the client speaks again after
+/// the backend's answer, not on the answer alone (a spoofed query draws
+/// one answer and stays evictable).
+#[test]
+fn udp_from_outside_is_answered_when_the_client_speaks_again() {
+    let mut n = published();
+    let mut q = udp(C, EXT, 5000, 53, b"q");
+    n.inbound(&mut q, 1).unwrap();
+    let mut a = udp(dst(&q), C, 53, 5000, b"a");
+    n.outbound(&mut a, 2).unwrap();
+    assert_eq!(n.flows(2)[0].state, "UNREPLIED");
+    let mut q2 = udp(C, EXT, 5000, 53, b"q2");
+    n.inbound(&mut q2, 3).unwrap();
+    assert_eq!(n.flows(3)[0].state, "ASSURED");
+}
