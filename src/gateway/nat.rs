@@ -56,7 +56,23 @@
 //!   data seen in flight; an RST or FIN from a side not placed yet is
 //!   dropped.
 //! * Inbound packets that match no flow are dropped (`no_flow`): nothing from
-//!   outside reaches the inside unasked.
+//!   outside reaches the inside unasked, except a new connection to a
+//!   published front end.
+//! * **Published ports and service addresses** ([`service`], `--publish`):
+//!   a published flow is a masquerade flow opened from the other side. From
+//!   outside, the backend is its inside end and its answers leave from the
+//!   published port (which masquerade never allocates); the client keeps its
+//!   address. From a namespace (hairpin, [`Nat::classify_lan`]) the
+//!   destination becomes the backend and the source the gateway (the flow's
+//!   `lan` key bit keeps it apart). Backends are chosen round-robin in
+//!   `classify`, so trace shows the choice; the front end and backend of a
+//!   flow sit beside the table (a flow stays one cache line). A flow from
+//!   outside counts as answered only when the client acknowledges exactly the
+//!   backend's SYN-ACK (TCP) or speaks again after an answer (UDP); a new
+//!   flow never displaces a live one with its keys (`nat_tuple_clash`).
+//! * **Bounded memory**: the maps are sized for the table at start and
+//!   rebuilt within their bound under churn, the eviction queue compacted at
+//!   its bound, so RSS stays flat (BENCHMARKS.md, "Soak").
 
 use crate::hash::FastMap;
 pub use crate::reason::Reason;
