@@ -17,7 +17,7 @@
 //! * neighbour caches for both sides ([`neigh`]), holding a few packets
 //!   while an address is resolved;
 //! * masquerade toward the uplink ([`nat`]), unless `--no-nat`;
-//! * a DNS server for the port names on the gateway address ([`dns`]),
+//! * a DNS server for the port names on the gateway address (`dns.rs`),
 //!   forwarding the rest upstream from the uplink address, unless
 //!   `--no-dns`.
 //!
