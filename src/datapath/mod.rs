@@ -172,9 +172,13 @@ impl<P: Port, U: Port> Switch<P, U> {
             .iter()
             .filter_map(|b| addr_of(&b.name).map(|a| (b.name.clone(), a)))
             .collect();
-        self.gateway.publish(spec, |n| {
+        let r = self.gateway.publish(spec, |n| {
             addrs.iter().find(|(name, _)| name == n).map(|&(_, a)| a)
-        })
+        });
+        // The first front end may have made the NAT table: a monitor already
+        // watching hears of its flows too.
+        self.gateway.nat_watch(self.monitors.on());
+        r
     }
 
     /// Withdraws a front end; returns how many flows ended with it.
