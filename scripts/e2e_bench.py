@@ -255,6 +255,11 @@ def ovs_topology(cl):
         ["ovs-vswitchd", "unix:" + sock, "--unixctl=" + os.path.join(d, "vswitchd.ctl"),
          "--no-chdir"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     br = TAG + "ob"
+    # The netdev datapath leaves persistent taps behind: the bridge's own
+    # and "ovs-netdev" (this one only if this run made it).
+    if not os.path.exists("/sys/class/net/ovs-netdev"):
+        cl.links.append("ovs-netdev")
+    cl.links.append(br)
     vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
     a, b = cl.ns(TAG + "oa"), cl.ns(TAG + "ob2")
     for ns, host, tap in ((a, 11, TAG + "ot1"), (b, 12, TAG + "ot2")):
