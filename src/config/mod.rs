@@ -17,6 +17,7 @@
 
 mod cli;
 mod file;
+mod overlay;
 mod publish;
 #[cfg(test)]
 mod tests;
