@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 struct Monitor {
     child: std::process::Child,
     lines: mpsc::Receiver<serde_json::Value>,
+    /// Events received but not asked for yet.
+    backlog: std::cell::RefCell<Vec<serde_json::Value>>,
 }
 
 impl Monitor {
@@ -34,7 +36,11 @@ impl Monitor {
                 }
             }
         });
-        let m = Monitor { child, lines };
+        let m = Monitor {
+            child,
+            lines,
+            backlog: Default::default(),
+        };
         let first = m.next(Duration::from_secs(5)).expect("the monitoring line");
         assert_eq!(first["event"], "monitoring", "{first}");
         m
@@ -44,22 +50,27 @@ impl Monitor {
         self.lines.recv_timeout(within).ok()
     }
 
-    /// Waits up to `within` for an event that `want` accepts; the events
-    /// seen meanwhile are returned on failure.
+    /// Waits up to `within` for an event that `want` accepts, looking first
+    /// at the events earlier calls passed over (they stay for later calls:
+    /// two events may come in either order). The events seen are returned
+    /// on failure.
     fn expect(
         &self,
         within: Duration,
         want: impl Fn(&serde_json::Value) -> bool,
     ) -> Result<serde_json::Value, Vec<serde_json::Value>> {
+        let mut backlog = self.backlog.borrow_mut();
+        if let Some(i) = backlog.iter().position(&want) {
+            return Ok(backlog.remove(i));
+        }
         let end = Instant::now() + within;
-        let mut seen = Vec::new();
         while let Some(v) = self.next(end.saturating_duration_since(Instant::now())) {
             if want(&v) {
                 return Ok(v);
             }
-            seen.push(v);
+            backlog.push(v);
         }
-        Err(seen)
+        Err(backlog.clone())
     }
 }
 
