@@ -271,7 +271,8 @@ impl Services {
     /// A connection went to `p`: counts it and moves the cursor past it.
     pub(super) fn chose(&mut self, p: Pick) {
         if let Some(Some(f)) = self.fronts.get_mut(p.front as usize) {
-            f.next = (p.backend as usize + 1) % f.backends.len().max(1);
+            // `pick` takes it modulo the backends.
+            f.next = p.backend as usize + 1;
             if let Some(b) = f.backends.get_mut(p.backend as usize) {
                 b.connections += 1;
             }
@@ -416,6 +417,61 @@ mod tests {
         }
     }
 
+    #[test]
+    fn edges_of_the_spec_and_the_front_end_checks() {
+        let s = parse_spec("65535/udp=a:65535").unwrap();
+        assert_eq!((s.front.port, s.backends[0].port), (65_535, 65_535));
+        for bad in [
+            "255.255.255.255:80",
+            "224.0.0.1:80",
+            "127.0.0.1:80",
+            "0.0.0.0:80",
+        ] {
+            let e = parse_front(bad).unwrap_err();
+            assert!(e.contains("cannot be a service address"), "{bad}: {e}");
+        }
+        let many = |n: usize| {
+            let b: Vec<String> = (0..n).map(|i| format!("n{i}:80")).collect();
+            format!("80={}", b.join(","))
+        };
+        assert_eq!(
+            parse_spec(&many(BACKENDS_MAX)).unwrap().backends.len(),
+            BACKENDS_MAX
+        );
+        let e = parse_spec(&many(BACKENDS_MAX + 1)).unwrap_err();
+        assert!(e.contains("at most 64"), "{e}");
+        let net: crate::wire::ipv4::Ipv4Net = "192.168.88.0/24".parse().unwrap();
+        let gw = Ipv4Addr::new(192, 168, 88, 1);
+        let check = |f: &str| check_front(&parse_front(f).unwrap(), net, gw);
+        assert!(check("10.96.0.10:80").is_ok());
+        assert!(check("80").is_ok());
+        assert!(
+            check("192.168.88.1:80")
+                .unwrap_err()
+                .contains("gateway's own")
+        );
+        assert!(
+            check("192.168.88.50:80")
+                .unwrap_err()
+                .contains("inside the subnet")
+        );
+    }
+
+    #[test]
+    fn at_most_fronts_max_front_ends_and_a_freed_slot_is_reused() {
+        let mut s = Services::default();
+        for p in 1..=FRONTS_MAX as u16 {
+            s.add(&parse_spec(&format!("{p}=a:80")).unwrap(), |_| None)
+                .unwrap();
+        }
+        let e = s
+            .add(&parse_spec("2000=a:80").unwrap(), |_| None)
+            .unwrap_err();
+        assert!(e.contains("at most 1024"), "{e}");
+        assert_eq!(s.remove(&parse_front("7").unwrap()), Some(6));
+        assert_eq!(s.add(&parse_spec("2000=a:80").unwrap(), |_| None), Ok(6));
+    }
+
     fn two() -> Services {
         let mut s = Services::default();
         let spec = parse_spec("80=a:8080,b:8080").unwrap();
@@ -473,6 +529,16 @@ mod tests {
             None
         );
         assert!(s.on_uplink(PROTO_TCP, 80, up));
+        assert!(!s.on_uplink(PROTO_UDP, 80, up));
+        assert!(!s.on_uplink(PROTO_TCP, 81, up));
+        assert!(!s.is_empty());
+        // An explicit address that is the uplink's is on it too; another is
+        // a service address, not on the uplink.
+        let mut t = Services::default();
+        t.add(&parse_spec("10.99.0.2:443=c:1").unwrap(), |_| None)
+            .unwrap();
+        assert!(t.on_uplink(PROTO_TCP, 443, up));
+        assert!(!t.on_uplink(PROTO_TCP, 443, Some(Ipv4Addr::new(10, 99, 0, 9))));
         let e = s.add(&parse_spec("80=c:1").unwrap(), |_| None).unwrap_err();
         assert!(e.contains("80/tcp is published already"), "{e}");
         assert_eq!(s.remove(&parse_front("80").unwrap()), Some(0));
