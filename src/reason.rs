@@ -45,6 +45,9 @@ impl<R: Reason, const N: usize> Drops<R, N> {
     pub fn add(&mut self, r: R) {
         self.counts[r.index()] += 1;
     }
+    pub fn add_n(&mut self, r: R, n: u64) {
+        self.counts[r.index()] += n;
+    }
     pub fn get(&self, r: R) -> u64 {
         self.counts[r.index()]
     }

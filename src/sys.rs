@@ -16,6 +16,11 @@ pub const TUN_F_CSUM: u32 = 0x01;
 pub const TUN_F_TSO4: u32 = 0x02;
 pub const TUN_F_TSO6: u32 = 0x04;
 pub const TUN_F_TSO_ECN: u32 = 0x08;
+/// UDP segmentation offload (Linux 6.2+; the kernel takes the two only
+/// together). Only probed: a kernel that knows them also takes
+/// `GSO_UDP_L4` super-frames written to a TAP.
+pub const TUN_F_USO4: u32 = 0x20;
+pub const TUN_F_USO6: u32 = 0x40;
 
 /// `NSFS_MAGIC` from `<linux/magic.h>`: the filesystem of `/proc/*/ns/*` and
 /// of their bind mounts under `/run/netns`.

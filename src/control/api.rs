@@ -145,6 +145,8 @@ fn report(info: &PortInfo, c: &PortCounters, mtu: u32) -> PortReport {
         rx_bytes: c.rx_bytes,
         tx_packets: c.tx_packets,
         tx_bytes: c.tx_bytes,
+        tx_coalesced: c.tx_coalesced,
+        tx_super_frames: c.tx_super_frames,
         drops: drops_map(c),
         mtu,
         state: c.state().into(),

@@ -62,7 +62,7 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
         ports.push((format!("port=\"uplink:{}\"", esc(&u.ifname)), u.counters));
     }
     type Series = (&'static str, &'static str, fn(&PortCounters) -> u64);
-    let per_port: [Series; 4] = [
+    let per_port: [Series; 6] = [
         (
             "port_rx_packets_total",
             "Frames received from a port.",
@@ -77,6 +77,16 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
         ("port_tx_bytes_total", "Bytes sent to a port.", |c| {
             c.tx_bytes
         }),
+        (
+            "port_tx_coalesced_total",
+            "Of the frames sent to a port, UDP datagrams written together in super-frames.",
+            |c| c.tx_coalesced,
+        ),
+        (
+            "port_tx_super_frames_total",
+            "UDP super-frames written to a port (one write each).",
+            |c| c.tx_super_frames,
+        ),
     ];
     for (name, help, get) in per_port {
         o.head(name, "counter", help);

@@ -263,6 +263,12 @@ pub struct PortReport {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Of `tx_packets`: UDP datagrams that went in super-frames, and the
+    /// super-frames (one write each) that carried them.
+    #[serde(default)]
+    pub tx_coalesced: u64,
+    #[serde(default)]
+    pub tx_super_frames: u64,
     /// Drops by reason (only reasons with a non-zero count).
     pub drops: BTreeMap<String, u64>,
     /// The TAP's MTU (the switch's `--mtu`).

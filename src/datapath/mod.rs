@@ -20,7 +20,7 @@ mod tx;
 
 use ports::LogLimit;
 pub use ports::{LinkState, PortCounters, PortInfo, PortSlot, UplinkSlot};
-use tx::{flood, log_learning, record, send_counted, transmit};
+use tx::{TxRun, flood, flush_run, log_learning, record, send_counted, unicast};
 
 use crate::capture::{Captures, Format, Point, Session};
 use crate::gateway::{Egress, Gateway, Outbox};
@@ -75,6 +75,9 @@ pub struct Switch<P, U = P> {
     directory: Option<Directory>,
     /// ARP requests answered from the directory.
     arp_answered: u64,
+    /// UDP datagrams gathered for one TAP, written as one super-frame
+    /// before the public call that gathered them returns.
+    run: TxRun,
 }
 
 /// The gateway's port id.
@@ -109,6 +112,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             arp_answered: 0,
             monitors: events::Monitors::default(),
             last_now: 0,
+            run: TxRun::default(),
         }
     }
 
@@ -197,6 +201,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         if id == GW_PORT {
             return None;
         }
+        self.flush_tx();
         let slot = self.ports.get_mut(id as usize)?.take()?;
         self.fdb.forget_port(id);
         self.gateway.port_addr(&slot.info.name, None);
@@ -367,6 +372,21 @@ impl<P: Port, U: Port> Switch<P, U> {
     /// ([`RX_BATCH`]) at a time. Returns how many were read; `Err` only for
     /// a read error other than "no frame".
     pub fn poll_port(&mut self, id: PortId, now: Millis, budget: usize) -> io::Result<usize> {
+        let r = self.poll_port_frames(id, now, budget);
+        self.flush_tx();
+        // What the gateway reported meanwhile (NAT table full, flows
+        // created for the monitor), right after the frames that caused it.
+        self.log_gateway_events(now);
+        r
+    }
+
+    /// Writes the pending UDP run (every public call that transmits ends
+    /// with it, so nothing waits for the next batch).
+    fn flush_tx(&mut self) {
+        flush_run(&mut self.ports, &mut self.run);
+    }
+
+    fn poll_port_frames(&mut self, id: PortId, now: Millis, budget: usize) -> io::Result<usize> {
         let mut n = 0;
         while n < budget {
             let Some(Some(slot)) = self.ports.get_mut(id as usize) else {
@@ -384,9 +404,6 @@ impl<P: Port, U: Port> Switch<P, U> {
                 break; // the port is empty
             }
         }
-        // What the gateway reported meanwhile (NAT table full, flows
-        // created for the monitor), right after the frames that caused it.
-        self.log_gateway_events(now);
         Ok(n)
     }
 
@@ -396,6 +413,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         if let Some(i) = self.rx.put(frame) {
             self.forward(id, i, now);
         }
+        self.flush_tx();
     }
 
     /// Decide, then act, for the frame in receive slot `rx_slot`.
@@ -425,6 +443,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             directory,
             arp_answered,
             monitors,
+            run,
             ..
         } = self;
         let whole = rx.get(rx_slot);
@@ -468,17 +487,13 @@ impl<P: Port, U: Port> Switch<P, U> {
                 }
             }
             Decision::Unicast(GW_PORT) => to_gateway = true,
-            Decision::Unicast(out) => {
-                if let Some(Some(slot)) = ports.get_mut(out as usize) {
-                    transmit(slot, &hdr, whole, scratch, scratch2);
-                }
-            }
+            Decision::Unicast(out) => unicast(ports, run, out, &hdr, whole, scratch, scratch2),
             Decision::Flood(_) => {
-                flood(ports, in_port, None, &hdr, whole, scratch, scratch2);
+                flood(ports, run, in_port, None, whole, scratch, scratch2);
                 to_gateway = true;
             }
             Decision::FloodLocal(_) => {
-                flood(ports, in_port, overlay, &hdr, whole, scratch, scratch2);
+                flood(ports, run, in_port, overlay, whole, scratch, scratch2);
                 to_gateway = true;
             }
             Decision::Answer(mac) => {
@@ -492,8 +507,9 @@ impl<P: Port, U: Port> Switch<P, U> {
                     }
                     if in_port == GW_PORT {
                         gateway.handle_lan(&reply, now, outbox);
-                    } else if let Some(Some(slot)) = ports.get_mut(in_port as usize) {
-                        transmit(slot, &VnetHdr::default(), &out, scratch, scratch2);
+                    } else {
+                        let plain = VnetHdr::default();
+                        unicast(ports, run, in_port, &plain, &out, scratch, scratch2);
                     }
                 }
             }
@@ -534,6 +550,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             scratch2,
             captures,
             directory,
+            run,
             ..
         } = self;
         let dir = directory.as_ref();
@@ -557,15 +574,13 @@ impl<P: Port, U: Port> Switch<P, U> {
                     }
                     match decision {
                         Decision::Unicast(out) => {
-                            if let Some(Some(slot)) = ports.get_mut(out as usize) {
-                                transmit(slot, &hdr, whole, scratch, scratch2);
-                            }
+                            unicast(ports, run, out, &hdr, whole, scratch, scratch2)
                         }
                         Decision::Flood(_) => {
-                            flood(ports, GW_PORT, None, &hdr, whole, scratch, scratch2)
+                            flood(ports, run, GW_PORT, None, whole, scratch, scratch2)
                         }
                         Decision::FloodLocal(_) => {
-                            flood(ports, GW_PORT, overlay, &hdr, whole, scratch, scratch2)
+                            flood(ports, run, GW_PORT, overlay, whole, scratch, scratch2)
                         }
                         // The gateway asked for a remote port: the answer
                         // goes back to it once the outbox is sent.
@@ -611,6 +626,7 @@ impl<P: Port, U: Port> Switch<P, U> {
     /// Reads and routes up to `budget` frames from the uplink.
     pub fn poll_uplink(&mut self, now: Millis, budget: usize) -> io::Result<usize> {
         let r = self.poll_uplink_frames(now, budget);
+        self.flush_tx();
         self.log_gateway_events(now);
         r
     }
@@ -674,6 +690,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         let next = self.gateway.poll(now, &mut self.outbox);
         self.log_gateway_events(now);
         self.flush_outbox(now);
+        self.flush_tx();
         next
     }
 
@@ -718,6 +735,7 @@ impl<P: Port, U: Port> Switch<P, U> {
     pub fn announce(&mut self, now: Millis) {
         self.gateway.announce(&mut self.outbox);
         self.flush_outbox(now);
+        self.flush_tx();
     }
 
     pub fn gateway(&self) -> &Gateway {
@@ -740,6 +758,7 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.gateway.uplink_back(&mut self.outbox);
         self.log_gateway_events(now);
         self.flush_outbox(now);
+        self.flush_tx();
     }
     pub fn captures(&self) -> &Captures {
         &self.captures

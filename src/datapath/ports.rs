@@ -39,6 +39,11 @@ pub struct PortCounters {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Of `tx_packets`, datagrams written to the port inside UDP
+    /// super-frames, and how many super-frames carried them (one write
+    /// each; `wire::coalesce`).
+    pub tx_coalesced: u64,
+    pub tx_super_frames: u64,
     pub drops: Drops<DropReason, { DropReason::COUNT }>,
     /// The last write to the port failed (not for a full queue) and nothing
     /// has come from it since: a TAP whose interface is down in its

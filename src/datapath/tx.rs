@@ -2,12 +2,20 @@
 //! what learning did, flooding and transmitting with per-port counters.
 //! Free functions over the switch's parts so the borrow of one port and
 //! the shared buffer stay disjoint.
+//!
+//! Unicast frames go through [`unicast`], which gathers consecutive UDP
+//! datagrams of one flow for a TAP into a [`TxRun`] (one write per run,
+//! see [`crate::wire::coalesce`]). At most one run is pending, and any
+//! other frame to any port sends it first, so frames leave in exactly the
+//! order they were decided; the public calls of `Switch` that transmit end
+//! with [`flush_run`].
 
 use super::{GW_PORT, LogLimit, PortCounters, PortSlot};
 use crate::capture::{Captures, Point};
 use crate::port::Port;
 use crate::switch::{Decision, DropReason, Fdb, Learned, Millis, PortId};
 use crate::wire::MacAddr;
+use crate::wire::coalesce::{Push, UdpRun};
 use crate::wire::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use std::io;
 
@@ -148,27 +156,120 @@ pub(super) fn log_learning<P>(
     }
 }
 
-pub(super) fn flood<P: Port>(
+/// UDP datagrams gathered for one TAP, not yet written.
+#[derive(Default)]
+pub(super) struct TxRun {
+    port: PortId,
+    udp: UdpRun,
+}
+
+/// Sends a unicast frame to port `out`: into the pending run when it can
+/// join (or start) one, else after the pending run.
+#[inline]
+pub(super) fn unicast<P: Port>(
     ports: &mut [Option<PortSlot<P>>],
-    in_port: PortId,
-    skip: Option<PortId>,
+    run: &mut TxRun,
+    out: PortId,
     hdr: &VnetHdr,
     whole: &[u8],
     copy: &mut Vec<u8>,
     seg: &mut Vec<u8>,
 ) {
+    let Some(Some(slot)) = ports.get(out as usize) else {
+        return;
+    };
+    if slot.port.takes_udp_gso() {
+        if !run.udp.is_empty() && run.port == out {
+            match run.udp.push(hdr, whole) {
+                Push::Added => return,
+                Push::Ends => flush_run(ports, run),
+                Push::Alone => {
+                    flush_run(ports, run);
+                    return send_to(ports, out, hdr, whole, copy, seg);
+                }
+            }
+        } else {
+            flush_run(ports, run);
+        }
+        if run.udp.push(hdr, whole) == Push::Added {
+            run.port = out;
+            return;
+        }
+    } else {
+        flush_run(ports, run);
+    }
+    send_to(ports, out, hdr, whole, copy, seg);
+}
+
+fn send_to<P: Port>(
+    ports: &mut [Option<PortSlot<P>>],
+    out: PortId,
+    hdr: &VnetHdr,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
+    if let Some(Some(slot)) = ports.get_mut(out as usize) {
+        transmit(slot, hdr, whole, copy, seg);
+    }
+}
+
+/// Writes the pending run, if any, counting each datagram in it.
+#[inline]
+pub(super) fn flush_run<P: Port>(ports: &mut [Option<PortSlot<P>>], run: &mut TxRun) {
+    let Some((whole, segs, bytes)) = run.udp.take() else {
+        return;
+    };
+    // A port removed meanwhile sent its run before it went.
+    let Some(Some(slot)) = ports.get_mut(run.port as usize) else {
+        return;
+    };
+    let c = &mut slot.counters;
+    match slot.port.send(whole) {
+        Ok(()) => {
+            c.tx_packets += segs as u64;
+            c.tx_bytes += bytes;
+            c.tx_failing = false;
+            if segs > 1 {
+                c.tx_coalesced += segs as u64;
+                c.tx_super_frames += 1;
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            c.drops.add_n(DropReason::TxQueueFull, segs as u64);
+        }
+        Err(_) => {
+            c.drops.add_n(DropReason::TxError, segs as u64);
+            c.tx_failing = true;
+        }
+    }
+}
+
+/// Sends a frame (`whole`: virtio-net header + frame) to every port but
+/// `in_port` and `skip`, after the pending run.
+pub(super) fn flood<P: Port>(
+    ports: &mut [Option<PortSlot<P>>],
+    run: &mut TxRun,
+    in_port: PortId,
+    skip: Option<PortId>,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
+    flush_run(ports, run);
+    let hdr = VnetHdr::parse(whole).unwrap_or_default();
     for (i, slot) in ports.iter_mut().enumerate() {
         if i != in_port as usize
             && Some(i as PortId) != skip
             && let Some(slot) = slot
         {
-            transmit(slot, hdr, whole, copy, seg);
+            transmit(slot, &hdr, whole, copy, seg);
         }
     }
 }
 
 #[inline]
-pub(super) fn transmit<P: Port>(
+fn transmit<P: Port>(
     slot: &mut PortSlot<P>,
     hdr: &VnetHdr,
     whole: &[u8],

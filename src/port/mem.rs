@@ -20,6 +20,8 @@ pub struct MemQueues {
     pub keep_tx: bool,
     /// Frames carry a virtio-net header (like a TAP with offloads).
     pub vnet: bool,
+    /// Takes UDP super-frames (like a TAP on Linux 6.2+); needs `vnet`.
+    pub uso: bool,
     pub tx_count: u64,
 }
 
@@ -44,6 +46,10 @@ impl MemPort {
 impl Port for MemPort {
     fn vnet_hdr(&self) -> bool {
         self.0.borrow().vnet
+    }
+    fn takes_udp_gso(&self) -> bool {
+        let q = self.0.borrow();
+        q.vnet && q.uso
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {

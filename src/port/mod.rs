@@ -126,6 +126,11 @@ pub trait Port {
     fn vnet_hdr(&self) -> bool {
         false
     }
+    /// Whether the port takes UDP segmentation-offload super-frames
+    /// (`wire::coalesce`) behind its virtio-net header.
+    fn takes_udp_gso(&self) -> bool {
+        false
+    }
     /// Reads one frame into `buf` (header first if [`Port::vnet_hdr`]).
     /// Returns `ErrorKind::WouldBlock` when no frame is waiting.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
@@ -191,6 +196,13 @@ impl Port for AnyPort {
         match self {
             AnyPort::Tap(t) => t.vnet_hdr(),
             AnyPort::Vxlan(v) => v.vnet_hdr(),
+        }
+    }
+    #[inline]
+    fn takes_udp_gso(&self) -> bool {
+        match self {
+            AnyPort::Tap(t) => t.takes_udp_gso(),
+            AnyPort::Vxlan(_) => false,
         }
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -10,7 +10,7 @@
 use super::Port;
 use crate::sys::{
     IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IfReqFlags, TUN_F_CSUM, TUN_F_TSO_ECN, TUN_F_TSO4,
-    TUN_F_TSO6, tunsetiff, tunsetoffload,
+    TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, tunsetiff, tunsetoffload,
 };
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
@@ -43,6 +43,8 @@ pub struct Tap {
     fd: OwnedFd,
     ifname: String,
     vnet: bool,
+    /// The kernel takes UDP super-frames written to this TAP.
+    uso: bool,
 }
 
 impl Tap {
@@ -79,9 +81,18 @@ impl Tap {
             ifname: ifname.into(),
             source,
         })?;
+        let mut uso = false;
         if offload {
             let flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+            // A kernel that accepts USO here (6.2+; it refuses flags it
+            // does not know) also takes GSO_UDP_L4 frames on write, which
+            // is all we use it for: the flags are set back at once, before
+            // the interface is up, so the namespace never hands us UDP
+            // super-frames (we could not segment them for the uplink).
+            let probe = flags | TUN_F_USO4 | TUN_F_USO6;
             // SAFETY: `fd` is a TAP after TUNSETIFF; the flags are passed by value.
+            uso = unsafe { tunsetoffload(fd.as_raw_fd(), probe as _) }.is_ok();
+            // SAFETY: as above.
             unsafe { tunsetoffload(fd.as_raw_fd(), flags as _) }.map_err(|source| {
                 TapError::Offload {
                     netns: netns.into(),
@@ -94,6 +105,7 @@ impl Tap {
             fd,
             ifname: ifname.into(),
             vnet: offload,
+            uso,
         })
     }
 
@@ -117,6 +129,10 @@ impl AsFd for Tap {
 impl Port for Tap {
     fn vnet_hdr(&self) -> bool {
         self.vnet
+    }
+
+    fn takes_udp_gso(&self) -> bool {
+        self.uso
     }
 
     #[inline]

@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod checksum;
+pub mod coalesce;
 pub mod ipv4;
 pub mod vnet;
 pub mod vxlan;

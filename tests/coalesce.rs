@@ -1,0 +1,250 @@
+//! UDP coalescing through the whole pipeline, in memory (no root): the
+//! datagrams of one flow that one `poll_port` sends to a TAP that takes
+//! UDP super-frames leave as one write; everything else leaves as it came,
+//! and in the order it was decided. (`wire::coalesce` checks the
+//! super-frames cut back into the same datagrams.)
+
+use std::net::Ipv4Addr;
+use vswitchd::datapath::{PortInfo, Switch};
+use vswitchd::gateway::{Gateway, GatewayConfig};
+use vswitchd::port::mem::MemPort;
+use vswitchd::switch::{Fdb, PortId};
+use vswitchd::wire::MacAddr;
+use vswitchd::wire::checksum;
+use vswitchd::wire::coalesce::GSO_UDP_L4;
+use vswitchd::wire::ipv4::fill_ip_checksum;
+use vswitchd::wire::vnet::{F_NEEDS_CSUM, VNET_HDR_LEN, VnetHdr};
+
+struct Rig {
+    sw: Switch<MemPort, MemPort>,
+    ports: Vec<MemPort>,
+    ids: Vec<PortId>,
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, n]
+}
+
+/// Port 0 sends; port 1 takes super-frames; port 2 has offloads but not
+/// that one (an older kernel).
+fn rig() -> Rig {
+    let gw = Gateway::new(
+        GatewayConfig {
+            lan_mac: MacAddr::stable_local("gw"),
+            lan_ip: Ipv4Addr::new(192, 168, 88, 1),
+            subnet: "192.168.88.0/24".parse().unwrap(),
+            lan_mtu: 1500,
+            wan: None,
+            nat: None,
+        },
+        0,
+    );
+    let mut sw = Switch::new(Fdb::new(300_000, 1024), 1500, gw, None);
+    let (mut ports, mut ids) = (Vec::new(), Vec::new());
+    for i in 0..3u8 {
+        let p = MemPort::new();
+        p.0.borrow_mut().vnet = true;
+        p.0.borrow_mut().uso = i == 1;
+        let name = format!("p{i}");
+        ids.push(sw.add_port(
+            p.clone(),
+            PortInfo {
+                mac: MacAddr::from_slice(&mac(i)),
+                name,
+                ifname: "eth0".into(),
+                addr: Ipv4Addr::new(192, 168, 88, 11 + i),
+                prefix_len: 24,
+                security: false,
+            },
+        ));
+        ports.push(p);
+    }
+    let mut r = Rig { sw, ports, ids };
+    // Teach the table where ports 1 and 2 are (each one's broadcast is
+    // the other's first tx_packet: tests count from 1).
+    for i in 1..3 {
+        let mut hello = vec![0u8; VNET_HDR_LEN];
+        hello.extend_from_slice(&[0xff; 6]);
+        hello.extend_from_slice(&mac(i as u8));
+        hello.extend_from_slice(&[0x88, 0xb5]);
+        hello.extend_from_slice(&[0; 46]);
+        r.ports[i].push_rx(&hello);
+        r.sw.poll_port(r.ids[i], 0, 64).unwrap();
+    }
+    for p in &r.ports {
+        p.take_tx();
+    }
+    r
+}
+
+/// A datagram from port 0's host as its stack hands it over (checksum
+/// left to offload).
+fn datagram(to: u8, id: u16, sport: u16, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len() as u16;
+    let mut f = vec![0u8; VNET_HDR_LEN];
+    VnetHdr {
+        flags: F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..VnetHdr::default()
+    }
+    .write(&mut f);
+    f.extend_from_slice(&mac(to));
+    f.extend_from_slice(&mac(0));
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+    f.extend_from_slice(&(20 + udp_len).to_be_bytes());
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(&[
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+        192,
+        168,
+        88,
+        11,
+        192,
+        168,
+        88,
+        11 + to,
+    ]);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&5201u16.to_be_bytes());
+    f.extend_from_slice(&udp_len.to_be_bytes());
+    let src = [192, 168, 88, 11];
+    let dst = [192, 168, 88, 11 + to];
+    let pseudo = !checksum::finish(checksum::pseudo_header_v4(src, dst, 17, udp_len));
+    f.extend_from_slice(&pseudo.to_be_bytes());
+    f.extend_from_slice(payload);
+    fill_ip_checksum(&mut f[VNET_HDR_LEN + 14..], 20);
+    f
+}
+
+fn gso(whole: &[u8]) -> VnetHdr {
+    VnetHdr::parse(whole).unwrap()
+}
+
+#[test]
+fn one_flows_datagrams_in_one_poll_are_one_write_to_a_tap_that_takes_them() {
+    let mut r = rig();
+    let frames: Vec<_> = (0..16u16)
+        .map(|i| datagram(1, 500 + i, 4000, &[i as u8; 64]))
+        .collect();
+    for f in &frames {
+        r.ports[0].push_rx(f);
+    }
+    assert_eq!(r.sw.poll_port(r.ids[0], 1, 16).unwrap(), 16);
+    let tx = r.ports[1].take_tx();
+    assert_eq!(tx.len(), 1, "one write");
+    let h = gso(&tx[0]);
+    assert_eq!((h.gso_type, h.gso_size, h.hdr_len), (GSO_UDP_L4, 64, 42));
+    assert_eq!(tx[0].len(), VNET_HDR_LEN + 42 + 16 * 64);
+    for (i, f) in frames.iter().enumerate() {
+        let at = VNET_HDR_LEN + 42 + i * 64;
+        assert_eq!(tx[0][at..at + 64], f[VNET_HDR_LEN + 42..], "datagram {i}");
+    }
+    let c = r.sw.port(r.ids[1]).unwrap().counters;
+    assert_eq!(
+        (c.tx_packets, c.tx_coalesced, c.tx_super_frames),
+        (1 + 16, 16, 1)
+    );
+    assert_eq!(c.tx_bytes, 60 + 16 * (42 + 64));
+    assert_eq!(c.drop_total(), 0);
+}
+
+#[test]
+fn a_tap_without_udp_segmentation_gets_every_datagram_as_it_came() {
+    let mut r = rig();
+    let frames: Vec<_> = (0..16u16)
+        .map(|i| datagram(2, 500 + i, 4000, &[i as u8; 64]))
+        .collect();
+    for f in &frames {
+        r.ports[0].push_rx(f);
+    }
+    r.sw.poll_port(r.ids[0], 1, 16).unwrap();
+    assert_eq!(r.ports[2].take_tx(), frames);
+    let c = r.sw.port(r.ids[2]).unwrap().counters;
+    assert_eq!(
+        (c.tx_packets, c.tx_coalesced, c.tx_super_frames),
+        (1 + 16, 0, 0)
+    );
+}
+
+#[test]
+fn frames_leave_in_the_order_they_were_decided() {
+    let mut r = rig();
+    // a a BROADCAST a | b(other flow) a | a to port 2 | a
+    let a = |i: u16| datagram(1, 100 + i, 4000, &[1; 32]);
+    let b = datagram(1, 900, 4001, &[2; 32]);
+    let mut bcast = vec![0u8; VNET_HDR_LEN];
+    bcast.extend_from_slice(&[0xff; 6]);
+    bcast.extend_from_slice(&mac(0));
+    bcast.extend_from_slice(&[0x88, 0xb5]);
+    bcast.extend_from_slice(&[7; 46]);
+    let to2 = datagram(2, 7, 4000, &[3; 32]);
+    let input = [
+        a(0),
+        a(1),
+        bcast.clone(),
+        a(2),
+        b.clone(),
+        a(3),
+        to2.clone(),
+        a(4),
+    ];
+    for f in &input {
+        r.ports[0].push_rx(f);
+    }
+    assert_eq!(r.sw.poll_port(r.ids[0], 1, 16).unwrap(), input.len());
+    let tx = r.ports[1].take_tx();
+    let shape: Vec<_> = tx
+        .iter()
+        .map(|w| match gso(w).gso_type {
+            GSO_UDP_L4 => format!("run{}", (w.len() - VNET_HDR_LEN - 42) / 32),
+            _ if w == &bcast => "bcast".into(),
+            _ if w == &b => "b".into(),
+            _ => "one".into(),
+        })
+        .collect();
+    // a(2) cannot join a(3): b came between them, so each goes alone.
+    assert_eq!(shape, ["run2", "bcast", "one", "b", "one", "one"]);
+    assert_eq!(tx[2], a(2));
+    assert_eq!(tx[4], a(3));
+    assert_eq!(tx[5], a(4));
+    assert_eq!(r.ports[2].take_tx(), vec![bcast, to2]);
+    let c = r.sw.port(r.ids[1]).unwrap().counters;
+    assert_eq!(
+        (c.tx_packets, c.tx_coalesced, c.tx_super_frames),
+        (1 + 7, 2, 1)
+    );
+}
+
+#[test]
+fn nothing_waits_for_the_next_call() {
+    let mut r = rig();
+    // A lone datagram read by one poll is written by that poll.
+    r.ports[0].push_rx(&datagram(1, 1, 4000, &[9; 10]));
+    r.sw.poll_port(r.ids[0], 1, 16).unwrap();
+    assert_eq!(r.ports[1].take_tx().len(), 1);
+    // inject (tests, benches) too.
+    r.sw.inject(r.ids[0], &datagram(1, 2, 4000, &[9; 10]), 2);
+    assert_eq!(r.ports[1].take_tx().len(), 1);
+}
+
+#[test]
+fn a_full_queue_drops_every_datagram_of_the_run_and_counts_each() {
+    let mut r = rig();
+    r.ports[1].0.borrow_mut().tx_full = true;
+    for i in 0..8u16 {
+        r.ports[0].push_rx(&datagram(1, 40 + i, 4000, &[1; 100]));
+    }
+    r.sw.poll_port(r.ids[0], 1, 16).unwrap();
+    let c = r.sw.port(r.ids[1]).unwrap().counters;
+    assert_eq!(c.tx_packets, 1);
+    assert_eq!(
+        c.drops[vswitchd::switch::DropReason::TxQueueFull as usize],
+        8
+    );
+}
