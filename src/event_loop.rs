@@ -84,8 +84,8 @@ pub struct LoopParts<'a, P> {
     pub signals: &'a SignalFd,
     pub instance: &'a Instance,
     pub clock: &'a Clock,
-    /// Busy-poll window after traffic (`--busy-poll`).
-    pub busy_poll: std::time::Duration,
+    /// How long to poll after traffic (`--busy-poll`, `--busy-poll-adaptive`).
+    pub busy_poll: crate::busy_poll::BusyPoll,
 }
 
 /// Whether the loop goes on after an event.
@@ -169,9 +169,7 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
         // Events: take the time again (the wait may have slept).
         let t = Instant::now();
         let now = clock.at(t);
-        if !parts.busy_poll.is_zero() {
-            spin_until = Some(t + parts.busy_poll);
-        }
+        spin_until = parts.busy_poll.traffic(t);
         for ev in &events[..n] {
             if ev.data() == TOKEN_LINKS {
                 if let Some(w) = links.as_mut() {

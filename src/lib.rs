@@ -8,6 +8,7 @@
 //! - [`control`]: namespaces, netlink, and the control socket;
 //! - [`config`] and [`daemon`]: from the command line to a running instance.
 
+pub mod busy_poll;
 pub mod capture;
 pub mod config;
 pub mod control;

@@ -9,6 +9,8 @@ pub const IFNAMSIZ: usize = 16;
 pub const IFF_TAP: c_short = 0x0002;
 pub const IFF_NO_PI: c_short = 0x1000;
 pub const IFF_VNET_HDR: c_short = 0x4000;
+/// Fail (EBUSY) rather than attach to an existing device of that name.
+pub const IFF_TUN_EXCL: c_short = 0x8000u16 as c_short;
 
 /// `TUNSETOFFLOAD` flags: what the TAP may hand us (partial checksums,
 /// TCP segmentation offload).

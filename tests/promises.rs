@@ -299,6 +299,24 @@ fn busy_poll_range_and_ping_round_trips() {
         "{err}"
     );
     assert!(!netns_exists(&ns.0[0]));
+    let out = run(
+        VSWITCHD,
+        &[
+            "--name",
+            &unique("r"),
+            "--ports",
+            &ns.csv(),
+            "--busy-poll-adaptive",
+            "100001",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--busy-poll-adaptive 100001 must be 0..100000"),
+        "{err}"
+    );
+    assert!(!netns_exists(&ns.0[0]));
     // The top of the range is accepted.
     let d = Daemon::start(&["--ports", &ns.csv(), "--busy-poll", "100000"]);
     assert!(ping(&ns.0[0], "192.168.88.12"));

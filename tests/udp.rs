@@ -56,13 +56,15 @@ for _ in range(3):
     s.send(b"end")
 "#;
 
-#[test]
-fn udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole() {
-    if !root_or_skip("udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole") {
-        return;
-    }
+/// Sends 20,000 datagrams from the first namespace to the second through
+/// a daemon started with `args`; returns (received, the receiving port's
+/// tx_coalesced, its tx_super_frames).
+fn send_through(args: &[&str]) -> (usize, u64, u64) {
     let ns = Namespaces::fresh(2);
-    let d = Daemon::start(&["--ports", &ns.csv()]);
+    let csv = ns.csv();
+    let mut all = vec!["--ports", &csv];
+    all.extend_from_slice(args);
+    let d = Daemon::start(&all);
     assert!(ping(&ns.0[0], "192.168.88.12"));
     let mut rx = Command::new("ip")
         .args(["netns", "exec", &ns.0[1], "python3", "-c", RECEIVER])
@@ -83,20 +85,35 @@ fn udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole() {
     let f: Vec<&str> = result.split_whitespace().collect();
     let (count, in_order, corrupt): (usize, &str, usize) =
         (f[0].parse().unwrap(), f[1], f[2].parse().unwrap());
-    eprintln!("received {count} of {n}");
+    eprintln!("{args:?}: received {count} of {n}");
     assert_eq!(corrupt, 0, "datagrams changed on the way");
     assert_eq!(in_order, "True", "datagrams reordered");
-    let port = d.port(&ns.0[1]);
-    let (coalesced, supers) = (
-        port["tx_coalesced"].as_u64().unwrap(),
-        port["tx_super_frames"].as_u64().unwrap(),
-    );
-    eprintln!("{coalesced} datagrams in {supers} super-frames; port: {port}");
     // Nothing is lost on an idle machine; a loaded one may overflow the
     // sender's TAP queue now and then, never more than a few bursts.
     assert!(count >= n * 9 / 10, "only {count} of {n} arrived");
+    let port = d.port(&ns.0[1]);
+    eprintln!("port: {port}");
+    let get = |k: &str| port[k].as_u64().unwrap();
+    (count, get("tx_coalesced"), get("tx_super_frames"))
+}
+
+#[test]
+fn udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole() {
+    if !root_or_skip("udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole") {
+        return;
+    }
+    let (_, coalesced, supers) = send_through(&[]);
     assert!(
         supers > 0 && coalesced >= 2 * supers,
         "no run was written whole"
     );
+}
+
+#[test]
+fn no_udp_coalesce_writes_every_datagram_alone() {
+    if !root_or_skip("no_udp_coalesce_writes_every_datagram_alone") {
+        return;
+    }
+    let (_, coalesced, supers) = send_through(&["--no-udp-coalesce"]);
+    assert_eq!((coalesced, supers), (0, 0));
 }

@@ -19,7 +19,9 @@ struct FileConfig {
     mtu: Option<Spanned<u32>>,
     keep_netns: Option<Spanned<bool>>,
     busy_poll: Option<Spanned<u64>>,
+    busy_poll_adaptive: Option<Spanned<u64>>,
     offload: Option<Spanned<bool>>,
+    udp_coalesce: Option<Spanned<bool>>,
     port_security: Option<Spanned<bool>>,
     metrics: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
@@ -206,8 +208,12 @@ impl Cli {
             cli.keep_netns |= v;
         }
         take!("busy_poll", "busy_poll", file.busy_poll => cli.busy_poll);
+        take!("busy_poll_adaptive", "busy_poll_adaptive", file.busy_poll_adaptive => cli.busy_poll_adaptive);
         if let Some(v) = cx.take("no_offload", "offload", &file.offload) {
             cli.no_offload |= !v;
+        }
+        if let Some(v) = cx.take("no_udp_coalesce", "udp_coalesce", &file.udp_coalesce) {
+            cli.no_udp_coalesce |= !v;
         }
         if let Some(v) = cx.take("port_security", "port_security", &file.port_security) {
             cli.port_security |= v;

@@ -148,10 +148,14 @@ pub struct Config {
     pub keep_netns: bool,
     /// TAPs with virtio-net header, checksum and TCP segmentation offload.
     pub offload: bool,
+    /// UDP runs written to TAPs as one super-frame (`--no-udp-coalesce`).
+    pub udp_coalesce: bool,
     /// `--port-security` on every port given at start.
     pub port_security: bool,
     /// Busy-poll window after traffic, microseconds.
     pub busy_poll_us: u64,
+    /// Longest adaptive busy-poll window, microseconds (0: off).
+    pub busy_poll_adaptive_us: u64,
     /// Prometheus endpoint.
     pub metrics: Option<std::net::SocketAddr>,
     pub ports: Vec<PortSpec>,

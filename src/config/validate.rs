@@ -529,6 +529,14 @@ impl Cli {
                 ),
             ),
             (
+                self.busy_poll_adaptive > 100_000,
+                "busy_poll_adaptive",
+                format!(
+                    "--busy-poll-adaptive {} must be 0..100000 microseconds",
+                    self.busy_poll_adaptive
+                ),
+            ),
+            (
                 !(68..=65521).contains(&mtu),
                 "mtu",
                 format!("--mtu {mtu} must be 68..65521"),
@@ -568,9 +576,11 @@ impl Cli {
             mtu,
             keep_netns: self.keep_netns,
             offload: !self.no_offload,
+            udp_coalesce: !self.no_udp_coalesce,
             port_security: self.port_security,
             sandbox: !self.no_sandbox,
             busy_poll_us: self.busy_poll,
+            busy_poll_adaptive_us: self.busy_poll_adaptive,
             metrics,
             ports,
         })

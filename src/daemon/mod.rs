@@ -364,6 +364,7 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
         gateway,
         uplink,
     );
+    sw.set_udp_coalesce(cfg.udp_coalesce);
     for (tap, info) in opened {
         sw.add_port(AnyPort::Tap(tap), info);
     }
@@ -435,7 +436,10 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
         );
         crate::sandbox::enter(cfg.sandbox, cfg.uplink.is_some())?; // capabilities, seccomp: every thread
         notify_ready();
-        let busy = std::time::Duration::from_micros(cfg.busy_poll_us);
+        let busy = crate::busy_poll::BusyPoll::new(
+            std::time::Duration::from_micros(cfg.busy_poll_us),
+            std::time::Duration::from_micros(cfg.busy_poll_adaptive_us),
+        );
         event_loop::run(
             &mut sw,
             LoopParts {

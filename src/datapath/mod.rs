@@ -112,7 +112,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             arp_answered: 0,
             monitors: events::Monitors::default(),
             last_now: 0,
-            run: TxRun::default(),
+            run: TxRun::new(true),
         }
     }
 
@@ -138,6 +138,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             port,
             info,
             counters: PortCounters::default(),
+            coalesce_refused: false,
         });
         let id = match self.ports.iter().skip(1).position(Option::is_none) {
             Some(i) => {
@@ -378,6 +379,12 @@ impl<P: Port, U: Port> Switch<P, U> {
         // created for the monitor), right after the frames that caused it.
         self.log_gateway_events(now);
         r
+    }
+
+    /// Turns UDP coalescing for TAP writes on or off (`--no-udp-coalesce`).
+    pub fn set_udp_coalesce(&mut self, on: bool) {
+        self.flush_tx();
+        self.run.enabled = on;
     }
 
     /// Writes the pending UDP run (every public call that transmits ends

@@ -68,6 +68,8 @@ pub struct PortSlot<P> {
     pub port: P,
     pub info: PortInfo,
     pub counters: PortCounters,
+    /// The kernel refused a UDP super-frame on this port: none are sent.
+    pub coalesce_refused: bool,
 }
 
 /// Rate limiter for log lines about events that can repeat per frame.

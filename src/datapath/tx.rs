@@ -6,9 +6,10 @@
 //! Unicast frames go through [`unicast`], which gathers consecutive UDP
 //! datagrams of one flow for a TAP into a [`TxRun`] (one write per run,
 //! see [`crate::wire::coalesce`]). At most one run is pending, and any
-//! other frame to any port sends it first, so frames leave in exactly the
-//! order they were decided; the public calls of `Switch` that transmit end
-//! with [`flush_run`].
+//! other frame to any TAP or overlay port sends it first, so each port
+//! gets its frames in exactly the order they were decided (the uplink,
+//! another device, does not wait for it); the public calls of `Switch`
+//! that transmit end with [`flush_run`].
 
 use super::{GW_PORT, LogLimit, PortCounters, PortSlot};
 use crate::capture::{Captures, Point};
@@ -157,10 +158,21 @@ pub(super) fn log_learning<P>(
 }
 
 /// UDP datagrams gathered for one TAP, not yet written.
-#[derive(Default)]
 pub(super) struct TxRun {
     port: PortId,
     udp: UdpRun,
+    /// `--no-udp-coalesce` clears it.
+    pub(super) enabled: bool,
+}
+
+impl TxRun {
+    pub(super) fn new(enabled: bool) -> TxRun {
+        TxRun {
+            port: 0,
+            udp: UdpRun::new(),
+            enabled,
+        }
+    }
 }
 
 /// Sends a unicast frame to port `out`: into the pending run when it can
@@ -178,7 +190,7 @@ pub(super) fn unicast<P: Port>(
     let Some(Some(slot)) = ports.get(out as usize) else {
         return;
     };
-    if slot.port.takes_udp_gso() {
+    if run.enabled && slot.port.takes_udp_gso() && !slot.coalesce_refused {
         if !run.udp.is_empty() && run.port == out {
             match run.udp.push(hdr, whole) {
                 Push::Added => return,
@@ -237,6 +249,16 @@ pub(super) fn flush_run<P: Port>(ports: &mut [Option<PortSlot<P>>], run: &mut Tx
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             c.drops.add_n(DropReason::TxQueueFull, segs as u64);
+        }
+        // The kernel refused the super-frame itself: never again on this
+        // port (the probe said it would take them).
+        Err(e) if segs > 1 && e.raw_os_error() == Some(libc::EINVAL) => {
+            c.drops.add_n(DropReason::BadOffload, segs as u64);
+            slot.coalesce_refused = true;
+            tracing::warn!(
+                port = %slot.info.name,
+                "the kernel refused a UDP super-frame; writing datagrams one by one to this port"
+            );
         }
         Err(_) => {
             c.drops.add_n(DropReason::TxError, segs as u64);

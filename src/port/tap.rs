@@ -9,8 +9,8 @@
 
 use super::Port;
 use crate::sys::{
-    IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IfReqFlags, TUN_F_CSUM, TUN_F_TSO_ECN, TUN_F_TSO4,
-    TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, tunsetiff, tunsetoffload,
+    IFF_NO_PI, IFF_TAP, IFF_TUN_EXCL, IFF_VNET_HDR, IfReqFlags, TUN_F_CSUM, TUN_F_TSO_ECN,
+    TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, tunsetiff, tunsetoffload,
 };
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
@@ -73,7 +73,7 @@ impl Tap {
             source,
         })?;
         let vnet = if offload { IFF_VNET_HDR } else { 0 };
-        let req = IfReqFlags::new(ifname, IFF_TAP | IFF_NO_PI | vnet);
+        let req = IfReqFlags::new(ifname, IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL | vnet);
         // SAFETY: `fd` is an open /dev/net/tun descriptor and `req` is a
         // properly sized, NUL-terminated `struct ifreq` that outlives the call.
         unsafe { tunsetiff(fd.as_raw_fd(), &req) }.map_err(|source| TapError::SetIff {

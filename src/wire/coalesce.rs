@@ -10,14 +10,22 @@
 //! gives back exactly the frames that were put in:
 //! - Ethernet + IPv4 without options + UDP, not a fragment, no padding, no
 //!   offload work pending other than the UDP checksum; headers checked (the
-//!   IP checksum, and a finished UDP checksum, are verified: merging must
-//!   never turn a corrupted datagram into a valid one);
+//!   IP checksum, a finished UDP checksum and the pseudo-header sum of a
+//!   pending one are verified, whatever the header's `DATA_VALID` says:
+//!   merging must never turn a corrupted datagram into a valid one);
 //! - the same MACs, addresses, ports, TOS, TTL and DF bit;
 //! - IP identifiers that count up by one (segmentation numbers them so);
 //! - payloads of one size; a shorter one ends the run;
 //! - at most [`MAX_SEGS`] datagrams and 64 KB.
 //!
 //! A run of one is written exactly as it came. Pure: bytes in, bytes out.
+//!
+//! What differs for the receiving namespace: a plain UDP socket sees the
+//! same datagrams, but whatever looks at packets before the UDP layer
+//! (tcpdump inside the namespace, netfilter packet counters and length
+//! matches, raw sockets) sees one packet per run, as it sees TCP
+//! super-frames with offloads on; a closed port answers one ICMP error per
+//! run. `--no-udp-coalesce` turns it off.
 
 use super::checksum;
 use super::ipv4::get16;
@@ -25,7 +33,8 @@ use super::vnet::{F_NEEDS_CSUM, VNET_HDR_LEN, VnetHdr};
 
 /// `VIRTIO_NET_HDR_GSO_UDP_L4`.
 pub const GSO_UDP_L4: u8 = 5;
-/// `VIRTIO_NET_HDR_F_DATA_VALID`: the sender's kernel checked the checksum.
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the sending side says the checksum was
+/// checked (not trusted here).
 pub const F_DATA_VALID: u8 = 2;
 /// Most datagrams in one super-frame.
 pub const MAX_SEGS: u16 = 64;
@@ -176,8 +185,9 @@ impl UdpRun {
 /// The payload length of a frame that may be coalesced (see the module
 /// header), or `None`.
 fn eligible(hdr: &VnetHdr, f: &[u8]) -> Option<u16> {
+    // Any GSO type, even with a zero size, is left for the kernel to judge.
     if f.len() < HDRS
-        || hdr.is_gso()
+        || hdr.gso_type != 0
         || f[12..14] != [0x08, 0x00]
         || f[ETH] != 0x45
         || get16(f, ETH + 6) & 0x3fff != 0
@@ -193,13 +203,18 @@ fn eligible(hdr: &VnetHdr, f: &[u8]) -> Option<u16> {
     if checksum::finish(checksum::sum(&f[ETH..ETH + 20], 0)) != 0 {
         return None;
     }
+    let ip = |at: usize| [f[at], f[at + 1], f[at + 2], f[at + 3]];
+    let pseudo = checksum::pseudo_header_v4(ip(ETH + 12), ip(ETH + 16), 17, udp_len as u16);
     let csum_ok = if hdr.flags & F_NEEDS_CSUM != 0 {
-        hdr.csum_start as usize == ETH + 20 && hdr.csum_offset == 6
-    } else if hdr.flags & F_DATA_VALID != 0 {
-        true
+        // The field must hold this datagram's own pseudo-header sum, as
+        // the kernel leaves it: merging must not correct a wrong one.
+        hdr.csum_start as usize == ETH + 20
+            && hdr.csum_offset == 6
+            && get16(f, UDP_CSUM) == !checksum::finish(pseudo)
     } else {
-        let ip = |at: usize| [f[at], f[at + 1], f[at + 2], f[at + 3]];
-        let pseudo = checksum::pseudo_header_v4(ip(ETH + 12), ip(ETH + 16), 17, udp_len as u16);
+        // DATA_VALID is not trusted: written alone, the frame would be
+        // checked again by the receiving kernel (a TAP write ignores that
+        // flag), so it is checked here.
         get16(f, UDP_CSUM) == 0 || checksum::finish(checksum::sum(&f[ETH + 20..], pseudo)) == 0
     };
     csum_ok.then_some((udp_len - 8) as u16)

@@ -256,7 +256,7 @@ fn frames_that_are_not_plain_udp_over_ipv4_go_alone() {
 }
 
 #[test]
-fn no_udp_checksum_and_kernel_checked_ones_may_join() {
+fn no_udp_checksum_and_a_checked_one_may_join() {
     let mut none = datagram(2, &[1; 64], false);
     none[VNET_HDR_LEN + UDP_CSUM..VNET_HDR_LEN + UDP_CSUM + 2].copy_from_slice(&[0, 0]);
     let mut valid = datagram(3, &[2; 64], false);
@@ -273,6 +273,31 @@ fn no_udp_checksum_and_kernel_checked_ones_may_join() {
     // The datagram sent without a checksum arrives with one: same data.
     assert_eq!(got[1][HDRS..], frames[1][VNET_HDR_LEN + HDRS..]);
     assert_eq!(got[2], finished(&frames[2]));
+}
+
+/// A header's word is never taken for the checksum: a datagram whose
+/// checksum is wrong goes alone, so the receiving kernel drops it.
+#[test]
+fn a_wrong_checksum_is_never_laundered() {
+    let mut valid_flag = datagram(1, &[5; 64], false);
+    valid_flag[VNET_HDR_LEN + HDRS] ^= 0x40;
+    VnetHdr {
+        flags: F_DATA_VALID,
+        ..VnetHdr::default()
+    }
+    .write(&mut valid_flag);
+    let mut bad_seed = datagram(1, &[5; 64], true);
+    bad_seed[VNET_HDR_LEN + UDP_CSUM] ^= 1;
+    let mut zero_size_gso = datagram(1, &[5; 64], true);
+    zero_size_gso[1] = 1; // gso_type TCPV4, gso_size 0
+    for (what, f) in [
+        ("DATA_VALID over a bad checksum", valid_flag),
+        ("a wrong pseudo-header sum", bad_seed),
+        ("a GSO type with size 0", zero_size_gso),
+    ] {
+        let mut run = UdpRun::new();
+        assert_eq!(run.push(&hdr(&f), &f), Push::Alone, "{what}");
+    }
 }
 
 #[test]
