@@ -14,9 +14,10 @@ use std::time::Duration;
 /// `count in_order corrupt`.
 const RECEIVER: &str = r#"
 import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+addr = sys.argv[1]
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
-s.bind(("192.168.88.12", 7000))
+s.bind((addr, 7000))
 s.settimeout(5)
 print("ready", flush=True)
 count = corrupt = 0
@@ -43,9 +44,9 @@ print(count, in_order, corrupt, flush=True)
 /// then the end marker.
 const SENDER: &str = r#"
 import socket, struct, sys, time
-n = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.connect(("192.168.88.12", 7000))
+n, addr = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((addr, 7000))
 for seq in range(n):
     size = [60, 60, 60, 1400, 0, 60, 7][seq % 7]
     s.send(struct.pack("!I", seq) + bytes([seq % 251]) * size)
@@ -57,24 +58,33 @@ for _ in range(3):
 "#;
 
 /// Sends 20,000 datagrams from the first namespace to the second through
-/// a daemon started with `args`; returns (received, the receiving port's
+/// a daemon started with `args`, over IPv4 or IPv6 (the switch carries
+/// IPv6 between ports at layer 2); returns (received, the receiving port's
 /// tx_coalesced, its tx_super_frames).
-fn send_through(args: &[&str]) -> (usize, u64, u64) {
+fn send_through(args: &[&str], v6: bool) -> (usize, u64, u64) {
     let ns = Namespaces::fresh(2);
     let csv = ns.csv();
     let mut all = vec!["--ports", &csv];
     all.extend_from_slice(args);
     let d = Daemon::start(&all);
     assert!(ping(&ns.0[0], "192.168.88.12"));
+    let to = if v6 { "fd00:88::12" } else { "192.168.88.12" };
+    if v6 {
+        for (n, a) in [(&ns.0[0], "fd00:88::11/64"), (&ns.0[1], "fd00:88::12/64")] {
+            run_ok("ip", &["-n", n, "addr", "add", a, "dev", "eth0", "nodad"]);
+        }
+        let out = ns_exec(&ns.0[0], &["ping", "-c", "1", "-W", "2", to]);
+        assert!(out.status.success(), "no IPv6 path: {out:?}");
+    }
     let mut rx = Command::new("ip")
-        .args(["netns", "exec", &ns.0[1], "python3", "-c", RECEIVER])
+        .args(["netns", "exec", &ns.0[1], "python3", "-c", RECEIVER, to])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(rx.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let n = 20_000;
-    let tx = ns_exec(&ns.0[0], &["python3", "-c", SENDER, &n.to_string()]);
+    let tx = ns_exec(&ns.0[0], &["python3", "-c", SENDER, &n.to_string(), to]);
     assert!(
         tx.status.success(),
         "{}",
@@ -102,7 +112,19 @@ fn udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole() {
     if !root_or_skip("udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole") {
         return;
     }
-    let (_, coalesced, supers) = send_through(&[]);
+    let (_, coalesced, supers) = send_through(&[], false);
+    assert!(
+        supers > 0 && coalesced >= 2 * supers,
+        "no run was written whole"
+    );
+}
+
+#[test]
+fn udp_over_ipv6_arrives_intact_and_in_order_and_runs_are_written_whole() {
+    if !root_or_skip("udp_over_ipv6_arrives_intact_and_in_order_and_runs_are_written_whole") {
+        return;
+    }
+    let (_, coalesced, supers) = send_through(&[], true);
     assert!(
         supers > 0 && coalesced >= 2 * supers,
         "no run was written whole"
@@ -114,6 +136,6 @@ fn no_udp_coalesce_writes_every_datagram_alone() {
     if !root_or_skip("no_udp_coalesce_writes_every_datagram_alone") {
         return;
     }
-    let (_, coalesced, supers) = send_through(&["--no-udp-coalesce"]);
+    let (_, coalesced, supers) = send_through(&["--no-udp-coalesce"], false);
     assert_eq!((coalesced, supers), (0, 0));
 }

@@ -44,6 +44,12 @@ pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16) -> u
     acc
 }
 
+/// The TCP/UDP pseudo-header sum for IPv6 (RFC 8200 section 8.1): the
+/// addresses are the 32 bytes from the source address on.
+pub fn pseudo_header_v6(addrs: &[u8], next_header: u8, l4_len: u32) -> u32 {
+    sum(addrs, 0) + (l4_len >> 16) + (l4_len & 0xffff) + next_header as u32
+}
+
 /// RFC 1624 eqn. 3: the checksum after a 16-bit word changes from `old` to `new`.
 #[inline]
 pub fn update16(check: u16, old: u16, new: u16) -> u16 {

@@ -2,6 +2,8 @@ use super::*;
 use crate::wire::ipv4::{self, Ipv4Hdr};
 use proptest::prelude::*;
 
+const UDP_LEN: usize = ETH + 20 + 4;
+const UDP_CSUM: usize = ETH + 20 + 6;
 const SRC: [u8; 4] = [192, 168, 88, 11];
 const DST: [u8; 4] = [192, 168, 88, 12];
 
@@ -42,6 +44,49 @@ fn datagram(id: u16, payload: &[u8], partial: bool) -> Vec<u8> {
     f
 }
 
+const SRC6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+const DST6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12];
+
+/// The same over IPv6 (fixed header only; the flow label is 0x12345).
+fn datagram6(payload: &[u8], partial: bool) -> Vec<u8> {
+    let udp_len = 8 + payload.len() as u16;
+    let mut f = vec![0u8; VNET_HDR_LEN];
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 0x12, 2, 0, 0, 0, 0, 0x11, 0x86, 0xdd]);
+    f.extend_from_slice(&[0x60, 0x01, 0x23, 0x45]);
+    f.extend_from_slice(&udp_len.to_be_bytes());
+    f.extend_from_slice(&[17, 64]);
+    f.extend_from_slice(&SRC6);
+    f.extend_from_slice(&DST6);
+    f.extend_from_slice(&5555u16.to_be_bytes());
+    f.extend_from_slice(&9000u16.to_be_bytes());
+    f.extend_from_slice(&udp_len.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    let pseudo = checksum::pseudo_header_v6(
+        &f[VNET_HDR_LEN + ETH + 8..VNET_HDR_LEN + ETH + 40],
+        17,
+        udp_len as u32,
+    );
+    let at = VNET_HDR_LEN + HDRS6 - 2;
+    if partial {
+        VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 54,
+            csum_offset: 6,
+            ..VnetHdr::default()
+        }
+        .write(&mut f);
+        f[at..at + 2].copy_from_slice(&(!checksum::finish(pseudo)).to_be_bytes());
+    } else {
+        let mut c = checksum::finish(checksum::sum(&f[VNET_HDR_LEN + ETH + 40..], pseudo));
+        if c == 0 {
+            c = 0xffff;
+        }
+        f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    f
+}
+
 fn hdr(whole: &[u8]) -> VnetHdr {
     VnetHdr::parse(whole).unwrap()
 }
@@ -51,7 +96,7 @@ fn finished(whole: &[u8]) -> Vec<u8> {
     let h = hdr(whole);
     let mut f = whole[VNET_HDR_LEN..].to_vec();
     if h.flags & F_NEEDS_CSUM != 0 {
-        crate::wire::vnet::finish_checksum(&mut f, 34, 6).unwrap();
+        crate::wire::vnet::finish_checksum(&mut f, h.csum_start as usize, 6).unwrap();
     }
     f
 }
@@ -64,6 +109,9 @@ fn kernel_segments(whole: &[u8]) -> Vec<Vec<u8>> {
     let h = hdr(whole);
     if h.gso_type != GSO_UDP_L4 {
         return vec![finished(whole)];
+    }
+    if whole[VNET_HDR_LEN + 12] == 0x86 {
+        return kernel_segments6(whole);
     }
     assert_eq!(h.flags, F_NEEDS_CSUM);
     assert_eq!((h.hdr_len, h.csum_start, h.csum_offset), (42, 34, 6));
@@ -93,6 +141,38 @@ fn kernel_segments(whole: &[u8]) -> Vec<Vec<u8>> {
                 c = 0xffff;
             }
             s[UDP_CSUM..UDP_CSUM + 2].copy_from_slice(&c.to_be_bytes());
+            s
+        })
+        .collect()
+}
+
+/// `__udp_gso_segment` over IPv6: payload length, UDP length and checksum
+/// per piece.
+fn kernel_segments6(whole: &[u8]) -> Vec<Vec<u8>> {
+    let h = hdr(whole);
+    assert_eq!(h.flags, F_NEEDS_CSUM);
+    assert_eq!((h.hdr_len, h.csum_start, h.csum_offset), (62, 54, 6));
+    let f = &whole[VNET_HDR_LEN..];
+    let udp_len = get16(f, HDRS6 - 4);
+    assert_eq!(get16(f, IP6_PAYLOAD), udp_len);
+    assert_eq!(udp_len as usize, f.len() - ETH - 40);
+    let pseudo = checksum::pseudo_header_v6(&f[ETH + 8..ETH + 40], 17, udp_len as u32);
+    assert_eq!(get16(f, HDRS6 - 2), !checksum::finish(pseudo));
+    f[HDRS6..]
+        .chunks(h.gso_size as usize)
+        .map(|p| {
+            let mut s = f[..HDRS6].to_vec();
+            s.extend_from_slice(p);
+            let len = (8 + p.len()) as u16;
+            s[IP6_PAYLOAD..IP6_PAYLOAD + 2].copy_from_slice(&len.to_be_bytes());
+            s[HDRS6 - 4..HDRS6 - 2].copy_from_slice(&len.to_be_bytes());
+            s[HDRS6 - 2..HDRS6].copy_from_slice(&[0, 0]);
+            let ps = checksum::pseudo_header_v6(&s[ETH + 8..ETH + 40], 17, len as u32);
+            let mut c = checksum::finish(checksum::sum(&s[ETH + 40..], ps));
+            if c == 0 {
+                c = 0xffff;
+            }
+            s[HDRS6 - 2..HDRS6].copy_from_slice(&c.to_be_bytes());
             s
         })
         .collect()
@@ -346,5 +426,75 @@ proptest! {
         let want: Vec<_> = frames.iter().map(|f| finished(f)).collect();
         prop_assert_eq!(received(&writes), want);
         prop_assert_eq!(writes.iter().map(|w| w.1 as usize).sum::<usize>(), frames.len());
+    }
+}
+
+#[test]
+fn ipv6_runs_cut_back_into_the_same_datagrams_and_never_mix_with_ipv4() {
+    let mut frames: Vec<_> = (0..10u8)
+        .map(|i| datagram6(&[i; 100], i % 2 == 0))
+        .collect();
+    frames.push(datagram6(&[9; 30], true));
+    frames.push(datagram(1, &[1; 100], true));
+    frames.push(datagram(2, &[2; 100], true));
+    frames.push(datagram6(&[3; 100], true));
+    let writes = run_all(&frames);
+    assert_eq!(
+        writes.iter().map(|w| w.1).collect::<Vec<_>>(),
+        vec![11, 2, 1]
+    );
+    let want: Vec<_> = frames.iter().map(|f| finished(f)).collect();
+    assert_eq!(received(&writes), want);
+}
+
+#[test]
+fn ipv6_refuses_what_segmentation_would_change() {
+    let base = datagram6(&[0; 64], true);
+    let with = |at: usize, v: u8| {
+        let mut f = datagram6(&[0; 64], true);
+        f[VNET_HDR_LEN + at] = v;
+        f
+    };
+    for (what, f) in [
+        ("another traffic class", with(ETH, 0x61)),
+        ("another flow label", with(ETH + 3, 0x46)),
+        ("another hop limit", with(ETH + 7, 63)),
+    ] {
+        let writes = run_all(&[base.clone(), f.clone()]);
+        assert_eq!(writes.len(), 2, "{what} was merged");
+    }
+    let mut ext = datagram6(&[0; 64], false);
+    ext[VNET_HDR_LEN + ETH + 6] = 0; // a hop-by-hop header first
+    let mut zero = datagram6(&[0; 64], false);
+    let at = VNET_HDR_LEN + HDRS6 - 2;
+    zero[at..at + 2].copy_from_slice(&[0, 0]);
+    let mut bad = datagram6(&[0; 64], false);
+    bad[VNET_HDR_LEN + HDRS6] ^= 1;
+    for (what, f) in [
+        ("an extension header", ext),
+        ("no checksum over IPv6", zero),
+        ("a bad checksum", bad),
+    ] {
+        let mut run = UdpRun::new();
+        assert_eq!(run.push(&hdr(&f), &f), Push::Alone, "{what}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn mixed_families_always_arrive_as_sent(
+        spec in proptest::collection::vec((any::<bool>(), 1usize..300, any::<bool>(), any::<u8>()), 1..60)
+    ) {
+        let mut id = 0u16;
+        let frames: Vec<_> = spec
+            .iter()
+            .map(|&(v6, len, partial, fill)| {
+                id = id.wrapping_add(1);
+                if v6 { datagram6(&vec![fill; len], partial) } else { datagram(id, &vec![fill; len], partial) }
+            })
+            .collect();
+        let writes = run_all(&frames);
+        let want: Vec<_> = frames.iter().map(|f| finished(f)).collect();
+        prop_assert_eq!(received(&writes), want);
     }
 }
