@@ -1,7 +1,9 @@
 //! Criterion benches for the pure core and the in-memory pipeline:
 //! MAC-table lookup and learn at 1k / 100k / 1M entries (and bytes per
 //! entry, printed once per size), the forwarding decision, and whole frames
-//! through `Switch` with in-memory ports (frames per second).
+//! through `Switch` with in-memory ports (frames per second), and the UDP
+//! coalescer (`wire::coalesce`: 16 datagrams gathered and one super-frame
+//! made, per datagram).
 //!
 //! Run: `cargo bench --bench switch` (figures in BENCHMARKS.md).
 
@@ -178,5 +180,56 @@ fn pipeline_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fdb_benches, decide_bench, pipeline_bench);
+/// 16 datagrams of 64 bytes, as a namespace hands them over (checksum left
+/// to offload), gathered into one run and made a super-frame.
+fn coalesce_bench(c: &mut Criterion) {
+    use vswitchd::wire::checksum;
+    use vswitchd::wire::coalesce::UdpRun;
+    use vswitchd::wire::ipv4::fill_ip_checksum;
+    use vswitchd::wire::vnet::{F_NEEDS_CSUM, VNET_HDR_LEN, VnetHdr};
+    let hdr = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..VnetHdr::default()
+    };
+    let frames: Vec<Vec<u8>> = (0..16u16)
+        .map(|i| {
+            let mut f = vec![0u8; VNET_HDR_LEN];
+            hdr.write(&mut f);
+            f.extend_from_slice(&[
+                2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0, 92,
+            ]);
+            f.extend_from_slice(&i.to_be_bytes());
+            f.extend_from_slice(&[0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+            f.extend_from_slice(&[0x13, 0x88, 0x14, 0x51, 0, 72]);
+            let pseudo = checksum::pseudo_header_v4([10, 0, 0, 1], [10, 0, 0, 2], 17, 72);
+            f.extend_from_slice(&(!checksum::finish(pseudo)).to_be_bytes());
+            f.extend_from_slice(&[0x5a; 64]);
+            fill_ip_checksum(&mut f[VNET_HDR_LEN + 14..], 20);
+            f
+        })
+        .collect();
+    let mut run = UdpRun::new();
+    let mut g = c.benchmark_group("coalesce");
+    g.throughput(Throughput::Elements(frames.len() as u64));
+    g.bench_function("push_take_16x64B", |b| {
+        b.iter(|| {
+            for f in &frames {
+                black_box(run.push(&hdr, black_box(f)));
+            }
+            black_box(run.take().map(|(w, n, _)| (w.len(), n)))
+        })
+    });
+    assert_eq!(run.segs(), 0);
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    fdb_benches,
+    decide_bench,
+    pipeline_bench,
+    coalesce_bench
+);
 criterion_main!(benches);
