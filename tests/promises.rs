@@ -281,42 +281,20 @@ fn busy_poll_range_and_ping_round_trips() {
     }
     let ns = Namespaces::fresh(2);
     // Out of range: refused before anything is created.
-    let out = run(
-        VSWITCHD,
-        &[
-            "--name",
-            &unique("r"),
-            "--ports",
-            &ns.csv(),
-            "--busy-poll",
-            "100001",
-        ],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--busy-poll 100001 must be 0..100000"),
-        "{err}"
-    );
-    assert!(!netns_exists(&ns.0[0]));
-    let out = run(
-        VSWITCHD,
-        &[
-            "--name",
-            &unique("r"),
-            "--ports",
-            &ns.csv(),
-            "--busy-poll-adaptive",
-            "100001",
-        ],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--busy-poll-adaptive 100001 must be 0..100000"),
-        "{err}"
-    );
-    assert!(!netns_exists(&ns.0[0]));
+    for flag in ["--busy-poll", "--busy-poll-adaptive"] {
+        let name = unique("r");
+        let out = run(
+            VSWITCHD,
+            &["--name", &name, "--ports", &ns.csv(), flag, "100001"],
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{flag} 100001 must be 0..100000")),
+            "{err}"
+        );
+        assert!(!netns_exists(&ns.0[0]));
+    }
     // The top of the range is accepted.
     let d = Daemon::start(&["--ports", &ns.csv(), "--busy-poll", "100000"]);
     assert!(ping(&ns.0[0], "192.168.88.12"));
