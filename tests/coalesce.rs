@@ -248,3 +248,28 @@ fn a_full_queue_drops_every_datagram_of_the_run_and_counts_each() {
         8
     );
 }
+
+#[test]
+fn a_port_whose_kernel_refuses_a_super_frame_gets_datagrams_one_by_one() {
+    let mut r = rig();
+    r.ports[1].0.borrow_mut().refuse_gso = true;
+    let burst = |r: &mut Rig, first: u16| {
+        for i in 0..4u16 {
+            r.ports[0].push_rx(&datagram(1, first + i, 4000, &[1; 50]));
+        }
+        r.sw.poll_port(r.ids[0], 1, 16).unwrap();
+    };
+    burst(&mut r, 10);
+    let c = r.sw.port(r.ids[1]).unwrap().counters;
+    assert_eq!(
+        c.drops[vswitchd::switch::DropReason::BadOffload as usize],
+        4
+    );
+    assert!(!c.tx_failing, "the port is not down");
+    assert!(r.ports[1].take_tx().is_empty());
+    // From now on each datagram is written alone.
+    burst(&mut r, 20);
+    assert_eq!(r.ports[1].take_tx().len(), 4);
+    let c = r.sw.port(r.ids[1]).unwrap().counters;
+    assert_eq!((c.tx_packets, c.tx_super_frames), (1 + 4, 0));
+}

@@ -22,6 +22,9 @@ pub struct MemQueues {
     pub vnet: bool,
     /// Takes UDP super-frames (like a TAP on Linux 6.2+); needs `vnet`.
     pub uso: bool,
+    /// Says it does, but refuses any GSO frame with EINVAL (a kernel that
+    /// lied to the probe).
+    pub refuse_gso: bool,
     pub tx_count: u64,
 }
 
@@ -67,6 +70,9 @@ impl Port for MemPort {
         let mut q = self.0.borrow_mut();
         if q.tx_full {
             return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if q.refuse_gso && frame.get(1).is_some_and(|t| *t != 0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         q.tx_count += 1;
         if q.keep_tx {
