@@ -208,6 +208,62 @@ fn only_a_syn_opens_and_a_front_without_backends_refuses() {
     assert!(n.is_empty());
 }
 
+/// A SYN-ACK or a SYN with RST from outside is no new connection (found
+/// untested by cargo-mutants: the flag mask could lose ACK and RST).
+#[test]
+fn a_syn_with_ack_or_rst_from_outside_opens_nothing() {
+    let mut n = published();
+    for flags in [SYNACK, SYN | TCP_RST] {
+        let mut seg = tseg(C, EXT, (40000, 80), flags, 1, 1);
+        assert_eq!(n.inbound(&mut seg, 1), Err(NatDrop::NoFlow), "{flags:#x}");
+        let lan = tseg(B, SVC, (33000, 80), flags, 1, 1);
+        assert_eq!(
+            n.classify_lan(&lan, false, 1).map(|r| r.map(|_| ())),
+            Some(Err(NatDrop::NoFlow)),
+            "{flags:#x} from the LAN"
+        );
+    }
+    assert!(n.is_empty());
+}
+
+/// Connections to published ports count against their opener's share,
+/// from outside and from a namespace (hairpin) alike; other openers still
+/// get in.
+#[test]
+fn published_connections_count_against_the_openers_share() {
+    let mut n = Nat::new(
+        NatConfig {
+            max_per_inside: 4,
+            ..NatConfig::default()
+        },
+        Some(Ipv4Addr::from(EXT)),
+    );
+    n.set_lan_ip(Ipv4Addr::from(GW));
+    for spec in ["80=ns01:8080", "10.96.0.10:80=ns01:8080"] {
+        n.publish(&service::parse_spec(spec).unwrap(), |_| {
+            Some(Ipv4Addr::from(A))
+        })
+        .unwrap();
+    }
+    for i in 0..4u16 {
+        let mut syn = tseg(C, EXT, (1000 + i, 80), SYN, 1, 0);
+        n.inbound(&mut syn, 1).unwrap();
+        let mut hp = tseg(B, SVC, (2000 + i, 80), SYN, 1, 0);
+        let (dir, class) = n.classify_lan(&hp, false, 1).unwrap().unwrap();
+        n.translate(&mut hp, dir, class, false, 1).unwrap();
+    }
+    let mut syn = tseg(C, EXT, (1100, 80), SYN, 1, 0);
+    assert_eq!(n.inbound(&mut syn, 2), Err(NatDrop::ShareExceeded));
+    let hp = tseg(B, SVC, (2100, 80), SYN, 1, 0);
+    assert_eq!(
+        n.classify_lan(&hp, false, 2).map(|r| r.map(|_| ())),
+        Some(Err(NatDrop::ShareExceeded))
+    );
+    let mut other = tseg([10, 99, 0, 8], EXT, (1000, 80), SYN, 1, 0);
+    n.inbound(&mut other, 2).unwrap();
+    assert_eq!(n.len(), 9);
+}
+
 #[test]
 fn a_backend_that_goes_ends_its_flows_and_leaves_the_rotation() {
     let mut n = published();
