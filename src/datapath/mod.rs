@@ -12,7 +12,10 @@
 //! The loop that calls it is [`crate::event_loop`]; the control plane
 //! changes the switch only through its command methods (`fdb_flush`,
 //! `nat_flush`, `capture_start`...). No allocation per frame: the ring is
-//! allocated once, flooding writes the same buffer to each port.
+//! allocated once, flooding writes the same buffer to each port, and UDP
+//! datagrams bound for one TAP gather in one 64 KB buffer allocated with
+//! the switch (`tx::TxRun`), written as one super-frame before the call
+//! that gathered them returns.
 
 pub mod events;
 mod ports;
