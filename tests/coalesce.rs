@@ -273,3 +273,26 @@ fn a_port_whose_kernel_refuses_a_super_frame_gets_datagrams_one_by_one() {
     let c = r.sw.port(r.ids[1]).unwrap().counters;
     assert_eq!((c.tx_packets, c.tx_super_frames), (1 + 4, 0));
 }
+
+#[test]
+fn turned_off_every_datagram_goes_alone() {
+    let mut r = rig();
+    r.sw.set_udp_coalesce(false);
+    let frames: Vec<_> = (0..8u16)
+        .map(|i| datagram(1, 70 + i, 4000, &[2; 64]))
+        .collect();
+    for f in &frames {
+        r.ports[0].push_rx(f);
+    }
+    r.sw.poll_port(r.ids[0], 1, 16).unwrap();
+    assert_eq!(r.ports[1].take_tx(), frames);
+    let c = r.sw.port(r.ids[1]).unwrap().counters;
+    assert_eq!((c.tx_coalesced, c.tx_super_frames), (0, 0));
+    // And on again.
+    r.sw.set_udp_coalesce(true);
+    for f in &frames {
+        r.ports[0].push_rx(f);
+    }
+    r.sw.poll_port(r.ids[0], 1, 16).unwrap();
+    assert_eq!(r.ports[1].take_tx().len(), 1);
+}
