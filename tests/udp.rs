@@ -107,12 +107,9 @@ fn send_through(args: &[&str], v6: bool) -> (usize, u64, u64) {
     (count, get("tx_coalesced"), get("tx_super_frames"))
 }
 
-#[test]
-fn udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole() {
-    if !root_or_skip("udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole") {
-        return;
-    }
-    let (_, coalesced, supers) = send_through(&[], false);
+/// Runs written whole: some super-frames, each of at least two datagrams.
+fn runs_written_whole(v6: bool) {
+    let (_, coalesced, supers) = send_through(&[], v6);
     assert!(
         supers > 0 && coalesced >= 2 * supers,
         "no run was written whole"
@@ -120,15 +117,17 @@ fn udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole() {
 }
 
 #[test]
-fn udp_over_ipv6_arrives_intact_and_in_order_and_runs_are_written_whole() {
-    if !root_or_skip("udp_over_ipv6_arrives_intact_and_in_order_and_runs_are_written_whole") {
-        return;
+fn udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole() {
+    if root_or_skip("udp_datagrams_arrive_intact_and_in_order_and_runs_are_written_whole") {
+        runs_written_whole(false);
     }
-    let (_, coalesced, supers) = send_through(&[], true);
-    assert!(
-        supers > 0 && coalesced >= 2 * supers,
-        "no run was written whole"
-    );
+}
+
+#[test]
+fn udp_over_ipv6_arrives_intact_and_in_order_and_runs_are_written_whole() {
+    if root_or_skip("udp_over_ipv6_arrives_intact_and_in_order_and_runs_are_written_whole") {
+        runs_written_whole(true);
+    }
 }
 
 #[test]
