@@ -38,7 +38,11 @@ fn datagram(id: u16, payload: &[u8], partial: bool) -> Vec<u8> {
         let fr = &mut f[VNET_HDR_LEN..];
         fr[UDP_CSUM..UDP_CSUM + 2].copy_from_slice(&(!checksum::finish(pseudo)).to_be_bytes());
     } else {
-        let c = checksum::finish(checksum::sum(&f[VNET_HDR_LEN + ETH + 20..], pseudo));
+        let mut c = checksum::finish(checksum::sum(&f[VNET_HDR_LEN + ETH + 20..], pseudo));
+        // A sum of 0 is sent as 0xffff (0 means "no checksum").
+        if c == 0 {
+            c = 0xffff;
+        }
         f[VNET_HDR_LEN + UDP_CSUM..VNET_HDR_LEN + UDP_CSUM + 2].copy_from_slice(&c.to_be_bytes());
     }
     f
