@@ -31,7 +31,12 @@ the same two-namespace topology, and prints a table of the L2 figures with
 the ratio of vswitchd to the better of the two (for pings, lower is better:
 a ratio under 1 means vswitchd is faster).
 
-Usage (as root, from the repository):  python3 scripts/e2e_bench.py [--time SECS] [--peers] [--overlay]
+With --workers-curve 1,2 it measures instead the aggregate of 8 parallel
+flows between two namespaces (iperf3 -P 8: TCP, and 64-byte UDP), on the
+kernel bridge and on vswitchd with each --workers count given, with
+vswitchd's CPU time: the curve of more datapath threads.
+
+Usage (as root, from the repository):  python3 scripts/e2e_bench.py [--time SECS] [--peers] [--overlay] [--workers-curve 1,2]
 Needs: iperf3, iptables, ping, ip (apt-get install -y iperf3 iptables
 iputils-ping iproute2); with --peers also apt-get install -y
 openvswitch-switch vde2 (the bench starts its own ovsdb-server and
@@ -381,6 +386,48 @@ def overlay_main(args, binary):
     print("| vswitchd peak RSS per host (MB) | | %.1f | |" % rss)
 
 
+def workers_main(args, binary):
+    counts = [int(n) for n in args.workers_curve.split(",")]
+    flows = ("-P", "8")
+
+    def aggregate(cl, a, b):
+        tcp = iperf(cl, b, a, "192.168.88.12", args.time, flows)["end"]["sum_received"]
+        udp = iperf(cl, b, a, "192.168.88.12", args.time, ("-u", "-b", "0", "-l", "64") + flows)
+        u = udp["end"]["sum"]
+        return tcp["bits_per_second"] / 1e9, (u["packets"] - u["lost_packets"]) / u["seconds"] / 1e3
+
+    rows = []
+    cl = Cleanup()
+    try:
+        a, b, _, _ = kernel_topology(cl)
+        rows.append(("kernel bridge",) + aggregate(cl, a, b) + (None,))
+        cl.run()
+        for n in counts:
+            cl = Cleanup()
+            a, b = TAG + "wa", TAG + "wb"
+            for ns in (a, b):
+                sh("ip", "netns", "del", ns, check=False)
+                cl.namespaces.append(ns)
+            p = start_vswitchd(cl, [binary, "--name", TAG, "--ports", "%s,%s" % (a, b),
+                                    "--workers", str(n)] + args.vswitchd_args.split())
+            cpu0, t0 = cpu_seconds(p.pid), time.time()
+            tcp, udp = aggregate(cl, a, b)
+            cpu = (cpu_seconds(p.pid) - cpu0) / (time.time() - t0)
+            rows.append(("vswitchd --workers %d" % n, tcp, udp, cpu))
+            cl.run()
+    finally:
+        cl.run()
+    k_tcp, k_udp = rows[0][1], rows[0][2]
+    print()
+    print("| 8 flows ns->ns | TCP Gbit/s | / kernel | 64B UDP kpps received | / kernel | vswitchd CPU (cores) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, tcp, udp, cpu in rows:
+        print("| %s | %.2f | %.2fx | %.1f | %.2fx | %s |" % (
+            name, tcp, tcp / k_tcp, udp, udp / k_udp, "" if cpu is None else "%.2f" % cpu))
+    print()
+    print("machine: %d cores; kernel %s; iperf3 -P 8 -t %d" % (os.cpu_count(), os.uname().release, args.time))
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -405,6 +452,8 @@ def main():
                          "(apt-get install -y openvswitch-switch vde2)")
     ap.add_argument("--overlay", action="store_true",
                     help="measure two hosts over VXLAN (kernel bridge + vxlan vs vswitchd) instead")
+    ap.add_argument("--workers-curve", metavar="N,N,...",
+                    help="measure 8 parallel flows on the kernel and on vswitchd --workers N for each N instead")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("e2e_bench: must run as root (it creates namespaces)")
@@ -414,6 +463,8 @@ def main():
         binary = os.path.join(ROOT, "target", "release", "vswitchd")
     if args.overlay:
         return overlay_main(args, binary)
+    if args.workers_curve:
+        return workers_main(args, binary)
     cl = Cleanup()
     try:
         a, b, c, w = kernel_topology(cl)

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 pub const GAPS: usize = 4;
 
 /// The polling policy and what it has seen.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BusyPoll {
     fixed: Duration,
     max: Duration,

@@ -26,6 +26,7 @@ use std::os::fd::AsFd;
 use std::time::Instant;
 
 /// Monotonic milliseconds since the datapath started.
+#[derive(Clone, Copy)]
 pub struct Clock(Instant);
 
 impl Clock {
@@ -94,11 +95,15 @@ enum Next {
     Stop,
 }
 
-/// Runs the event loop until SIGINT or SIGTERM arrives on `signals`.
+/// Runs the event loop until SIGINT or SIGTERM arrives on `signals`. The
+/// switch is shared with the worker threads (`--workers`): the loop holds
+/// its lock while it handles events and timers, never while it waits.
 pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
-    sw: &mut Switch<P, U>,
+    shared: &std::sync::Mutex<Switch<P, U>>,
     mut parts: LoopParts<'_, P>,
 ) -> io::Result<()> {
+    let mut guard = crate::datapath::queues::lock(shared);
+    let sw = &mut *guard;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     let watch = |fd, token| epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token));
     watch(parts.signals.as_fd(), TOKEN_SIGNAL)?;
@@ -126,13 +131,19 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
     sw.announce(clock.now());
     let mut timers_due: Millis = 0;
     let mut spin_until: Option<Instant> = None;
+    let mut monitoring = sw.monitoring();
+    drop(guard);
     loop {
         // One clock read per idle iteration: the loop spins while
         // busy-polling.
         let t = Instant::now();
         let now = clock.at(t);
         if now >= timers_due {
-            timers_due = run_timers(sw, parts.port_ctl, now);
+            timers_due = run_timers(
+                &mut crate::datapath::queues::lock(shared),
+                parts.port_ctl,
+                now,
+            );
             parts.control.expire_idle(&epoll, t);
             if let Some(m) = parts.metrics.as_deref_mut() {
                 m.expire_idle(&epoll, t);
@@ -156,16 +167,24 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
             Err(e) => return Err(e.into()),
         };
         if n == 0 {
-            if !views.is_empty() {
-                views.pump(sw, parts.control, &epoll, now);
-            }
-            // What the timers produced (MACs aged, flows expired) reaches
-            // the monitors on an idle switch too.
-            if sw.monitoring() {
-                pump_monitors(sw, parts.control, &epoll);
+            // (Only then the lock: a spinning loop leaves it to the workers.)
+            if !views.is_empty() || monitoring {
+                let mut guard = crate::datapath::queues::lock(shared);
+                let sw = &mut *guard;
+                if !views.is_empty() {
+                    views.pump(sw, parts.control, &epoll, now);
+                }
+                // What the timers produced (MACs aged, flows expired)
+                // reaches the monitors on an idle switch too.
+                if sw.monitoring() {
+                    pump_monitors(sw, parts.control, &epoll);
+                }
+                monitoring = sw.monitoring();
             }
             continue;
         }
+        let mut guard = crate::datapath::queues::lock(shared);
+        let sw = &mut *guard;
         // Events: take the time again (the wait may have slept).
         let t = Instant::now();
         let now = clock.at(t);
@@ -196,6 +215,7 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
         if !views.is_empty() {
             views.pump(sw, parts.control, &epoll, now);
         }
+        monitoring = sw.monitoring();
     }
 }
 

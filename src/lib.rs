@@ -27,3 +27,4 @@ pub mod state;
 pub mod switch;
 pub mod sys;
 pub mod wire;
+pub mod workers;

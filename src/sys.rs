@@ -11,6 +11,9 @@ pub const IFF_NO_PI: c_short = 0x1000;
 pub const IFF_VNET_HDR: c_short = 0x4000;
 /// Fail (EBUSY) rather than attach to an existing device of that name.
 pub const IFF_TUN_EXCL: c_short = 0x8000u16 as c_short;
+/// A device with one queue per open fd (`--workers`): each `TUNSETIFF` of
+/// the same name with this flag attaches one more queue.
+pub const IFF_MULTI_QUEUE: c_short = 0x0100;
 
 /// `TUNSETOFFLOAD` flags: what the TAP may hand us (partial checksums,
 /// TCP segmentation offload).

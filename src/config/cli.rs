@@ -85,6 +85,17 @@ pub struct Cli {
     #[arg(long, default_value_t = 10_000, value_name = "MAX_USECS")]
     pub busy_poll_adaptive: u64,
 
+    /// Datapath threads (1..64). With N > 1 every TAP is a multi-queue
+    /// device with N queues: the kernel spreads the namespaces' flows over
+    /// them by flow hash, and N-1 worker threads read and write queues
+    /// 1..N-1 (the event loop keeps queue 0, the uplink, the overlay and
+    /// the control socket). The reads and writes, most of the datapath's
+    /// CPU, then run on several cores at once; the switching decisions
+    /// (MAC table, NAT, gateway) stay one at a time under one lock.
+    /// Flows are spread, not packets: one flow uses one queue.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub workers: u64,
+
     /// Port security on every port: a port may only send frames with its
     /// own MAC as source and its own IPv4 address as IPv4/ARP sender (or
     /// 0.0.0.0: DHCP, ARP probes); others are dropped (`spoofed_source`),

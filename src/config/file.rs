@@ -20,6 +20,7 @@ struct FileConfig {
     keep_netns: Option<Spanned<bool>>,
     busy_poll: Option<Spanned<u64>>,
     busy_poll_adaptive: Option<Spanned<u64>>,
+    workers: Option<Spanned<u64>>,
     offload: Option<Spanned<bool>>,
     udp_coalesce: Option<Spanned<bool>>,
     port_security: Option<Spanned<bool>>,
@@ -209,6 +210,7 @@ impl Cli {
         }
         take!("busy_poll", "busy_poll", file.busy_poll => cli.busy_poll);
         take!("busy_poll_adaptive", "busy_poll_adaptive", file.busy_poll_adaptive => cli.busy_poll_adaptive);
+        take!("workers", "workers", file.workers => cli.workers);
         if let Some(v) = cx.take("no_offload", "offload", &file.offload) {
             cli.no_offload |= !v;
         }

@@ -156,6 +156,8 @@ pub struct Config {
     pub busy_poll_us: u64,
     /// Longest adaptive busy-poll window, microseconds (0: off).
     pub busy_poll_adaptive_us: u64,
+    /// Datapath threads; TAPs get this many queues (`--workers`).
+    pub workers: usize,
     /// Prometheus endpoint.
     pub metrics: Option<std::net::SocketAddr>,
     pub ports: Vec<PortSpec>,

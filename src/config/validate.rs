@@ -529,6 +529,11 @@ impl Cli {
                 ),
             ),
             (
+                !(1..=64).contains(&self.workers),
+                "workers",
+                format!("--workers {} must be 1..64", self.workers),
+            ),
+            (
                 self.busy_poll_adaptive > 100_000,
                 "busy_poll_adaptive",
                 format!(
@@ -581,6 +586,7 @@ impl Cli {
             sandbox: !self.no_sandbox,
             busy_poll_us: self.busy_poll,
             busy_poll_adaptive_us: self.busy_poll_adaptive,
+            workers: self.workers as usize,
             metrics,
             ports,
         })

@@ -472,6 +472,7 @@ fn status<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance, now: Millis) -> 
         gateway_port: gateway_report(sw, now),
         dns: sw.gateway().dns_view(),
         memory: memory(sw),
+        thread_frames: sw.thread_frames().to_vec(),
     }
 }
 

@@ -108,6 +108,18 @@ pub fn render<P: Port, U: Port>(sw: &Switch<P, U>, inst: &Instance) -> String {
             );
         }
     }
+    o.head(
+        "datapath_thread_frames_total",
+        "counter",
+        "Frames read from the ports' queues by each datapath thread (0: the event loop, queue 0; k: worker k, queue k; --workers).",
+    );
+    for (k, n) in sw.thread_frames().iter().enumerate() {
+        o.val(
+            "datapath_thread_frames_total",
+            &format!("thread=\"{k}\""),
+            *n,
+        );
+    }
 
     let f = sw.fdb();
     let st = f.stats();

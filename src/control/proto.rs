@@ -164,6 +164,10 @@ pub struct StatusReply {
     /// Where the heap is (absent from an older daemon).
     #[serde(default)]
     pub memory: MemoryReport,
+    /// Frames read by each datapath thread (`--workers`; 0: the event
+    /// loop). Absent from an older daemon.
+    #[serde(default)]
+    pub thread_frames: Vec<u64>,
 }
 
 /// Heap bytes: the bounded tables' own figures (from their capacities) and

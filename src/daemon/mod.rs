@@ -20,6 +20,7 @@ use crate::control::Instance;
 use crate::control::netns::NetnsError;
 use crate::control::proto::{RUN_DIR, socket_path};
 use crate::control::server::Server;
+use crate::datapath::queues::QueueSync;
 use crate::datapath::{PortInfo, Switch, UplinkSlot};
 use crate::directory::{DirError, Update};
 use crate::event_loop::{self, Clock, LoopParts};
@@ -39,6 +40,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -407,6 +409,8 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
         }
     }
     let sock = socket_path(&cfg.name);
+    let shared = Arc::new(std::sync::Mutex::new(sw));
+    let mut workers = None;
     let result = (|| {
         let mut control =
             Server::bind_unix(&sock, event_loop::TOKEN_CLIENT_BASE).map_err(|source| {
@@ -434,14 +438,25 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
             "vswitchd ready: switching between {}",
             cfg.ports.iter().map(|p| p.netns.as_str()).collect::<Vec<_>>().join(", ")
         );
-        crate::sandbox::enter(cfg.sandbox, cfg.uplink.is_some())?; // capabilities, seccomp: every thread
-        notify_ready();
         let busy = crate::busy_poll::BusyPoll::new(
             std::time::Duration::from_micros(cfg.busy_poll_us),
             std::time::Duration::from_micros(cfg.busy_poll_adaptive_us),
         );
+        // The worker threads start before the sandbox, which covers them.
+        if cfg.workers > 1 {
+            let n = cfg.workers - 1;
+            let sync = Arc::new(QueueSync::new(n).map_err(DaemonError::EventFd)?);
+            crate::datapath::queues::lock(&shared).set_queue_sync(Arc::clone(&sync), n);
+            workers = Some(
+                crate::workers::spawn(&shared, &sync, n, clock, &busy)
+                    .map_err(DaemonError::Datapath)?,
+            );
+            tracing::info!("{} datapath threads: the event loop and {n} workers", n + 1);
+        }
+        crate::sandbox::enter(cfg.sandbox, cfg.uplink.is_some())?; // capabilities, seccomp: every thread
+        notify_ready();
         event_loop::run(
-            &mut sw,
+            &shared,
             LoopParts {
                 control: &mut control,
                 metrics: metrics.as_mut(),
@@ -455,8 +470,12 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
         .map_err(DaemonError::Datapath)
     })();
 
-    // Teardown: TAPs first, then namespaces, then the lock.
-    drop(sw);
+    // Teardown: the workers end, then the TAPs go, then namespaces, then
+    // the lock.
+    if let Some(w) = workers {
+        w.stop();
+    }
+    drop(shared);
     let failures = manager.teardown(cfg.keep_netns);
     drop(lock);
     if failures > 0 {

@@ -520,7 +520,7 @@ fn configure_tap(
     mac: MacAddr,
     addr: Ipv4Addr,
 ) -> Result<(Tap, Netlink, u32), DaemonError> {
-    let tap = Tap::create_here(ifname, netns, cfg.offload)?;
+    let tap = Tap::create_here(ifname, netns, cfg.offload, cfg.workers)?;
     let mut nl = Netlink::open().map_err(nl_err(netns, "open netlink socket".into()))?;
     let idx = Netlink::link_index(ifname).map_err(nl_err(netns, format!("find {ifname}")))?;
     nl.set_link(idx, Some(mac), Some(cfg.mtu)).map_err(nl_err(

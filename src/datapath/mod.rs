@@ -19,10 +19,12 @@
 
 pub mod events;
 mod ports;
+pub mod queues;
 mod tx;
 
 use ports::LogLimit;
 pub use ports::{LinkState, PortCounters, PortInfo, PortSlot, UplinkSlot};
+pub use tx::{TxBatch, TxFail, TxFailed, TxItem};
 use tx::{TxRun, flood, flush_run, log_learning, record, send_counted, unicast};
 
 use crate::capture::{Captures, Format, Point, Session};
@@ -81,6 +83,10 @@ pub struct Switch<P, U = P> {
     /// UDP datagrams gathered for one TAP, written as one super-frame
     /// before the public call that gathered them returns.
     run: TxRun,
+    /// Shared with the worker threads (`--workers` > 1).
+    queues: Option<std::sync::Arc<queues::QueueSync>>,
+    /// Frames forwarded by each datapath thread (0: the event loop).
+    thread_frames: Vec<u64>,
 }
 
 /// The gateway's port id.
@@ -116,7 +122,21 @@ impl<P: Port, U: Port> Switch<P, U> {
             monitors: events::Monitors::default(),
             last_now: 0,
             run: TxRun::new(true),
+            queues: None,
+            thread_frames: vec![0],
         }
+    }
+
+    /// Shares the port set with `workers` worker threads (`--workers`).
+    pub fn set_queue_sync(&mut self, sync: std::sync::Arc<queues::QueueSync>, workers: usize) {
+        self.queues = Some(sync);
+        self.thread_frames = vec![0; workers + 1];
+    }
+
+    /// Frames forwarded by each datapath thread: the event loop's queue 0
+    /// (and the uplink, the overlay), then each worker's queue.
+    pub fn thread_frames(&self) -> &[u64] {
+        &self.thread_frames
     }
 
     /// Adds a port; returns its id (the lowest free slot above the gateway's).
@@ -155,6 +175,9 @@ impl<P: Port, U: Port> Switch<P, U> {
         };
         self.new_ports.push(id);
         self.captures.name(Point::Port(id), name);
+        if let Some(q) = &self.queues {
+            q.changed();
+        }
         id
     }
 
@@ -206,7 +229,14 @@ impl<P: Port, U: Port> Switch<P, U> {
             return None;
         }
         self.flush_tx();
-        let slot = self.ports.get_mut(id as usize)?.take()?;
+        let mut slot = self.ports.get_mut(id as usize)?.take()?;
+        if let Some(q) = &self.queues {
+            // The workers take their fds anew; its queues close once none
+            // is reading or writing one.
+            q.changed();
+            let _closing = q.closing();
+            slot.port.close_queues();
+        }
         self.fdb.forget_port(id);
         self.gateway.port_addr(&slot.info.name, None);
         if self.monitors.on() {
@@ -407,6 +437,7 @@ impl<P: Port, U: Port> Switch<P, U> {
                 slot.counters.drops.add(DropReason::Runt);
             }
             n += got;
+            self.thread_frames[0] += self.rx.len() as u64;
             for i in 0..self.rx.len() {
                 self.forward(id, i, now);
             }
@@ -415,6 +446,75 @@ impl<P: Port, U: Port> Switch<P, U> {
             }
         }
         Ok(n)
+    }
+
+    /// Forwards the frames a worker thread read from its queue of port
+    /// `id` (`ring`), exactly as [`Switch::poll_port`] forwards what it
+    /// reads; what goes to the worker's queue of multi-queue ports is
+    /// appended to `batch` for the worker to write after it lets go of the
+    /// switch (anything else is sent here). Returns the frames forwarded.
+    pub fn forward_ring(
+        &mut self,
+        id: PortId,
+        ring: &mut FrameRing,
+        batch: &mut TxBatch,
+        now: Millis,
+    ) -> usize {
+        let Some(Some(slot)) = self.ports.get_mut(id as usize) else {
+            return 0;
+        };
+        for _ in 0..ring.runts() {
+            slot.counters.drops.add(DropReason::Runt);
+        }
+        std::mem::swap(&mut self.rx, ring);
+        std::mem::swap(&mut self.run.defer, batch);
+        let n = self.rx.len();
+        for i in 0..n {
+            self.forward(id, i, now);
+        }
+        self.flush_tx();
+        std::mem::swap(&mut self.run.defer, batch);
+        std::mem::swap(&mut self.rx, ring);
+        if let Some(c) = self.thread_frames.get_mut(batch.queue()) {
+            *c += n as u64;
+        }
+        self.log_gateway_events(now);
+        n
+    }
+
+    /// A worker's deferred writes that failed: each moves from sent to its
+    /// drop reason (as if the write had failed here).
+    pub fn tx_failed(&mut self, failed: &[TxFailed]) {
+        for f in failed {
+            let Some(Some(slot)) = self.ports.get_mut(f.port as usize) else {
+                continue; // the port went meanwhile
+            };
+            let c = &mut slot.counters;
+            c.tx_packets = c.tx_packets.saturating_sub(f.segs as u64);
+            c.tx_bytes = c.tx_bytes.saturating_sub(f.bytes);
+            if f.segs > 1 {
+                c.tx_coalesced = c.tx_coalesced.saturating_sub(f.segs as u64);
+                c.tx_super_frames = c.tx_super_frames.saturating_sub(1);
+            }
+            let reason = match f.why {
+                TxFail::Full => DropReason::TxQueueFull,
+                TxFail::Refused => {
+                    if !slot.coalesce_refused {
+                        tracing::warn!(
+                            port = %slot.info.name,
+                            "the kernel refused a UDP super-frame; writing datagrams one by one to this port"
+                        );
+                    }
+                    slot.coalesce_refused = true;
+                    DropReason::BadOffload
+                }
+                TxFail::Error => {
+                    c.tx_failing = true;
+                    DropReason::TxError
+                }
+            };
+            c.drops.add_n(reason, f.segs as u64);
+        }
     }
 
     /// Forwards one frame as if it had been received on `id` (tests, benches).

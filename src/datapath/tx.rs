@@ -10,6 +10,13 @@
 //! gets its frames in exactly the order they were decided (the uplink,
 //! another device, does not wait for it); the public calls of `Switch`
 //! that transmit end with [`flush_run`].
+//!
+//! A worker thread's call (`--workers`, [`crate::workers`]) defers what it
+//! sends to its queue of multi-queue ports into a [`TxBatch`]: the worker
+//! writes the batch after it lets go of the switch, so the writes of
+//! several workers run at once. Counters count a deferred frame as sent;
+//! the worker reports writes that then fail ([`TxFailed`]) and they are
+//! moved to their drop reason.
 
 use super::{GW_PORT, LogLimit, PortCounters, PortSlot};
 use crate::capture::{Captures, Point};
@@ -163,6 +170,9 @@ pub(super) struct TxRun {
     udp: UdpRun,
     /// `--no-udp-coalesce` clears it.
     pub(super) enabled: bool,
+    /// The calling worker's batch (queue 0, the event loop's, defers
+    /// nothing).
+    pub(super) defer: TxBatch,
 }
 
 impl TxRun {
@@ -171,8 +181,140 @@ impl TxRun {
             port: 0,
             udp: UdpRun::new(),
             enabled,
+            defer: TxBatch::default(),
         }
     }
+}
+
+/// Bytes a worker's batch holds: a batch of read frames (8, at most one
+/// 64 KB super-frame) flooded to 128 ports. Allocated once per worker;
+/// only what is used becomes resident.
+const TX_BATCH_BYTES: usize = 8 << 20;
+/// Frames a worker's batch holds.
+const TX_BATCH_FRAMES: usize = 4096;
+
+/// One frame in a [`TxBatch`].
+#[derive(Clone, Copy, Debug)]
+pub struct TxItem {
+    pub port: PortId,
+    start: usize,
+    len: usize,
+    /// Datagrams in it (a UDP run), and their bytes as counted.
+    pub segs: u32,
+    pub bytes: u64,
+}
+
+/// Frames a worker's call sent to queue [`TxBatch::queue`] of multi-queue
+/// ports, in the order they were decided, for the worker to write.
+#[derive(Default)]
+pub struct TxBatch {
+    queue: usize,
+    buf: Vec<u8>,
+    items: Vec<TxItem>,
+}
+
+impl TxBatch {
+    /// The batch of worker `queue` (≥ 1), allocated once.
+    pub fn new(queue: usize) -> TxBatch {
+        TxBatch {
+            queue,
+            buf: Vec::with_capacity(TX_BATCH_BYTES),
+            items: Vec::with_capacity(TX_BATCH_FRAMES),
+        }
+    }
+    pub fn queue(&self) -> usize {
+        self.queue
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.items.clear();
+    }
+    /// Each frame with its port and counts, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&TxItem, &[u8])> {
+        self.items
+            .iter()
+            .map(|i| (i, &self.buf[i.start..i.start + i.len]))
+    }
+    /// Appends a frame; false when it does not fit (never reallocates).
+    fn push(&mut self, port: PortId, frame: &[u8], segs: u32, bytes: u64) -> bool {
+        if self.buf.len() + frame.len() > self.buf.capacity()
+            || self.items.len() == self.items.capacity()
+        {
+            return false;
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(frame);
+        self.items.push(TxItem {
+            port,
+            start,
+            len: frame.len(),
+            segs,
+            bytes,
+        });
+        true
+    }
+}
+
+/// Why a worker's deferred write failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxFail {
+    /// EAGAIN: the queue was full.
+    Full,
+    /// EINVAL on a UDP super-frame: the kernel refused the type.
+    Refused,
+    /// Any other error.
+    Error,
+}
+
+/// A deferred write that failed, reported back to the switch.
+#[derive(Clone, Copy, Debug)]
+pub struct TxFailed {
+    pub port: PortId,
+    pub segs: u32,
+    pub bytes: u64,
+    pub why: TxFail,
+}
+
+impl TxFailed {
+    /// What a failed write of `item` with `err` means.
+    pub fn of(item: &TxItem, err: &io::Error) -> TxFailed {
+        let why = if err.kind() == io::ErrorKind::WouldBlock {
+            TxFail::Full
+        } else if item.segs > 1 && err.raw_os_error() == Some(libc::EINVAL) {
+            TxFail::Refused
+        } else {
+            TxFail::Error
+        };
+        TxFailed {
+            port: item.port,
+            segs: item.segs,
+            bytes: item.bytes,
+            why,
+        }
+    }
+}
+
+/// Sends `frame` to port `id`, or defers it to the calling worker's batch
+/// when the port has that worker's queue (and the batch has room).
+#[inline]
+fn emit<P: Port>(
+    port: &mut P,
+    id: PortId,
+    defer: &mut TxBatch,
+    frame: &[u8],
+    segs: u32,
+    bytes: u64,
+) -> io::Result<()> {
+    if defer.queue != 0 && defer.queue < port.queues() && defer.push(id, frame, segs, bytes) {
+        return Ok(());
+    }
+    port.send(frame)
 }
 
 /// Sends a unicast frame to port `out`: into the pending run when it can
@@ -197,7 +339,7 @@ pub(super) fn unicast<P: Port>(
                 Push::Ends => flush_run(ports, run),
                 Push::Alone => {
                     flush_run(ports, run);
-                    return send_to(ports, out, hdr, whole, copy, seg);
+                    return send_to(ports, run, out, hdr, whole, copy, seg);
                 }
             }
         } else {
@@ -210,11 +352,12 @@ pub(super) fn unicast<P: Port>(
     } else {
         flush_run(ports, run);
     }
-    send_to(ports, out, hdr, whole, copy, seg);
+    send_to(ports, run, out, hdr, whole, copy, seg);
 }
 
 fn send_to<P: Port>(
     ports: &mut [Option<PortSlot<P>>],
+    run: &mut TxRun,
     out: PortId,
     hdr: &VnetHdr,
     whole: &[u8],
@@ -222,7 +365,7 @@ fn send_to<P: Port>(
     seg: &mut Vec<u8>,
 ) {
     if let Some(Some(slot)) = ports.get_mut(out as usize) {
-        transmit(slot, hdr, whole, copy, seg);
+        transmit(slot, out, &mut run.defer, hdr, whole, copy, seg);
     }
 }
 
@@ -237,7 +380,14 @@ pub(super) fn flush_run<P: Port>(ports: &mut [Option<PortSlot<P>>], run: &mut Tx
         return;
     };
     let c = &mut slot.counters;
-    match slot.port.send(whole) {
+    match emit(
+        &mut slot.port,
+        run.port,
+        &mut run.defer,
+        whole,
+        segs as u32,
+        bytes,
+    ) {
         Ok(()) => {
             c.tx_packets += segs as u64;
             c.tx_bytes += bytes;
@@ -285,7 +435,7 @@ pub(super) fn flood<P: Port>(
             && Some(i as PortId) != skip
             && let Some(slot) = slot
         {
-            transmit(slot, &hdr, whole, copy, seg);
+            transmit(slot, i as PortId, &mut run.defer, &hdr, whole, copy, seg);
         }
     }
 }
@@ -293,12 +443,19 @@ pub(super) fn flood<P: Port>(
 #[inline]
 fn transmit<P: Port>(
     slot: &mut PortSlot<P>,
+    id: PortId,
+    defer: &mut TxBatch,
     hdr: &VnetHdr,
     whole: &[u8],
     copy: &mut Vec<u8>,
     seg: &mut Vec<u8>,
 ) {
-    send_counted(&mut slot.port, &mut slot.counters, hdr, whole, copy, seg);
+    let vnet = slot.port.vnet_hdr();
+    // Counted as `send_counted_with` counts: the frame without its header.
+    let hdr_len = if vnet { VNET_HDR_LEN } else { 0 };
+    let port = &mut slot.port;
+    let mut send = |f: &[u8]| emit(port, id, defer, f, 1, (f.len() - hdr_len) as u64);
+    send_counted_with(vnet, &mut send, &mut slot.counters, hdr, whole, copy, seg);
 }
 
 /// Sends `whole` (virtio-net header + frame) to a port: as it is to a port
@@ -307,6 +464,21 @@ fn transmit<P: Port>(
 #[inline]
 pub(super) fn send_counted(
     port: &mut impl Port,
+    counters: &mut PortCounters,
+    hdr: &VnetHdr,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
+    let vnet = port.vnet_hdr();
+    send_counted_with(vnet, &mut |f| port.send(f), counters, hdr, whole, copy, seg);
+}
+
+/// [`send_counted`] through `send`.
+#[inline]
+fn send_counted_with(
+    vnet: bool,
+    send: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     counters: &mut PortCounters,
     hdr: &VnetHdr,
     whole: &[u8],
@@ -328,13 +500,13 @@ pub(super) fn send_counted(
         }
     };
     let frame = &whole[VNET_HDR_LEN..];
-    if port.vnet_hdr() {
-        count(port.send(whole), frame.len());
+    if vnet {
+        count(send(whole), frame.len());
     } else if hdr.is_plain() {
-        count(port.send(frame), frame.len());
+        count(send(frame), frame.len());
     } else {
         let done = vnet::for_each_whole(hdr, frame, copy, seg, |f| {
-            let r = port.send(f);
+            let r = send(f);
             count(r, f.len());
         });
         if done.is_err() {

@@ -26,6 +26,9 @@ pub struct MemQueues {
     /// lied to the probe).
     pub refuse_gso: bool,
     pub tx_count: u64,
+    /// Queues it says it has (`--workers`; 0 or 1: one). Only queue 0 is
+    /// real: what a worker defers for the others stays in its batch.
+    pub queues: usize,
 }
 
 /// A port backed by [`MemQueues`].
@@ -53,6 +56,10 @@ impl Port for MemPort {
     fn takes_udp_gso(&self) -> bool {
         let q = self.0.borrow();
         q.vnet && q.uso
+    }
+
+    fn queues(&self) -> usize {
+        self.0.borrow().queues.max(1)
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {

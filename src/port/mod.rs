@@ -131,6 +131,19 @@ pub trait Port {
     fn takes_udp_gso(&self) -> bool {
         false
     }
+    /// How many queues the port has (`--workers`): queue 0 is the one
+    /// [`Port::recv`] and [`Port::send`] use; a worker thread `k` reads and
+    /// writes queue `k` through [`Port::queue_fd`].
+    fn queues(&self) -> usize {
+        1
+    }
+    /// The fd of queue `k` (1 ≤ k < [`Port::queues`]) for a worker thread.
+    fn queue_fd(&self, _k: usize) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Closes queues 1 and up (the port is being removed; the caller made
+    /// sure no worker uses them any more).
+    fn close_queues(&mut self) {}
     /// Reads one frame into `buf` (header first if [`Port::vnet_hdr`]).
     /// Returns `ErrorKind::WouldBlock` when no frame is waiting.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
@@ -203,6 +216,23 @@ impl Port for AnyPort {
         match self {
             AnyPort::Tap(t) => t.takes_udp_gso(),
             AnyPort::Vxlan(_) => false,
+        }
+    }
+    fn queues(&self) -> usize {
+        match self {
+            AnyPort::Tap(t) => t.queues(),
+            AnyPort::Vxlan(_) => 1,
+        }
+    }
+    fn queue_fd(&self, k: usize) -> Option<BorrowedFd<'_>> {
+        match self {
+            AnyPort::Tap(t) => t.queue_fd(k),
+            AnyPort::Vxlan(_) => None,
+        }
+    }
+    fn close_queues(&mut self) {
+        if let AnyPort::Tap(t) = self {
+            t.close_queues();
         }
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod etcd;
+pub mod mem;
 
 pub const VSWITCHD: &str = env!("CARGO_BIN_EXE_vswitchd");
 pub const VSWITCHCTL: &str = env!("CARGO_BIN_EXE_vswitchctl");

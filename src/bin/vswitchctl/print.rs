@@ -121,6 +121,19 @@ pub(super) fn print_status(result: serde_json::Value) -> Result<(), String> {
         s.subnet, s.gateway, s.mtu, s.ports
     );
     print_summary(&s.fdb);
+    if s.thread_frames.len() > 1 {
+        let parts: Vec<String> = s
+            .thread_frames
+            .iter()
+            .enumerate()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        println!(
+            "datapath threads {} (--workers), frames read by each: {}",
+            s.thread_frames.len(),
+            parts.join(" ")
+        );
+    }
     let g = &s.gateway_port;
     println!(
         "gateway {} {}: routed out {}, in {}, within LAN {}; to its own stack {}; ICMP errors sent {}; ARP requests {}",

@@ -1,0 +1,82 @@
+//! What the switch and the worker threads (`--workers`, [`crate::workers`])
+//! share about the ports' queues.
+//!
+//! A worker reads and writes its queue of every multi-queue port without
+//! holding the switch, so it must know when a port comes or goes:
+//! [`QueueSync::changed`] (called by the switch under its lock, on every
+//! port added or removed) bumps a generation and wakes the workers, which
+//! then take their queue fds anew. A removed port's queues are closed only
+//! under [`QueueSync::closing`], the write side of a lock the workers hold
+//! for reading while they use queue fds; a worker never waits for the switch
+//! while it holds that read lock, so the two cannot deadlock.
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub struct QueueSync {
+    generation: AtomicU64,
+    epoch: RwLock<()>,
+    /// One per worker: written on every change.
+    wakes: Vec<EventFd>,
+    /// Set when the daemon stops: the workers end.
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl QueueSync {
+    /// For `workers` worker threads (queues 1..=workers).
+    pub fn new(workers: usize) -> nix::Result<QueueSync> {
+        let wakes = (0..workers)
+            .map(|_| {
+                EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            })
+            .collect::<nix::Result<Vec<_>>>()?;
+        Ok(QueueSync {
+            generation: AtomicU64::new(0),
+            epoch: RwLock::new(()),
+            wakes,
+            stop: Default::default(),
+        })
+    }
+    /// The generation of the port set.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+    /// A port was added or removed: new generation, workers woken.
+    pub fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.wake_all();
+    }
+    fn wake_all(&self) {
+        for w in &self.wakes {
+            // A full counter (never in practice) is a wake-up all the same.
+            let _ = w.write(1);
+        }
+    }
+    /// Worker `k`'s (1-based) wake-up fd.
+    pub fn wake_fd(&self, k: usize) -> &EventFd {
+        &self.wakes[k - 1]
+    }
+    /// Held by a worker while it uses queue fds.
+    pub fn using(&self) -> RwLockReadGuard<'_, ()> {
+        self.epoch.read().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Held while a removed port's queues are closed.
+    pub fn closing(&self) -> RwLockWriteGuard<'_, ()> {
+        self.epoch.write().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Asks the workers to end.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Locks the shared switch (a thread that panicked leaves it usable: every
+/// change is whole per frame).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

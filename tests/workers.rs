@@ -1,0 +1,332 @@
+//! More than one datapath thread (`--workers`).
+//!
+//! In memory (no root): a worker's frames go through the same pipeline as
+//! the event loop's, and what it sends to its queue of multi-queue ports
+//! waits in its batch, byte for byte what the event loop would write, in
+//! order, counted as sent until a failed write is reported back.
+//!
+//! Root: with `--workers 2` every TAP has two queues, sixteen UDP flows
+//! are spread over both threads and every datagram arrives intact and in
+//! order per flow; ports added and removed while the workers forward come
+//! and go whole; a count outside 1..64 is refused.
+
+mod common;
+
+use common::mem::*;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use vswitchd::datapath::queues::QueueSync;
+use vswitchd::datapath::{FRAME_BUF, TxBatch, TxFailed};
+use vswitchd::port::FrameRing;
+use vswitchd::switch::DropReason;
+use vswitchd::wire::coalesce::GSO_UDP_L4;
+use vswitchd::wire::vnet::VNET_HDR_LEN;
+
+/// A ring holding `frames` (each with its virtio-net header) as a worker
+/// reads them from its queue.
+fn ring_of(frames: &[Vec<u8>]) -> FrameRing {
+    let mut ring = FrameRing::new(8, FRAME_BUF);
+    for f in frames {
+        let i = ring.put(&f[VNET_HDR_LEN..]).unwrap();
+        ring.buf_mut(i)[..VNET_HDR_LEN].copy_from_slice(&f[..VNET_HDR_LEN]);
+    }
+    ring
+}
+
+/// The rig with one worker; port 1 has two queues (it takes super-frames),
+/// port 2 one.
+fn worker_rig() -> Rig {
+    let mut r = rig();
+    r.ports[1].0.borrow_mut().queues = 2;
+    r.sw.set_queue_sync(Arc::new(QueueSync::new(1).unwrap()), 1);
+    r
+}
+
+#[test]
+fn a_workers_frames_for_its_queue_wait_in_its_batch_as_the_event_loop_would_write_them() {
+    let run: Vec<_> = (0..4u16)
+        .map(|i| datagram(1, 300 + i, 4000, &[i as u8; 100]))
+        .collect();
+    let to2 = datagram(2, 9, 4000, &[9; 40]);
+    let mut input = run.clone();
+    input.push(to2.clone());
+    input.push(datagram(1, 304, 4000, &[4; 100]));
+
+    // The event loop's way, on a switch without workers.
+    let mut one = rig();
+    for f in &input {
+        one.ports[0].push_rx(f);
+    }
+    one.sw.poll_port(one.ids[0], 1, 16).unwrap();
+    let written = one.ports[1].take_tx();
+    assert_eq!(
+        written.len(),
+        2,
+        "a run of four, then one after the other port's"
+    );
+
+    let mut r = worker_rig();
+    let mut ring = ring_of(&input);
+    let mut batch = TxBatch::new(1);
+    assert_eq!(r.sw.forward_ring(r.ids[0], &mut ring, &mut batch, 1), 6);
+    assert!(
+        r.ports[1].take_tx().is_empty(),
+        "nothing written to queue 0"
+    );
+    assert_eq!(
+        r.ports[2].take_tx(),
+        vec![to2],
+        "a one-queue port: written now"
+    );
+    let items: Vec<_> = batch.iter().map(|(i, f)| (*i, f.to_vec())).collect();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|(i, _)| i.port == r.ids[1]));
+    assert_eq!(items[0].1, written[0], "the same super-frame");
+    assert_eq!(items[1].1, written[1]);
+    assert_eq!((items[0].0.segs, items[1].0.segs), (4, 1));
+    assert_eq!(
+        VnetHdr::parse(&items[0].1).unwrap().gso_type,
+        GSO_UDP_L4,
+        "written whole"
+    );
+    // Counted as sent, as the event loop counts its writes.
+    let (a, b) = (
+        one.sw.port(one.ids[1]).unwrap().counters,
+        r.sw.port(r.ids[1]).unwrap().counters,
+    );
+    assert_eq!(
+        (a.tx_packets, a.tx_bytes, a.tx_coalesced, a.tx_super_frames),
+        (b.tx_packets, b.tx_bytes, b.tx_coalesced, b.tx_super_frames)
+    );
+    assert_eq!(r.sw.thread_frames(), &[0, 6]);
+    assert_eq!(r.sw.port(r.ids[0]).unwrap().counters.rx_packets, 6);
+}
+
+#[test]
+fn failed_deferred_writes_move_from_sent_to_their_drop_reason() {
+    let mut r = worker_rig();
+    let before = r.sw.port(r.ids[1]).unwrap().counters;
+    let frames: Vec<_> = (0..4u16)
+        .map(|i| datagram(1, 300 + i, 4000, &[1; 64]))
+        .collect();
+    let mut batch = TxBatch::new(1);
+    r.sw.forward_ring(r.ids[0], &mut ring_of(&frames), &mut batch, 1);
+    let single = datagram(1, 400, 4001, &[2; 64]);
+    r.sw.forward_ring(r.ids[0], &mut ring_of(&[single]), &mut batch, 1);
+    let items: Vec<_> = batch.iter().map(|(i, _)| *i).collect();
+    assert_eq!(items.iter().map(|i| i.segs).collect::<Vec<_>>(), [4, 1]);
+    // The kernel refused the super-frame; the queue was full for the other.
+    let einval = std::io::Error::from_raw_os_error(libc::EINVAL);
+    let full = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+    r.sw.tx_failed(&[
+        TxFailed::of(&items[0], &einval),
+        TxFailed::of(&items[1], &full),
+    ]);
+    let c = r.sw.port(r.ids[1]).unwrap().counters;
+    assert_eq!(
+        (c.tx_packets, c.tx_bytes, c.tx_coalesced, c.tx_super_frames),
+        (
+            before.tx_packets,
+            before.tx_bytes,
+            before.tx_coalesced,
+            before.tx_super_frames
+        )
+    );
+    assert_eq!(c.drops.get(DropReason::BadOffload), 4);
+    assert_eq!(c.drops.get(DropReason::TxQueueFull), 1);
+    // No more runs to that port: each datagram alone.
+    batch.clear();
+    r.sw.forward_ring(r.ids[0], &mut ring_of(&frames), &mut batch, 2);
+    assert_eq!(
+        batch.iter().map(|(i, _)| i.segs).collect::<Vec<_>>(),
+        [1, 1, 1, 1]
+    );
+}
+
+use vswitchd::wire::vnet::VnetHdr;
+
+/// Sends `flows` UDP flows (one socket each) of `n` datagrams round-robin
+/// in bursts, then the end marker from each.
+const SENDER: &str = r#"
+import socket, struct, sys, time
+flows, n, addr = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+socks = []
+for f in range(flows):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("", 20000 + f))
+    s.connect((addr, 7000))
+    socks.append(s)
+for seq in range(n):
+    for f, s in enumerate(socks):
+        size = [60, 60, 300, 1400, 7][(seq + f) % 5]
+        s.send(struct.pack("!II", f, seq) + bytes([(seq + f) % 251]) * size)
+    if seq % 20 == 19:
+        time.sleep(0.002)
+time.sleep(0.2)
+for s in socks:
+    s.send(b"end")
+"#;
+
+/// Receives until every flow's end marker (or 5 s of silence); prints
+/// `count in_order corrupt flows_seen`.
+const RECEIVER: &str = r#"
+import socket, struct, sys
+flows = int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE
+s.bind((sys.argv[1], 7000))
+s.settimeout(5)
+print("ready", flush=True)
+count = corrupt = ended = 0
+last = {}
+in_order = True
+while ended < flows:
+    try:
+        d = s.recv(65535)
+    except socket.timeout:
+        break
+    if d == b"end":
+        ended += 1
+        continue
+    f, seq = struct.unpack("!II", d[:8])
+    size = [60, 60, 300, 1400, 7][(seq + f) % 5]
+    if d[8:] != bytes([(seq + f) % 251]) * size:
+        corrupt += 1
+    if seq <= last.get(f, -1):
+        in_order = False
+    last[f] = seq
+    count += 1
+print(count, in_order, corrupt, len(last), flush=True)
+"#;
+
+/// Runs the flows from `from` to `to_addr` in namespace `to`; returns how
+/// many datagrams arrived (asserting intact, in order per flow).
+fn flows_through(from: &str, to: &str, to_addr: &str, flows: usize, n: usize) -> usize {
+    let mut rx = Command::new("ip")
+        .args(["netns", "exec", to, "python3", "-c", RECEIVER, to_addr])
+        .arg(flows.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(rx.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let tx = ns_exec(
+        from,
+        &[
+            "python3",
+            "-c",
+            SENDER,
+            &flows.to_string(),
+            &n.to_string(),
+            to_addr,
+        ],
+    );
+    assert!(
+        tx.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tx.stderr)
+    );
+    let result = lines.next().unwrap().unwrap();
+    let _ = wait_child(&mut rx, Duration::from_secs(10));
+    let f: Vec<&str> = result.split_whitespace().collect();
+    let (count, in_order, corrupt, seen): (usize, &str, usize, usize) = (
+        f[0].parse().unwrap(),
+        f[1],
+        f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+    );
+    eprintln!("received {count} of {} in {seen} flows", flows * n);
+    assert_eq!(corrupt, 0, "datagrams changed on the way");
+    assert_eq!(in_order, "True", "datagrams of a flow reordered");
+    assert_eq!(seen, flows, "a flow got nothing through");
+    count
+}
+
+fn thread_frames(d: &Daemon) -> Vec<u64> {
+    d.ctl_json(&["status"])["thread_frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn flows_spread_over_two_threads_and_every_datagram_arrives_in_order() {
+    if !root_or_skip("flows_spread_over_two_threads_and_every_datagram_arrives_in_order") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let d = Daemon::start(&["--ports", &ns.csv(), "--workers", "2"]);
+    let link = run_ok("ip", &["-n", &ns.0[0], "-d", "link", "show", "eth0"]);
+    assert!(link.contains("multi_queue numqueues 2"), "{link}");
+    assert!(ping(&ns.0[0], "192.168.88.12"));
+    let (flows, n) = (16, 1000);
+    let count = flows_through(&ns.0[0], &ns.0[1], "192.168.88.12", flows, n);
+    // Nothing is lost on an idle machine; a loaded one may overflow the
+    // sender's TAP queue now and then, never more than a few bursts.
+    assert!(count >= flows * n * 9 / 10, "only {count} arrived");
+    // Sixteen flows by hash over two queues: both threads read (all on
+    // one queue has odds of 1 in 32768).
+    let t = thread_frames(&d);
+    eprintln!("frames read by each thread: {t:?}");
+    assert_eq!(t.len(), 2);
+    assert!(t[0] > 0 && t[1] > 0, "one thread did everything: {t:?}");
+    let text = d.ctl(&["status"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("datapath threads 2"));
+    d.stop();
+}
+
+#[test]
+fn ports_come_and_go_whole_while_the_workers_forward() {
+    if !root_or_skip("ports_come_and_go_whole_while_the_workers_forward") {
+        return;
+    }
+    let mut ns = Namespaces::fresh(2);
+    let d = Daemon::start(&["--ports", &ns.csv(), "--workers", "3"]);
+    let extra = Namespaces::fresh(1);
+    let c = extra.0[0].clone();
+    ns.0.push(c.clone());
+    let (a, b) = (ns.0[0].clone(), ns.0[1].clone());
+    // Resolved first: datagrams held for ARP are sent after newer ones by
+    // the sender's own kernel.
+    assert!(ping(&a, "192.168.88.12"));
+    let traffic = std::thread::spawn(move || flows_through(&a, &b, "192.168.88.12", 8, 5000));
+    for round in 0..5 {
+        let out = d.ctl(&["port", "add", &c]);
+        assert!(out.status.success(), "round {round}: {out:?}");
+        let link = run_ok("ip", &["-n", &c, "-d", "link", "show", "eth0"]);
+        assert!(link.contains("numqueues 3"), "{link}");
+        assert!(ping(&c, "192.168.88.12"), "round {round}: no path");
+        let out = d.ctl(&["port", "del", &c]);
+        assert!(out.status.success(), "round {round}: {out:?}");
+        assert!(!netns_exists(&c), "round {round}: namespace left behind");
+    }
+    let count = traffic.join().unwrap();
+    assert!(count >= 8 * 5000 * 9 / 10, "only {count} arrived");
+    d.stop();
+}
+
+#[test]
+fn a_worker_count_outside_1_to_64_is_refused_before_anything_is_made() {
+    if !root_or_skip("a_worker_count_outside_1_to_64_is_refused_before_anything_is_made") {
+        return;
+    }
+    let ns = Namespaces::fresh(1);
+    for n in ["0", "65"] {
+        let out = run(
+            VSWITCHD,
+            &["--name", &unique("w"), "--ports", &ns.csv(), "--workers", n],
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("--workers {n} must be 1..64")),
+            "{err}"
+        );
+        assert!(!netns_exists(&ns.0[0]));
+    }
+}
