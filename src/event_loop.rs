@@ -54,6 +54,8 @@ const TOKEN_UPLINK: u64 = 2;
 const TOKEN_METRICS: u64 = 3;
 const TOKEN_DIRECTORY: u64 = 4;
 const TOKEN_LINKS: u64 = 5;
+/// A worker recorded something for a capture or monitor (`--workers`).
+const TOKEN_WORKERS: u64 = 6;
 /// Metrics-connection tokens: `TOKEN_METRICS_BASE + connection id`.
 pub const TOKEN_METRICS_BASE: u64 = 2 << 32;
 /// Control-connection tokens: `TOKEN_CLIENT_BASE + client id`.
@@ -124,6 +126,10 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
     if let Some(fd) = parts.port_ctl.directory_fd() {
         watch(fd, TOKEN_DIRECTORY)?;
     }
+    let from_workers = sw.queue_sync().cloned();
+    if let Some(q) = &from_workers {
+        watch(q.main_wake_fd().as_fd(), TOKEN_WORKERS)?;
+    }
     let mut sync = crate::overlay::SyncStats::default();
     let mut views = control::views::Views::default();
     let clock = parts.clock;
@@ -193,6 +199,13 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
             if ev.data() == TOKEN_LINKS {
                 if let Some(w) = links.as_mut() {
                     follow_uplink(sw, w, &epoll, now)?;
+                }
+                continue;
+            }
+            if ev.data() == TOKEN_WORKERS {
+                // What they recorded is written out below.
+                if let Some(q) = &from_workers {
+                    let _ = q.main_wake_fd().read();
                 }
                 continue;
             }

@@ -133,6 +133,11 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.thread_frames = vec![0; workers + 1];
     }
 
+    /// What the switch shares with the worker threads, if any.
+    pub fn queue_sync(&self) -> Option<&std::sync::Arc<queues::QueueSync>> {
+        self.queues.as_ref()
+    }
+
     /// Frames forwarded by each datapath thread: the event loop's queue 0
     /// (and the uplink, the overlay), then each worker's queue.
     pub fn thread_frames(&self) -> &[u64] {
@@ -479,6 +484,12 @@ impl<P: Port, U: Port> Switch<P, U> {
             *c += n as u64;
         }
         self.log_gateway_events(now);
+        // The event loop writes captures and events to their readers.
+        if (!self.captures.is_empty() || self.monitors.on())
+            && let Some(q) = &self.queues
+        {
+            q.wake_main();
+        }
         n
     }
 

@@ -19,6 +19,9 @@ pub struct QueueSync {
     epoch: RwLock<()>,
     /// One per worker: written on every change.
     wakes: Vec<EventFd>,
+    /// The event loop's: a worker recorded frames or events for a capture
+    /// or monitor, which the loop writes to their readers.
+    main_wake: EventFd,
     /// Set when the daemon stops: the workers end.
     stop: std::sync::atomic::AtomicBool,
 }
@@ -32,6 +35,10 @@ impl QueueSync {
             })
             .collect::<nix::Result<Vec<_>>>()?;
         Ok(QueueSync {
+            main_wake: EventFd::from_value_and_flags(
+                0,
+                EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+            )?,
             generation: AtomicU64::new(0),
             epoch: RwLock::new(()),
             wakes,
@@ -56,6 +63,14 @@ impl QueueSync {
     /// Worker `k`'s (1-based) wake-up fd.
     pub fn wake_fd(&self, k: usize) -> &EventFd {
         &self.wakes[k - 1]
+    }
+    /// The event loop's wake-up fd.
+    pub fn main_wake_fd(&self) -> &EventFd {
+        &self.main_wake
+    }
+    /// Wakes the event loop (captures or monitors have something to send).
+    pub fn wake_main(&self) {
+        let _ = self.main_wake.write(1);
     }
     /// Held by a worker while it uses queue fds.
     pub fn using(&self) -> RwLockReadGuard<'_, ()> {
