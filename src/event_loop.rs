@@ -173,7 +173,8 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
             Err(e) => return Err(e.into()),
         };
         if n == 0 {
-            // (Only then the lock: a spinning loop leaves it to the workers.)
+            // The lock only for views or monitors: otherwise a spinning
+            // loop leaves it to the workers.
             if !views.is_empty() || monitoring {
                 let mut guard = crate::datapath::queues::lock(shared);
                 let sw = &mut *guard;
@@ -206,6 +207,9 @@ pub fn run<P: Port + AsFd, U: Uplink + AsFd>(
                 // What they recorded is written out below.
                 if let Some(q) = &from_workers {
                     let _ = q.main_wake_fd().read();
+                    if q.failed() {
+                        return Err(io::Error::other("a datapath worker failed (logged above)"));
+                    }
                 }
                 continue;
             }

@@ -25,7 +25,19 @@
 //! queues are closed only when no worker is using a queue fd. A worker
 //! never waits for the switch while it holds that read lock. Frames read
 //! from a queue whose port was removed before they were forwarded go with
-//! their port.
+//! their port; a deferred frame is written only to the port it was decided
+//! for (port ids are reused, `PortSlot::serial`s never).
+//!
+//! Which queue a flow uses is the kernel's choice: by hash at first, then
+//! the queue that last wrote the flow's other direction. Frames from the
+//! uplink, the overlay and the gateway's timers are written by the event
+//! loop to queue 0, so flows through the NAT settle on queue 0 and are
+//! served by the event loop; a flow may move once, at its start (a frame
+//! or two can then pass one still being forwarded by the other thread, as
+//! with the kernel's own RFS). A worker that fails stops the daemon
+//! ([`QueueSync::fail`]): its queues would otherwise go unread. Each worker
+//! busy-polls after traffic as the event loop does (`--busy-poll`), so
+//! steady traffic can keep several cores polling.
 
 use crate::busy_poll::BusyPoll;
 use crate::datapath::queues::{QueueSync, lock};
@@ -77,9 +89,18 @@ where
         let t = std::thread::Builder::new()
             .name(format!("vswitchd-w{k}"))
             .spawn(move || {
-                if let Err(e) = Worker::new(k).and_then(|mut w| w.run(&shared, &qs, clock, busy)) {
-                    tracing::error!("datapath worker {k} failed: {e}; its queues are not served");
-                }
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Worker::new(k).and_then(|mut w| w.run(&shared, &qs, clock, busy))
+                }));
+                let why = match r {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "it panicked".to_string(),
+                };
+                // Its queues would go unread: the daemon stops (and tears
+                // down) rather than drop those flows unseen.
+                tracing::error!("datapath worker {k} failed: {why}; stopping");
+                qs.fail();
             });
         match t {
             Ok(t) => threads.push(t),
@@ -104,14 +125,17 @@ where
 struct Queue {
     fd: RawFd,
     vnet: bool,
+    /// Its port's serial (port ids are reused, serials never).
+    serial: u64,
 }
 
 impl Queue {
     fn fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: a worker uses a queue's fd only while it holds
-        // `QueueSync::using` and the generation it took the fd in is
-        // current; a port's queues are closed only under
-        // `QueueSync::closing`, after the generation moved on.
+        // SAFETY: a worker uses a queue's fd only while the generation it
+        // took the fd in is current and it holds either `QueueSync::using`
+        // or the switch's lock; a port's queues are closed only under both
+        // the switch's lock and `QueueSync::closing`, after the generation
+        // moved on.
         unsafe { BorrowedFd::borrow_raw(self.fd) }
     }
 }
@@ -166,8 +190,6 @@ impl Worker {
         mut busy: BusyPoll,
     ) -> io::Result<()> {
         let wake = sync.wake_fd(self.k);
-        self.epoll
-            .add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
         let mut events = vec![EpollEvent::empty(); 64];
         let mut spin_until: Option<Instant> = None;
         loop {
@@ -175,7 +197,7 @@ impl Worker {
                 return Ok(());
             }
             if sync.generation() != self.seen {
-                self.resync(&lock(sw), sync);
+                self.resync(&lock(sw), sync)?;
             }
             let spinning = spin_until.is_some_and(|until| Instant::now() < until);
             let timeout = if spinning {
@@ -206,19 +228,21 @@ impl Worker {
                     let _ = wake.read();
                     continue;
                 }
-                self.serve(ev.data() as PortId, sw, sync, now);
+                self.serve(ev.data() as PortId, sw, sync, now)?;
             }
         }
     }
 
     /// Takes queue `k` of every port anew (under the switch's lock, so no
     /// port comes or goes meanwhile) and watches them.
-    fn resync<P: Port, U: Port>(&mut self, sw: &Switch<P, U>, sync: &QueueSync) {
-        // Registrations of closed fds went with them; the rest go now (a
-        // reused fd number must not keep an old registration).
-        for q in self.table.iter().flatten() {
-            let _ = self.epoll.delete(q.fd());
-        }
+    fn resync<P: Port, U: Port>(&mut self, sw: &Switch<P, U>, sync: &QueueSync) -> io::Result<()> {
+        // A new epoll set: no registration of a closed (or reused) fd can
+        // outlive the table.
+        self.epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        self.epoll.add(
+            sync.wake_fd(self.k).as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, WAKE),
+        )?;
         self.table.clear();
         for (id, slot) in sw.ports() {
             let Some(fd) = slot.port.queue_fd(self.k) else {
@@ -231,6 +255,7 @@ impl Worker {
             let q = Queue {
                 fd: fd.as_raw_fd(),
                 vnet: slot.port.vnet_hdr(),
+                serial: slot.serial,
             };
             match self
                 .epoll
@@ -245,6 +270,7 @@ impl Worker {
             }
         }
         self.seen = sync.generation();
+        Ok(())
     }
 
     /// Reads, forwards and writes up to `RX_BUDGET` frames of port `id`'s
@@ -255,31 +281,34 @@ impl Worker {
         sw: &Mutex<Switch<P, U>>,
         sync: &QueueSync,
         now: crate::switch::Millis,
-    ) {
+    ) -> io::Result<()> {
         let mut n = 0;
         while n < RX_BUDGET {
-            let got = {
-                let _using = sync.using();
+            let (got, serial) = {
+                let using = sync.using();
                 if sync.generation() != self.seen {
-                    return; // the loop takes the queues anew first
+                    return Ok(()); // the loop takes the queues anew first
                 }
                 let Some(mut q) = self.table.get(id as usize).copied().flatten() else {
-                    return;
+                    return Ok(());
                 };
-                match q.recv_batch(&mut self.ring, RX_BUDGET - n) {
+                let got = match q.recv_batch(&mut self.ring, RX_BUDGET - n) {
                     Ok(got) => got,
                     Err(e) => {
                         // The event loop's queue 0 fails the same way and
-                        // removes the port; stop watching this one.
+                        // removes the port; stop watching this one (frames
+                        // deferred to it meanwhile count as tx errors).
                         tracing::debug!(port = id, "worker {} read failed: {e}", self.k);
                         let _ = self.epoll.delete(q.fd());
                         self.table[id as usize] = None;
-                        return;
+                        return Ok(());
                     }
-                }
+                };
+                drop(using);
+                (got, q.serial)
             };
             if got == 0 {
-                return;
+                return Ok(());
             }
             n += got;
             let mut s = lock(sw);
@@ -289,50 +318,51 @@ impl Worker {
             }
             if sync.generation() != self.seen {
                 // Ports changed since the read: forward only if the port
-                // is still the one read from, then write under the lock.
-                let same = s
-                    .port(id)
-                    .and_then(|p| p.port.queue_fd(self.k))
-                    .is_some_and(|fd| {
-                        Some(fd.as_raw_fd()) == self.table[id as usize].map(|q| q.fd)
-                    });
-                self.resync(&s, sync);
+                // is still the one read from (frames of a removed port go
+                // with it), then write under the lock.
+                let same = s.port(id).is_some_and(|p| p.serial == serial);
+                self.resync(&s, sync)?;
                 if same {
                     s.forward_ring(id, &mut self.ring, &mut self.batch, now);
                     self.write_batch();
                 }
                 self.batch.clear();
-                return;
+                return Ok(());
             }
             s.forward_ring(id, &mut self.ring, &mut self.batch, now);
             drop(s);
             if !self.batch.is_empty() {
-                let _using = sync.using();
+                let using = sync.using();
                 if sync.generation() == self.seen {
                     self.write_batch();
                 } else {
-                    drop(_using);
+                    drop(using);
                     let s = lock(sw);
-                    self.resync(&s, sync);
+                    self.resync(&s, sync)?;
                     self.write_batch();
                 }
             }
             self.batch.clear();
             if got < RX_BATCH {
-                return; // the queue is empty
+                return Ok(()); // the queue is empty
             }
         }
+        Ok(())
     }
 
     /// Writes the batch to queue `k` of each frame's port (the caller made
-    /// sure the table is current and its fds open).
+    /// sure the table is current and its fds open). A frame whose port went
+    /// (or whose id another port took) is not written; one whose port this
+    /// worker cannot serve is reported as a failed write.
     fn write_batch(&mut self) {
         for (item, frame) in self.batch.iter() {
-            let Some(mut q) = self.table.get(item.port as usize).copied().flatten() else {
-                // The port went before its frames were written.
-                continue;
+            let q = self.table.get(item.port as usize).copied().flatten();
+            let r = match q {
+                Some(mut q) if q.serial == item.serial => q.send(frame),
+                _ => Err(io::Error::from_raw_os_error(libc::ENODEV)),
             };
-            if let Err(e) = q.send(frame) {
+            if let Err(e) = r {
+                // (`tx_failed` skips reports for a port that is gone.)
                 self.failed.push(TxFailed::of(item, &e));
             }
         }

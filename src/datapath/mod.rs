@@ -87,6 +87,8 @@ pub struct Switch<P, U = P> {
     queues: Option<std::sync::Arc<queues::QueueSync>>,
     /// Frames forwarded by each datapath thread (0: the event loop).
     thread_frames: Vec<u64>,
+    /// The serial of the last port added.
+    last_serial: u64,
 }
 
 /// The gateway's port id.
@@ -124,6 +126,7 @@ impl<P: Port, U: Port> Switch<P, U> {
             run: TxRun::new(true),
             queues: None,
             thread_frames: vec![0],
+            last_serial: 0,
         }
     }
 
@@ -138,8 +141,9 @@ impl<P: Port, U: Port> Switch<P, U> {
         self.queues.as_ref()
     }
 
-    /// Frames forwarded by each datapath thread: the event loop's queue 0
-    /// (and the uplink, the overlay), then each worker's queue.
+    /// Frames read from the ports by each datapath thread: the event loop's
+    /// queue 0 (and the overlay port), then each worker's queue (the
+    /// uplink's frames are not counted here).
     pub fn thread_frames(&self) -> &[u64] {
         &self.thread_frames
     }
@@ -162,11 +166,13 @@ impl<P: Port, U: Port> Switch<P, U> {
             let _ = d.insert(info.addr, info.mac, false);
         }
         let name = info.name.clone();
+        self.last_serial += 1;
         let slot = Some(PortSlot {
             port,
             info,
             counters: PortCounters::default(),
             coalesce_refused: false,
+            serial: self.last_serial,
         });
         let id = match self.ports.iter().skip(1).position(Option::is_none) {
             Some(i) => {
@@ -500,6 +506,9 @@ impl<P: Port, U: Port> Switch<P, U> {
             let Some(Some(slot)) = self.ports.get_mut(f.port as usize) else {
                 continue; // the port went meanwhile
             };
+            if slot.serial != f.serial {
+                continue; // ... and another took its id
+            }
             let c = &mut slot.counters;
             c.tx_packets = c.tx_packets.saturating_sub(f.segs as u64);
             c.tx_bytes = c.tx_bytes.saturating_sub(f.bytes);

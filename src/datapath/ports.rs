@@ -70,6 +70,9 @@ pub struct PortSlot<P> {
     pub counters: PortCounters,
     /// The kernel refused a UDP super-frame on this port: none are sent.
     pub coalesce_refused: bool,
+    /// Unique over the switch's life (ids are reused, serials never): what
+    /// a worker checks before it writes a deferred frame to port `id`.
+    pub serial: u64,
 }
 
 /// Rate limiter for log lines about events that can repeat per frame.

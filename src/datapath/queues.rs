@@ -11,7 +11,7 @@
 //! while it holds that read lock, so the two cannot deadlock.
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct QueueSync {
@@ -23,7 +23,9 @@ pub struct QueueSync {
     /// or monitor, which the loop writes to their readers.
     main_wake: EventFd,
     /// Set when the daemon stops: the workers end.
-    stop: std::sync::atomic::AtomicBool,
+    stop: AtomicBool,
+    /// Set by a worker that failed: the daemon stops.
+    failed: AtomicBool,
 }
 
 impl QueueSync {
@@ -43,6 +45,7 @@ impl QueueSync {
             epoch: RwLock::new(()),
             wakes,
             stop: Default::default(),
+            failed: Default::default(),
         })
     }
     /// The generation of the port set.
@@ -85,13 +88,25 @@ impl QueueSync {
         self.stop.store(true, Ordering::SeqCst);
         self.wake_all();
     }
+    /// Whether the workers were asked to end.
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
+    /// A worker failed (its queues would go unread): the event loop is
+    /// woken and stops the daemon.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+        self.wake_main();
+    }
+    /// Whether a worker failed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
 }
 
-/// Locks the shared switch (a thread that panicked leaves it usable: every
-/// change is whole per frame).
+/// Locks the shared switch. A poisoned lock is taken all the same: a
+/// worker that panicked has already asked the daemon to stop
+/// ([`QueueSync::fail`]), and the teardown still needs the switch.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

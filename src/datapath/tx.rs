@@ -186,9 +186,11 @@ impl TxRun {
     }
 }
 
-/// Bytes a worker's batch holds: a batch of read frames (8, at most one
-/// 64 KB super-frame) flooded to 128 ports. Allocated once per worker;
-/// only what is used becomes resident.
+/// Bytes a worker's batch holds: what one batch of read frames (8 frames
+/// of at most 16 KB together, or one 64 KB super-frame) becomes when
+/// flooded to 100 ports. Allocated once per worker; only what is used
+/// becomes resident. A frame that does not fit is dropped as
+/// `tx_queue_full` (written now, it would overtake the frames before it).
 const TX_BATCH_BYTES: usize = 8 << 20;
 /// Frames a worker's batch holds.
 const TX_BATCH_FRAMES: usize = 4096;
@@ -197,6 +199,8 @@ const TX_BATCH_FRAMES: usize = 4096;
 #[derive(Clone, Copy, Debug)]
 pub struct TxItem {
     pub port: PortId,
+    /// The port's `PortSlot::serial` when the frame was decided.
+    pub serial: u64,
     start: usize,
     len: usize,
     /// Datagrams in it (a UDP run), and their bytes as counted.
@@ -242,7 +246,7 @@ impl TxBatch {
             .map(|i| (i, &self.buf[i.start..i.start + i.len]))
     }
     /// Appends a frame; false when it does not fit (never reallocates).
-    fn push(&mut self, port: PortId, frame: &[u8], segs: u32, bytes: u64) -> bool {
+    fn push(&mut self, port: (PortId, u64), frame: &[u8], segs: u32, bytes: u64) -> bool {
         if self.buf.len() + frame.len() > self.buf.capacity()
             || self.items.len() == self.items.capacity()
         {
@@ -251,7 +255,8 @@ impl TxBatch {
         let start = self.buf.len();
         self.buf.extend_from_slice(frame);
         self.items.push(TxItem {
-            port,
+            port: port.0,
+            serial: port.1,
             start,
             len: frame.len(),
             segs,
@@ -276,6 +281,7 @@ pub enum TxFail {
 #[derive(Clone, Copy, Debug)]
 pub struct TxFailed {
     pub port: PortId,
+    pub serial: u64,
     pub segs: u32,
     pub bytes: u64,
     pub why: TxFail,
@@ -293,6 +299,7 @@ impl TxFailed {
         };
         TxFailed {
             port: item.port,
+            serial: item.serial,
             segs: item.segs,
             bytes: item.bytes,
             why,
@@ -300,19 +307,24 @@ impl TxFailed {
     }
 }
 
-/// Sends `frame` to port `id`, or defers it to the calling worker's batch
-/// when the port has that worker's queue (and the batch has room).
+/// Sends `frame` to port `id` (with its serial), or defers it to the
+/// calling worker's batch when the port has that worker's queue; a batch
+/// without room says the queue is full.
 #[inline]
 fn emit<P: Port>(
     port: &mut P,
-    id: PortId,
+    id: (PortId, u64),
     defer: &mut TxBatch,
     frame: &[u8],
     segs: u32,
     bytes: u64,
 ) -> io::Result<()> {
-    if defer.queue != 0 && defer.queue < port.queues() && defer.push(id, frame, segs, bytes) {
-        return Ok(());
+    if defer.queue != 0 && defer.queue < port.queues() {
+        return if defer.push(id, frame, segs, bytes) {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        };
     }
     port.send(frame)
 }
@@ -382,7 +394,7 @@ pub(super) fn flush_run<P: Port>(ports: &mut [Option<PortSlot<P>>], run: &mut Tx
     let c = &mut slot.counters;
     match emit(
         &mut slot.port,
-        run.port,
+        (run.port, slot.serial),
         &mut run.defer,
         whole,
         segs as u32,
@@ -453,7 +465,7 @@ fn transmit<P: Port>(
     let vnet = slot.port.vnet_hdr();
     // Counted as `send_counted_with` counts: the frame without its header.
     let hdr_len = if vnet { VNET_HDR_LEN } else { 0 };
-    let port = &mut slot.port;
+    let (port, id) = (&mut slot.port, (id, slot.serial));
     let mut send = |f: &[u8]| emit(port, id, defer, f, 1, (f.len() - hdr_len) as u64);
     send_counted_with(vnet, &mut send, &mut slot.counters, hdr, whole, copy, seg);
 }

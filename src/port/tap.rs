@@ -4,8 +4,8 @@
 //! `/dev/net/tun` and called `TUNSETIFF`, so [`Tap::create_here`] must run on a
 //! thread that has entered the target namespace (see
 //! [`crate::control::netns::in_netns`]). The returned fd keeps working from
-//! any namespace. The device is not persistent: closing the fd (dropping the
-//! [`Tap`]) removes the interface from its namespace.
+//! any namespace. The device is not persistent: closing its fds (dropping
+//! the [`Tap`]) removes the interface from its namespace.
 //!
 //! With `--workers N` (N > 1) the TAP is a multi-queue device
 //! (`IFF_MULTI_QUEUE`) with N fds, one queue each: the kernel hands each
