@@ -118,10 +118,9 @@ fn decide_bench(c: &mut Criterion) {
     g.finish();
 }
 
-fn pipeline_bench(c: &mut Criterion) {
-    let mut g = c.benchmark_group("pipeline");
-    g.measurement_time(Duration::from_secs(3));
-    let gw = Gateway::new(
+/// The gateway of the pipeline benches (no uplink).
+fn bench_gateway() -> Gateway {
+    Gateway::new(
         GatewayConfig {
             lan_mac: MacAddr::stable_local("gw"),
             lan_ip: Ipv4Addr::new(10, 0, 0, 254),
@@ -131,8 +130,14 @@ fn pipeline_bench(c: &mut Criterion) {
             nat: None,
         },
         0,
-    );
-    let mut sw: Switch<MemPort, MemPort> = Switch::new(Fdb::new(300_000, 8192), 1500, gw, None);
+    )
+}
+
+fn pipeline_bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.measurement_time(Duration::from_secs(3));
+    let mut sw: Switch<MemPort, MemPort> =
+        Switch::new(Fdb::new(300_000, 8192), 1500, bench_gateway(), None);
     let mut ids = Vec::new();
     let mut port_macs = Vec::new();
     for i in 0..4 {
@@ -176,6 +181,47 @@ fn pipeline_bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("broadcast_to_3_ports", |b| {
         b.iter(|| sw.inject(ids[0], black_box(&flood), 1))
+    });
+    // A worker's batch (`--workers`): 8 frames of 64 bytes read from one
+    // port's queue, forwarded under the switch with what goes to other
+    // two-queue ports deferred into its TxBatch (one copy more per frame).
+    let mut wsw: Switch<MemPort, MemPort> =
+        Switch::new(Fdb::new(300_000, 8192), 1500, bench_gateway(), None);
+    wsw.set_queue_sync(
+        std::sync::Arc::new(vswitchd::datapath::queues::QueueSync::new(1).unwrap()),
+        1,
+    );
+    let mut wids = Vec::new();
+    for (i, m) in port_macs.iter().enumerate() {
+        let p = MemPort::default();
+        p.0.borrow_mut().queues = 2;
+        wids.push(wsw.add_port(
+            p,
+            PortInfo {
+                name: format!("p{i}"),
+                ifname: "eth0".into(),
+                mac: *m,
+                addr: Ipv4Addr::new(10, 0, 0, 1 + i as u8),
+                prefix_len: 24,
+                security: false,
+            },
+        ));
+        wsw.inject(wids[i], &eth(MacAddr::BROADCAST, *m), 0);
+    }
+    let mut frame = eth(port_macs[1], port_macs[0]);
+    frame.resize(64, 0);
+    let mut ring = vswitchd::port::FrameRing::new(8, vswitchd::datapath::FRAME_BUF);
+    let mut batch = vswitchd::datapath::TxBatch::new(1);
+    g.throughput(Throughput::Elements(8));
+    g.bench_function("worker_batch_8x64B", |b| {
+        b.iter(|| {
+            ring.clear();
+            for _ in 0..8 {
+                ring.put(black_box(&frame));
+            }
+            batch.clear();
+            wsw.forward_ring(wids[0], &mut ring, &mut batch, 1)
+        })
     });
     g.finish();
 }

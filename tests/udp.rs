@@ -6,9 +6,6 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// Receives until the end marker (or 5 s of silence) and prints
 /// `count in_order corrupt`.
@@ -76,25 +73,17 @@ fn send_through(args: &[&str], v6: bool) -> (usize, u64, u64) {
         let out = ns_exec(&ns.0[0], &["ping", "-c", "1", "-W", "2", to]);
         assert!(out.status.success(), "no IPv6 path: {out:?}");
     }
-    let mut rx = Command::new("ip")
-        .args(["netns", "exec", &ns.0[1], "python3", "-c", RECEIVER, to])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(rx.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let n = 20_000;
-    let tx = ns_exec(&ns.0[0], &["python3", "-c", SENDER, &n.to_string(), to]);
-    assert!(
-        tx.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tx.stderr)
+    let f = python_pair(
+        &ns.0[1],
+        RECEIVER,
+        &[to],
+        &ns.0[0],
+        SENDER,
+        &[&n.to_string(), to],
     );
-    let result = lines.next().unwrap().unwrap();
-    let _ = wait_child(&mut rx, Duration::from_secs(10));
-    let f: Vec<&str> = result.split_whitespace().collect();
     let (count, in_order, corrupt): (usize, &str, usize) =
-        (f[0].parse().unwrap(), f[1], f[2].parse().unwrap());
+        (f[0].parse().unwrap(), &f[1], f[2].parse().unwrap());
     eprintln!("{args:?}: received {count} of {n}");
     assert_eq!(corrupt, 0, "datagrams changed on the way");
     assert_eq!(in_order, "True", "datagrams reordered");

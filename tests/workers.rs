@@ -14,10 +14,7 @@ mod common;
 
 use common::mem::*;
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 use vswitchd::datapath::queues::QueueSync;
 use vswitchd::datapath::{FRAME_BUF, TxBatch, TxFailed};
 use vswitchd::port::FrameRing;
@@ -206,36 +203,18 @@ print(count, in_order, corrupt, len(last), flush=True)
 /// Runs the flows from `from` to `to_addr` in namespace `to`; returns how
 /// many datagrams arrived (asserting intact, in order per flow).
 fn flows_through(from: &str, to: &str, to_addr: &str, flows: usize, n: usize) -> usize {
-    let mut rx = Command::new("ip")
-        .args(["netns", "exec", to, "python3", "-c", RECEIVER, to_addr])
-        .arg(flows.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(rx.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let tx = ns_exec(
+    let (fl, nn) = (flows.to_string(), n.to_string());
+    let f = python_pair(
+        to,
+        RECEIVER,
+        &[to_addr, &fl],
         from,
-        &[
-            "python3",
-            "-c",
-            SENDER,
-            &flows.to_string(),
-            &n.to_string(),
-            to_addr,
-        ],
+        SENDER,
+        &[&fl, &nn, to_addr],
     );
-    assert!(
-        tx.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tx.stderr)
-    );
-    let result = lines.next().unwrap().unwrap();
-    let _ = wait_child(&mut rx, Duration::from_secs(10));
-    let f: Vec<&str> = result.split_whitespace().collect();
     let (count, in_order, corrupt, seen): (usize, &str, usize, usize) = (
         f[0].parse().unwrap(),
-        f[1],
+        &f[1],
         f[2].parse().unwrap(),
         f[3].parse().unwrap(),
     );

@@ -362,6 +362,39 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs a pair of Python programs: `receiver` (with `rx_args`) in
+/// namespace `rx_ns`, which prints `ready` once it listens and then one
+/// result line, and, once it is ready, `sender` (with `tx_args`) in
+/// `tx_ns`, which must succeed. Returns the words of the result line.
+pub fn python_pair(
+    rx_ns: &str,
+    receiver: &str,
+    rx_args: &[&str],
+    tx_ns: &str,
+    sender: &str,
+    tx_args: &[&str],
+) -> Vec<String> {
+    let mut rx = Command::new("ip")
+        .args(["netns", "exec", rx_ns, "python3", "-c", receiver])
+        .args(rx_args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(rx.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let mut v = vec!["python3", "-c", sender];
+    v.extend_from_slice(tx_args);
+    let tx = ns_exec(tx_ns, &v);
+    assert!(
+        tx.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tx.stderr)
+    );
+    let result = lines.next().unwrap().unwrap();
+    let _ = wait_child(&mut rx, Duration::from_secs(10));
+    result.split_whitespace().map(String::from).collect()
+}
+
 /// Waits for `child` up to `timeout`, killing it (by PID) if it is still
 /// running then. Returns its status, or None if it had to be killed.
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
