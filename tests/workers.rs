@@ -3,12 +3,15 @@
 //! In memory (no root): a worker's frames go through the same pipeline as
 //! the event loop's, and what it sends to its queue of multi-queue ports
 //! waits in its batch, byte for byte what the event loop would write, in
-//! order, counted as sent until a failed write is reported back.
+//! order, counted as sent until a failed write is reported back (and then
+//! never charged to a port that took a removed port's id); a full batch
+//! drops and counts rather than let a frame overtake.
 //!
 //! Root: with `--workers 2` every TAP has two queues, sixteen UDP flows
 //! are spread over both threads and every datagram arrives intact and in
 //! order per flow; ports added and removed while the workers forward come
-//! and go whole; a count outside 1..64 is refused.
+//! and go whole; captures record what the workers forward; a count outside
+//! 1..64 is refused.
 
 mod common;
 
@@ -386,4 +389,25 @@ fn a_failed_write_reported_after_its_port_went_is_not_charged_to_the_port_that_t
     r.sw.tx_failed(&[TxFailed::of(&item, &full)]);
     let c = r.sw.port(id).unwrap().counters;
     assert_eq!((c.tx_packets, c.drop_total()), (0, 0));
+}
+
+#[test]
+fn captures_see_the_frames_the_workers_forward() {
+    if !root_or_skip("captures_see_the_frames_the_workers_forward") {
+        return;
+    }
+    let ns = Namespaces::fresh(2);
+    let d = Daemon::start(&["--ports", &ns.csv(), "--workers", "2"]);
+    assert!(ping(&ns.0[0], "192.168.88.12"));
+    let dir = TempDir::new();
+    let file = dir.0.join("cap.pcapng");
+    let mut cap = start_capture(&d, &["--port", &ns.0[1], "-c", "500"], &file);
+    flows_through(&ns.0[0], &ns.0[1], "192.168.88.12", 16, 200);
+    let st = wait_child(&mut cap, std::time::Duration::from_secs(10));
+    assert!(st.is_some_and(|s| s.success()), "capture: {st:?}");
+    let frames = pcap_frame_lengths(&std::fs::read(&file).unwrap()).len();
+    assert_eq!(frames, 500);
+    let t = thread_frames(&d);
+    assert!(t[0] > 0 && t[1] > 0, "one thread did everything: {t:?}");
+    d.stop();
 }
