@@ -18,6 +18,7 @@ mod common;
 use common::mem::*;
 use common::*;
 use std::sync::Arc;
+use vswitchd::capture::{Format, Point};
 use vswitchd::datapath::queues::QueueSync;
 use vswitchd::datapath::{FRAME_BUF, TxBatch, TxFailed};
 use vswitchd::port::FrameRing;
@@ -119,13 +120,18 @@ fn failed_deferred_writes_move_from_sent_to_their_drop_reason() {
     r.sw.forward_ring(r.ids[0], &mut ring_of(&[single]), &mut batch, 1);
     let items: Vec<_> = batch.iter().map(|(i, _)| *i).collect();
     assert_eq!(items.iter().map(|i| i.segs).collect::<Vec<_>>(), [4, 1]);
-    // The kernel refused the super-frame; the queue was full for the other.
+    // The queue was full for the single datagram: the run stays counted.
     let einval = std::io::Error::from_raw_os_error(libc::EINVAL);
     let full = std::io::Error::from(std::io::ErrorKind::WouldBlock);
-    r.sw.tx_failed(&[
-        TxFailed::of(&items[0], &einval),
-        TxFailed::of(&items[1], &full),
-    ]);
+    r.sw.tx_failed(&[TxFailed::of(&items[1], &full)]);
+    let c = r.sw.port(r.ids[1]).unwrap().counters;
+    assert_eq!(
+        (c.tx_coalesced, c.tx_super_frames),
+        (before.tx_coalesced + 4, before.tx_super_frames + 1)
+    );
+    assert_eq!(c.tx_packets, before.tx_packets + 4);
+    // The kernel refused the super-frame.
+    r.sw.tx_failed(&[TxFailed::of(&items[0], &einval)]);
     let c = r.sw.port(r.ids[1]).unwrap().counters;
     assert_eq!(
         (c.tx_packets, c.tx_bytes, c.tx_coalesced, c.tx_super_frames),
@@ -410,4 +416,23 @@ fn captures_see_the_frames_the_workers_forward() {
     let t = thread_frames(&d);
     assert!(t[0] > 0 && t[1] > 0, "one thread did everything: {t:?}");
     d.stop();
+}
+
+#[test]
+fn a_worker_wakes_the_event_loop_only_when_a_capture_or_monitor_wants_what_it_forwarded() {
+    let mut r = rig();
+    let sync = Arc::new(QueueSync::new(1).unwrap());
+    r.sw.set_queue_sync(Arc::clone(&sync), 1);
+    let woken = || sync.main_wake_fd().read().is_ok();
+    let mut batch = TxBatch::new(1);
+    let f = || vec![datagram(2, 1, 4000, &[1; 20])];
+    r.sw.forward_ring(r.ids[0], &mut ring_of(&f()), &mut batch, 1);
+    assert!(!woken(), "nothing to write out");
+    r.sw.capture_start(7, vec![Point::Port(r.ids[2])], None, Format::PcapNg);
+    r.sw.forward_ring(r.ids[0], &mut ring_of(&f()), &mut batch, 1);
+    assert!(woken(), "a capture");
+    assert!(r.sw.capture_end(7).is_some());
+    r.sw.monitor_start(8, "test");
+    r.sw.forward_ring(r.ids[0], &mut ring_of(&f()), &mut batch, 1);
+    assert!(woken(), "a monitor");
 }
