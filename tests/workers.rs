@@ -20,7 +20,7 @@ use common::*;
 use std::sync::Arc;
 use vswitchd::capture::{Format, Point};
 use vswitchd::datapath::queues::QueueSync;
-use vswitchd::datapath::{FRAME_BUF, TxBatch, TxFailed};
+use vswitchd::datapath::{FRAME_BUF, TxBatch, TxFail, TxFailed};
 use vswitchd::port::FrameRing;
 use vswitchd::port::mem::MemPort;
 use vswitchd::switch::DropReason;
@@ -120,6 +120,11 @@ fn failed_deferred_writes_move_from_sent_to_their_drop_reason() {
     r.sw.forward_ring(r.ids[0], &mut ring_of(&[single]), &mut batch, 1);
     let items: Vec<_> = batch.iter().map(|(i, _)| *i).collect();
     assert_eq!(items.iter().map(|i| i.segs).collect::<Vec<_>>(), [4, 1]);
+    // Only EINVAL on a run means the kernel refused the super-frame.
+    let eio = std::io::Error::from_raw_os_error(libc::EIO);
+    let einval1 = std::io::Error::from_raw_os_error(libc::EINVAL);
+    assert_eq!(TxFailed::of(&items[0], &eio).why, TxFail::Error);
+    assert_eq!(TxFailed::of(&items[1], &einval1).why, TxFail::Error);
     // The queue was full for the single datagram: the run stays counted.
     let einval = std::io::Error::from_raw_os_error(libc::EINVAL);
     let full = std::io::Error::from(std::io::ErrorKind::WouldBlock);
