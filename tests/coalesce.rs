@@ -180,3 +180,75 @@ fn turned_off_every_datagram_goes_alone() {
     r.sw.poll_port(r.ids[0], 1, 16).unwrap();
     assert_eq!(r.ports[1].take_tx().len(), 1);
 }
+
+/// Port 0's datagrams to the wan host, `n` of them from id `first`.
+fn to_wan(sw_port: &vswitchd::port::mem::MemPort, first: u16, n: u16) -> Vec<Vec<u8>> {
+    let gw = vswitchd::wire::MacAddr::stable_local("gw").to_bytes();
+    let frames: Vec<_> = (0..n)
+        .map(|i| datagram_to(gw, WAN_HOST, first + i, 4000, &[i as u8; 64]))
+        .collect();
+    for f in &frames {
+        sw_port.push_rx(f);
+    }
+    frames
+}
+
+#[test]
+fn one_flows_datagrams_to_the_wan_are_one_send_on_an_uplink_that_takes_them() {
+    let (mut sw, p, id, up) = uplink_rig(true);
+    let frames = to_wan(&p, 500, 16);
+    assert_eq!(sw.poll_port(id, 1, 16).unwrap(), 16);
+    let tx = up.take_tx();
+    assert_eq!(tx.len(), 1, "one send");
+    let h = gso(&tx[0]);
+    assert_eq!((h.gso_type, h.gso_size, h.hdr_len), (GSO_UDP_L4, 64, 42));
+    let f = &tx[0][VNET_HDR_LEN..];
+    assert_eq!(f[..6], WAN_HOST_MAC, "to the next hop");
+    assert_eq!(f[26..30], [10, 99, 0, 2], "translated");
+    for (i, d) in frames.iter().enumerate() {
+        let at = 42 + i * 64;
+        assert_eq!(f[at..at + 64], d[VNET_HDR_LEN + 42..], "datagram {i}");
+    }
+    let c = sw.uplink().unwrap().counters;
+    assert_eq!(
+        (c.tx_packets, c.tx_coalesced, c.tx_super_frames),
+        (16, 16, 1)
+    );
+    assert_eq!(c.tx_bytes, 16 * (42 + 64));
+    assert_eq!(c.drop_total(), 0);
+}
+
+#[test]
+fn an_uplink_without_udp_segmentation_or_with_coalescing_off_gets_every_datagram_alone() {
+    let (mut sw, p, id, up) = uplink_rig(false);
+    to_wan(&p, 500, 8);
+    sw.poll_port(id, 1, 16).unwrap();
+    assert_eq!(up.take_tx().len(), 8);
+    let (mut sw, p, id, up) = uplink_rig(true);
+    sw.set_udp_coalesce(false);
+    to_wan(&p, 500, 8);
+    sw.poll_port(id, 1, 16).unwrap();
+    assert_eq!(up.take_tx().len(), 8);
+    let c = sw.uplink().unwrap().counters;
+    assert_eq!((c.tx_packets, c.tx_super_frames), (8, 0));
+}
+
+#[test]
+fn an_uplink_whose_kernel_refuses_a_super_frame_gets_datagrams_one_by_one() {
+    let (mut sw, p, id, up) = uplink_rig(true);
+    up.0.borrow_mut().refuse_gso = true;
+    to_wan(&p, 10, 4);
+    sw.poll_port(id, 1, 16).unwrap();
+    let c = sw.uplink().unwrap().counters;
+    assert_eq!(
+        c.drops[vswitchd::switch::DropReason::BadOffload as usize],
+        4
+    );
+    assert!(!c.tx_failing, "the uplink is not down");
+    assert!(up.take_tx().is_empty());
+    to_wan(&p, 20, 4);
+    sw.poll_port(id, 1, 16).unwrap();
+    assert_eq!(up.take_tx().len(), 4);
+    let c = sw.uplink().unwrap().counters;
+    assert_eq!((c.tx_packets, c.tx_super_frames), (4, 0));
+}

@@ -112,12 +112,13 @@ pub struct Cli {
     #[arg(long)]
     pub no_offload: bool,
 
-    /// Write each UDP datagram to a namespace's TAP on its own. By default
-    /// consecutive datagrams of one flow read in one batch leave in one
-    /// write, as a UDP segmentation-offload frame the namespace's kernel
-    /// cuts back at its UDP layer (Linux 6.2+; sockets see the same
-    /// datagrams, tcpdump and netfilter inside the namespace see one packet
-    /// per run).
+    /// Write each UDP datagram to a namespace's TAP, and to the uplink, on
+    /// its own. By default consecutive datagrams of one flow read in one
+    /// batch leave in one write, as a UDP segmentation-offload frame the
+    /// namespace's kernel cuts back at its UDP layer (Linux 6.2+; sockets
+    /// see the same datagrams, tcpdump and netfilter inside the namespace
+    /// see one packet per run); runs through the NAT leave the uplink in
+    /// one send each, cut apart by the kernel on the way out.
     #[arg(long)]
     pub no_udp_coalesce: bool,
 

@@ -148,7 +148,8 @@ pub struct Config {
     pub keep_netns: bool,
     /// TAPs with virtio-net header, checksum and TCP segmentation offload.
     pub offload: bool,
-    /// UDP runs written to TAPs as one super-frame (`--no-udp-coalesce`).
+    /// UDP runs written to TAPs and the uplink as one super-frame
+    /// (`--no-udp-coalesce`).
     pub udp_coalesce: bool,
     /// `--port-security` on every port given at start.
     pub port_security: bool,

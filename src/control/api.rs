@@ -102,6 +102,8 @@ fn gateway_report<P: Port, U: Port>(sw: &Switch<P, U>, now: Millis) -> GatewayRe
             rx_bytes: u.counters.rx_bytes,
             tx_packets: u.counters.tx_packets,
             tx_bytes: u.counters.tx_bytes,
+            tx_coalesced: u.counters.tx_coalesced,
+            tx_super_frames: u.counters.tx_super_frames,
             drops: drops_map(&u.counters),
         }),
         nat: nat_summary(sw),

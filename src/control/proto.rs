@@ -223,6 +223,12 @@ pub struct UplinkReport {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    /// Of `tx_packets`: UDP datagrams sent in super-frames, and the
+    /// super-frames (one send each) that carried them.
+    #[serde(default)]
+    pub tx_coalesced: u64,
+    #[serde(default)]
+    pub tx_super_frames: u64,
     pub drops: BTreeMap<String, u64>,
 }
 

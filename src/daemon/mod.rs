@@ -353,12 +353,9 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
             (None, _) => String::new(),
         }
     );
-    let uplink = uplink.map(|u| UplinkSlot {
-        ifname: u.ifname().to_string(),
-        port: u,
-        counters: Default::default(),
-        state: crate::datapath::LinkState::Up,
-        since: clock.now(),
+    let uplink = uplink.map(|u| {
+        let ifname = u.ifname().to_string();
+        UplinkSlot::new(u, ifname, clock.now())
     });
     let mut sw = Switch::new(
         Fdb::new(cfg.aging_secs * 1000, cfg.fdb_max),

@@ -34,7 +34,7 @@ mod uplink;
 use ports::LogLimit;
 pub use ports::{LinkState, PortCounters, PortInfo, PortSlot, UplinkSlot};
 pub use tx::{TxBatch, TxFail, TxFailed, TxItem};
-use tx::{TxRun, flood, flush_run, log_learning, record, send_counted, unicast};
+use tx::{TxRun, flood, flush_run, flush_uplink_run, log_learning, record, unicast, uplink_send};
 
 use crate::capture::{Captures, Format, Point, Session};
 use crate::gateway::{Egress, Gateway, Outbox};
@@ -416,16 +416,21 @@ impl<P: Port, U: Port> Switch<P, U> {
         r
     }
 
-    /// Turns UDP coalescing for TAP writes on or off (`--no-udp-coalesce`).
+    /// Turns UDP coalescing for TAP and uplink writes on or off
+    /// (`--no-udp-coalesce`).
     pub fn set_udp_coalesce(&mut self, on: bool) {
         self.flush_tx();
         self.run.enabled = on;
     }
 
-    /// Writes the pending UDP run (every public call that transmits ends
-    /// with it, so nothing waits for the next batch).
+    /// Writes the pending UDP runs, the TAPs' and the uplink's (every
+    /// public call that transmits ends with it, so nothing waits for the
+    /// next batch).
     fn flush_tx(&mut self) {
         flush_run(&mut self.ports, &mut self.run);
+        if let Some(u) = self.uplink.as_mut() {
+            flush_uplink_run(u);
+        }
     }
 
     fn poll_port_frames(&mut self, id: PortId, now: Millis, budget: usize) -> io::Result<usize> {

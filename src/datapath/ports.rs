@@ -5,6 +5,7 @@
 use crate::reason::Drops;
 use crate::switch::{DropReason, Millis};
 use crate::wire::MacAddr;
+use crate::wire::coalesce::UdpRun;
 use std::net::Ipv4Addr;
 
 /// Static facts about a port, shown by `vswitchctl ports`.
@@ -107,6 +108,26 @@ pub struct UplinkSlot<U> {
     /// Up, down or gone, and since when (loop time).
     pub state: LinkState,
     pub since: Millis,
+    /// UDP datagrams gathered for the uplink, not yet sent (empty between
+    /// the switch's calls).
+    pub(super) run: UdpRun,
+    /// The kernel refused a UDP super-frame on the uplink: none are sent.
+    pub coalesce_refused: bool,
+}
+
+impl<U> UplinkSlot<U> {
+    /// The uplink `port` (named `ifname`), up since `now`.
+    pub fn new(port: U, ifname: String, now: Millis) -> Self {
+        UplinkSlot {
+            port,
+            ifname,
+            counters: PortCounters::default(),
+            state: LinkState::Up,
+            since: now,
+            run: UdpRun::new(),
+            coalesce_refused: false,
+        }
+    }
 }
 
 /// The uplink interface's state, from rtnetlink's announcements.

@@ -7,9 +7,10 @@
 //! datagrams of one flow for a TAP into a [`TxRun`] (one write per run,
 //! see [`crate::wire::coalesce`]). At most one run is pending, and any
 //! other frame to any TAP or overlay port sends it first, so each port
-//! gets its frames in exactly the order they were decided (the uplink,
-//! another device, does not wait for it); the public calls of `Switch`
-//! that transmit end with [`flush_run`].
+//! gets its frames in exactly the order they were decided. The uplink,
+//! another device, has a run of its own ([`uplink_send`]) that does not
+//! wait for the TAPs' nor they for it; the public calls of `Switch` that
+//! transmit end with [`flush_run`] and [`flush_uplink_run`].
 //!
 //! A worker thread's call (`--workers`, [`crate::workers`]) defers what it
 //! sends to its queue of multi-queue ports into a [`TxBatch`]: the worker
@@ -18,7 +19,7 @@
 //! the worker reports writes that then fail ([`TxFailed`]) and they are
 //! moved to their drop reason.
 
-use super::{GW_PORT, LogLimit, PortCounters, PortSlot};
+use super::{GW_PORT, LogLimit, PortCounters, PortSlot, UplinkSlot};
 use crate::capture::{Captures, Point};
 use crate::port::Port;
 use crate::switch::{Decision, DropReason, Fdb, Learned, Millis, PortId};
@@ -391,15 +392,29 @@ pub(super) fn flush_run<P: Port>(ports: &mut [Option<PortSlot<P>>], run: &mut Tx
     let Some(Some(slot)) = ports.get_mut(run.port as usize) else {
         return;
     };
-    let c = &mut slot.counters;
-    match emit(
+    let r = emit(
         &mut slot.port,
         (run.port, slot.serial),
         &mut run.defer,
         whole,
         segs as u32,
         bytes,
-    ) {
+    );
+    if count_run(r, &mut slot.counters, segs, bytes) {
+        slot.coalesce_refused = true;
+        tracing::warn!(
+            port = %slot.info.name,
+            "the kernel refused a UDP super-frame; writing datagrams one by one to this port"
+        );
+    }
+}
+
+/// Counts the write of a run of `segs` datagrams (`bytes` bytes) as sent
+/// or as each datagram's drop reason. True when the kernel refused the
+/// super-frame itself (the port's probe said it would take them): the
+/// caller sends no more runs there.
+fn count_run(r: io::Result<()>, c: &mut PortCounters, segs: u16, bytes: u64) -> bool {
+    match r {
         Ok(()) => {
             c.tx_packets += segs as u64;
             c.tx_bytes += bytes;
@@ -408,24 +423,65 @@ pub(super) fn flush_run<P: Port>(ports: &mut [Option<PortSlot<P>>], run: &mut Tx
                 c.tx_coalesced += segs as u64;
                 c.tx_super_frames += 1;
             }
+            false
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             c.drops.add_n(DropReason::TxQueueFull, segs as u64);
+            false
         }
-        // The kernel refused the super-frame itself: never again on this
-        // port (the probe said it would take them).
         Err(e) if segs > 1 && e.raw_os_error() == Some(libc::EINVAL) => {
             c.drops.add_n(DropReason::BadOffload, segs as u64);
-            slot.coalesce_refused = true;
-            tracing::warn!(
-                port = %slot.info.name,
-                "the kernel refused a UDP super-frame; writing datagrams one by one to this port"
-            );
+            true
         }
         Err(_) => {
             c.drops.add_n(DropReason::TxError, segs as u64);
             c.tx_failing = true;
+            false
         }
+    }
+}
+
+/// Sends a frame out of the uplink: into the uplink's pending run when it
+/// can join (or start) one, else after the run. The uplink's run is its
+/// own (it is another device than the TAPs: only its own frames keep
+/// their order behind it).
+pub(super) fn uplink_send<U: Port>(
+    u: &mut UplinkSlot<U>,
+    coalesce: bool,
+    hdr: &VnetHdr,
+    whole: &[u8],
+    copy: &mut Vec<u8>,
+    seg: &mut Vec<u8>,
+) {
+    if coalesce && u.port.takes_udp_gso() && !u.coalesce_refused {
+        match u.run.push(hdr, whole) {
+            Push::Added => return,
+            Push::Ends => {
+                flush_uplink_run(u);
+                if u.run.push(hdr, whole) == Push::Added {
+                    return;
+                }
+            }
+            Push::Alone => flush_uplink_run(u),
+        }
+    } else {
+        flush_uplink_run(u);
+    }
+    send_counted(&mut u.port, &mut u.counters, hdr, whole, copy, seg);
+}
+
+/// Sends the uplink's pending run, if any, counting each datagram in it.
+pub(super) fn flush_uplink_run<U: Port>(u: &mut UplinkSlot<U>) {
+    let Some((whole, segs, bytes)) = u.run.take() else {
+        return;
+    };
+    let r = u.port.send(whole);
+    if count_run(r, &mut u.counters, segs, bytes) {
+        u.coalesce_refused = true;
+        tracing::warn!(
+            uplink = %u.ifname,
+            "the kernel refused a UDP super-frame; sending datagrams one by one to the uplink"
+        );
     }
 }
 

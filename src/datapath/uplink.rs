@@ -68,14 +68,7 @@ impl<P: Port, U: Port> Switch<P, U> {
                     }
                     if let Some(u) = uplink.as_mut() {
                         if u.state == LinkState::Up {
-                            send_counted(
-                                &mut u.port,
-                                &mut u.counters,
-                                &hdr,
-                                whole,
-                                scratch,
-                                scratch2,
-                            );
+                            uplink_send(u, run.enabled, &hdr, whole, scratch, scratch2);
                         } else {
                             u.counters.drops.add(DropReason::UplinkDown);
                         }

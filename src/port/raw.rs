@@ -8,6 +8,14 @@
 //! frames whole. Frames we send carry a header too (all zero: whole frames).
 //! `PACKET_IGNORE_OUTGOING` keeps our own transmissions (and the host's) out
 //! of the receive path.
+//!
+//! On Linux 6.2+ the socket's virtio-net header also takes UDP super-frames
+//! (`VIRTIO_NET_HDR_GSO_UDP_L4`, the same as a TAP with USO): a run of
+//! datagrams to the wan leaves in one `send` ([`crate::wire::coalesce`]),
+//! and the kernel cuts it apart (in the NIC if it can segment UDP, else in
+//! software on the way out). Earlier kernels refuse such a header with
+//! `EINVAL`; the probe is the kernel's version, and the datapath stops
+//! sending runs to an uplink that refuses one anyway.
 
 use super::Port;
 use crate::sys::{
@@ -38,6 +46,30 @@ pub struct RawPort {
     ifname: String,
     index: u32,
     mtu: usize,
+    uso: bool,
+}
+
+/// Whether this kernel's packet sockets take `VIRTIO_NET_HDR_GSO_UDP_L4`
+/// (Linux 6.2, "Support USO offload in vnet header"). Asked once, at the
+/// first open (before the sandbox).
+fn kernel_takes_uso() -> bool {
+    static USO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USO.get_or_init(|| {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        release_at_least(&release, (6, 2))
+    })
+}
+
+/// `release` (as `uname -r` prints it, "6.18.44-foo") is at least `min`.
+fn release_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= min,
+        _ => false,
+    }
 }
 
 fn setsockopt<T>(fd: RawFd, level: i32, name: i32, v: &T) -> io::Result<()> {
@@ -130,6 +162,7 @@ impl RawPort {
             ifname: ifname.into(),
             index,
             mtu,
+            uso: kernel_takes_uso(),
         })
     }
 
@@ -176,6 +209,10 @@ impl Port for RawPort {
         true
     }
 
+    fn takes_udp_gso(&self) -> bool {
+        self.uso
+    }
+
     /// Reads one frame, virtio-net header first.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         nix::unistd::read(&self.fd, buf).map_err(io::Error::from)
@@ -187,5 +224,21 @@ impl Port for RawPort {
         nix::unistd::write(&self.fd, frame)
             .map(|_| ())
             .map_err(io::Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_at_least;
+
+    #[test]
+    fn kernel_release_compares_major_then_minor() {
+        assert!(release_at_least("6.18.44-fc-v669\n", (6, 2)));
+        assert!(release_at_least("6.2.0", (6, 2)));
+        assert!(release_at_least("7.0-rc1", (6, 2)));
+        assert!(!release_at_least("6.1.112-1-amd64", (6, 2)));
+        assert!(!release_at_least("5.19.0", (6, 2)));
+        assert!(!release_at_least("", (6, 2)));
+        assert!(!release_at_least("garbage", (6, 2)));
     }
 }
