@@ -252,3 +252,48 @@ fn an_uplink_whose_kernel_refuses_a_super_frame_gets_datagrams_one_by_one() {
     let c = sw.uplink().unwrap().counters;
     assert_eq!((c.tx_packets, c.tx_super_frames), (4, 0));
 }
+
+/// An echo request from port 0's host to the wan host (it never joins a
+/// run).
+fn echo_to_wan(id: u16) -> Vec<u8> {
+    use vswitchd::wire::{checksum, ipv4::fill_ip_checksum};
+    let gw = vswitchd::wire::MacAddr::stable_local("gw").to_bytes();
+    let mut f = vec![0u8; VNET_HDR_LEN];
+    f.extend_from_slice(&gw);
+    f.extend_from_slice(&mac(0));
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28]);
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(&[0x40, 0, 64, 1, 0, 0, 192, 168, 88, 11]);
+    f.extend_from_slice(&WAN_HOST);
+    let mut icmp = [8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    let c = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&icmp);
+    fill_ip_checksum(&mut f[VNET_HDR_LEN + 14..], 20);
+    f
+}
+
+#[test]
+fn frames_to_the_wan_leave_in_the_order_they_were_decided() {
+    let (mut sw, p, id, up) = uplink_rig(true);
+    let gw = vswitchd::wire::MacAddr::stable_local("gw").to_bytes();
+    let a = |n: u16, b: u8| datagram_to(gw, WAN_HOST, 100 + n, 4000, &[b; 64]);
+    let b1 = datagram_to(gw, WAN_HOST, 200, 4001, &[3; 64]);
+    // A1 A2 (a run), B1 (another flow ends it), A3 (ends B's), an echo
+    // request (alone, ends A's), A4.
+    for f in [a(0, 1), a(1, 2), b1, a(2, 4), echo_to_wan(7), a(3, 5)] {
+        p.push_rx(&f);
+    }
+    assert_eq!(sw.poll_port(id, 1, 16).unwrap(), 6);
+    let tx = up.take_tx();
+    let payloads: Vec<Vec<u8>> = tx.iter().map(|f| f[VNET_HDR_LEN + 42..].to_vec()).collect();
+    assert_eq!(tx.len(), 5, "{payloads:?}");
+    assert_eq!(payloads[0], [[1u8; 64], [2; 64]].concat(), "A1 A2 in one");
+    assert_eq!(gso(&tx[0]).gso_type, GSO_UDP_L4);
+    assert_eq!(payloads[1], [3; 64], "then B1");
+    assert_eq!(payloads[2], [4; 64], "then A3");
+    assert_eq!(tx[3][VNET_HDR_LEN + 23], 1, "then the echo request");
+    assert_eq!(payloads[4], [5; 64], "then A4");
+    let c = sw.uplink().unwrap().counters;
+    assert_eq!((c.tx_packets, c.tx_super_frames), (6, 1));
+}

@@ -14,8 +14,9 @@
 //! `nat_flush`, `capture_start`...). No allocation per frame: the ring is
 //! allocated once, flooding writes the same buffer to each port, and UDP
 //! datagrams bound for one TAP gather in one 64 KB buffer allocated with
-//! the switch (`tx::TxRun`), written as one super-frame before the call
-//! that gathered them returns.
+//! the switch (`tx::TxRun`), those for the uplink in one of the uplink's
+//! (`UplinkSlot`), each written as one super-frame before the call that
+//! gathered them returns.
 //!
 //! Files: this one (the switch, its ports and the per-frame `forward`),
 //! `uplink.rs` (the gateway's outbox, the uplink, the gateway's timers),

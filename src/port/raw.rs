@@ -15,7 +15,8 @@
 //! and the kernel cuts it apart (in the NIC if it can segment UDP, else in
 //! software on the way out). Earlier kernels refuse such a header with
 //! `EINVAL`; the probe is the kernel's version, and the datapath stops
-//! sending runs to an uplink that refuses one anyway.
+//! sending runs to an uplink that refuses one anyway (the refused run's
+//! datagrams are lost and counted as `bad_offload`, as on a TAP).
 
 use super::Port;
 use crate::sys::{

@@ -1,10 +1,14 @@
-//! UDP coalescing for TAP writes: consecutive datagrams of one flow, bound
-//! for the same TAP, leave as one UDP segmentation-offload super-frame
+//! UDP coalescing for TAP and uplink writes: consecutive datagrams of one
+//! flow, bound for the same TAP (or, through the NAT, for the uplink),
+//! leave as one UDP segmentation-offload super-frame
 //! (`VIRTIO_NET_HDR_GSO_UDP_L4`, Linux 6.2+), so the namespace's kernel
 //! takes them in one `write`, one `tun_get_user` and one pass through IP,
 //! and cuts them apart again at the UDP layer (`udp_rcv_segment`) for a
 //! socket without `UDP_GRO`. The receiver gets the same datagrams, in the
-//! same order. wireguard-go writes to its TUN the same way.
+//! same order. wireguard-go writes to its TUN the same way. On the uplink
+//! (a packet socket) the host's kernel cuts the run apart on the way out:
+//! the NIC if it segments UDP, else software before the driver; a veth
+//! passes it whole to its peer, whose UDP layer cuts it.
 //!
 //! A run is only what Linux's own GRO would merge, so that cutting it apart
 //! gives back exactly the frames that were put in:
@@ -27,7 +31,11 @@
 //! (tcpdump inside the namespace, netfilter packet counters and length
 //! matches, raw sockets) sees one packet per run, as it sees TCP
 //! super-frames with offloads on; a closed port answers one ICMP error per
-//! run. `--no-udp-coalesce` turns it off.
+//! run. On the uplink the same holds for the host's qdisc, and for
+//! tcpdump on the uplink when the device segments itself (a veth, a NIC
+//! with UDP segmentation); the wire carries the datagrams. One more
+//! difference everywhere: an IPv4 datagram sent with no UDP checksum (0)
+//! leaves a run with one. `--no-udp-coalesce` turns it off.
 
 use super::checksum;
 use super::ipv4::get16;
@@ -80,7 +88,7 @@ pub enum Push {
     Alone,
 }
 
-/// One run of datagrams being gathered for one TAP.
+/// One run of datagrams being gathered for one TAP (or the uplink).
 pub struct UdpRun {
     /// Virtio-net header + the first frame + the later payloads.
     buf: Vec<u8>,
