@@ -11,7 +11,8 @@ same run, same machine.
 (b) vswitchd: two ports and --uplink to a wan test namespace over a veth.
 
 Measured with iperf3 and ping: namespace-to-namespace TCP, namespace-to-wan
-TCP through NAT, 64-byte UDP packets per second received, ping RTT (average
+TCP through NAT, 64-byte UDP packets per second received (namespace to
+namespace, and through the NAT both ways), ping RTT (average
 and worst), latency under load (a third namespace pinging the wan host
 through the NAT while iperf3 saturates the first two), plus vswitchd's CPU
 time and peak RSS. Prints a table with the
@@ -31,12 +32,18 @@ the same two-namespace topology, and prints a table of the L2 figures with
 the ratio of vswitchd to the better of the two (for pings, lower is better:
 a ratio under 1 means vswitchd is faster).
 
+With --afxdp-probe BINARY it also runs scripts/probes/afxdp_fwd.c, a
+two-port forwarder over AF_XDP sockets on veths (issue 11's "AF_XDP on a
+veth pair" direction), in the peers' table: an upper bound for an AF_XDP
+port type, not a switch (so not counted as the best peer). Needs
+apt-get install -y libxdp-dev libbpf-dev ethtool.
+
 With --workers-curve 1,2 it measures instead the aggregate of 8 parallel
 flows between two namespaces (iperf3 -P 8: TCP, and 64-byte UDP), on the
 kernel bridge and on vswitchd with each --workers count given, with
 vswitchd's CPU time: the curve of more datapath threads.
 
-Usage (as root, from the repository):  python3 scripts/e2e_bench.py [--time SECS] [--peers] [--overlay] [--workers-curve 1,2]
+Usage (as root, from the repository):  python3 scripts/e2e_bench.py [--time SECS] [--peers] [--afxdp-probe BIN] [--overlay] [--workers-curve 1,2]
 Needs: iperf3, iptables, ping, ip (apt-get install -y iperf3 iptables
 iputils-ping iproute2); with --peers also apt-get install -y
 openvswitch-switch vde2 (the bench starts its own ovsdb-server and
@@ -126,8 +133,8 @@ def tcp_gbps(cl, sns, cns, addr, secs):
     return j["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
-def udp_pps(cl, sns, cns, addr, secs):
-    j = iperf(cl, sns, cns, addr, secs, ("-u", "-b", "0", "-l", "64"))
+def udp_pps(cl, sns, cns, addr, secs, extra=()):
+    j = iperf(cl, sns, cns, addr, secs, ("-u", "-b", "0", "-l", "64") + tuple(extra))
     s = j["end"]["sum"]
     return (s["packets"] - s["lost_packets"]) / s["seconds"]
 
@@ -164,6 +171,8 @@ def measure(cl, a, b, b_addr, wan, secs, c=None):
     r["ns->ns TCP (Gbit/s)"] = tcp_gbps(cl, b, a, b_addr, secs)
     r["ns->wan TCP via NAT (Gbit/s)"] = tcp_gbps(cl, wan, a, "10.99.0.1", secs)
     r["64B UDP ns->ns (kpps received)"] = udp_pps(cl, b, a, b_addr, secs) / 1e3
+    r["64B UDP ns->wan via NAT (kpps received)"] = udp_pps(cl, wan, a, "10.99.0.1", secs) / 1e3
+    r["64B UDP wan->ns via NAT (kpps received)"] = udp_pps(cl, wan, a, "10.99.0.1", secs, ("-R",)) / 1e3
     avg, worst, loss = ping_rtt(a, b_addr)
     r["ping ns->ns avg (ms)"] = avg
     r["ping ns->ns worst (ms)"] = worst
@@ -287,6 +296,30 @@ def vde_topology(cl):
     for ns, host, tap in ((a, 11, t1), (b, 12, t2)):
         wait_path("/sys/class/net/" + tap, "VDE tap " + tap)
         put_tap_in(tap, ns, host)
+    return a, b
+
+
+def afxdp_topology(cl, probe):
+    """The AF_XDP probe (scripts/probes/afxdp_fwd.c): a switch namespace
+    with one veth pair per namespace (one queue each, so libxdp's program
+    sees every frame on queue 0), the probe copying frames between the two
+    AF_XDP sockets. The namespaces' transmit checksum offload is turned off:
+    a veth's CHECKSUM_PARTIAL frames would reach the socket with their
+    checksum unfilled (an AF_XDP socket has no checksum offload)."""
+    s, a, b = cl.ns(TAG + "xs"), cl.ns(TAG + "xa"), cl.ns(TAG + "xb")
+    for ns, host, port in ((a, 11, "pa"), (b, 12, "pb")):
+        sh("ip", "-n", s, "link", "add", port, "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
+           "peer", "name", "eth0", "numtxqueues", "1", "numrxqueues", "1", "netns", ns)
+        sh("ip", "-n", s, "link", "set", port, "up")
+        sh("ip", "-n", ns, "addr", "add", "192.168.88.%d/24" % host, "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        nsx(ns, "ethtool", "-K", "eth0", "tx", "off")
+    p = subprocess.Popen(["ip", "netns", "exec", s, probe, "pa", "pb"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    cl.procs.append(p)
+    if p.stdout.readline().strip() != "ready":
+        raise RuntimeError("the AF_XDP probe %s did not start (as root? libxdp installed?)" % probe)
     return a, b
 
 
@@ -450,6 +483,9 @@ def main():
     ap.add_argument("--peers", action="store_true",
                     help="also Open vSwitch (userspace, tap ports) and VDE in the same run "
                          "(apt-get install -y openvswitch-switch vde2)")
+    ap.add_argument("--afxdp-probe", metavar="BINARY",
+                    help="also the AF_XDP probe (a two-port forwarder, not a switch: "
+                         "cc -O2 -o afxdp_fwd scripts/probes/afxdp_fwd.c -lxdp -lbpf) in the peers' table")
     ap.add_argument("--overlay", action="store_true",
                     help="measure two hosts over VXLAN (kernel bridge + vxlan vs vswitchd) instead")
     ap.add_argument("--workers-curve", metavar="N,N,...",
@@ -476,9 +512,15 @@ def main():
         wall = time.time() - t0
         rss = peak_rss_mb(p.pid)
         peers = {}
+        topologies = []
         if args.peers:
+            topologies += [("Open vSwitch", ovs_topology), ("VDE", vde_topology)]
+        if args.afxdp_probe:
+            probe = os.path.abspath(args.afxdp_probe)
+            topologies.append(("AF_XDP probe", lambda cl: afxdp_topology(cl, probe)))
+        if topologies:
             cl.run()
-            for name, topo in (("Open vSwitch", ovs_topology), ("VDE", vde_topology)):
+            for name, topo in topologies:
                 cl = Cleanup()
                 try:
                     a, b = topo(cl)
@@ -492,12 +534,15 @@ def main():
         names = list(peers)
         print("| metric | kernel | vswitchd | " + " | ".join(names) + " | vswitchd / best peer |")
         print("|---|---:|---:|" + "---:|" * len(names) + "---:|")
+        # The best peer is the better switch: the AF_XDP probe is not one.
+        switches = [n for n in names if n in ("Open vSwitch", "VDE")]
         for k in next(iter(peers.values())):
             vals = [peers[n][k] for n in names]
-            best = min(vals) if "ping" in k else max(vals)
-            print("| %s | %.3f | %.3f | %s | %.2fx |" % (
+            sw = [peers[n][k] for n in switches]
+            best = (min(sw) if "ping" in k else max(sw)) if sw else 0
+            print("| %s | %.3f | %.3f | %s | %s |" % (
                 k, kernel[k], vsw[k], " | ".join("%.3f" % v for v in vals),
-                (vsw[k] / best) if best else float("nan")))
+                ("%.2fx" % (vsw[k] / best)) if best else "n/a"))
     print()
     print("| metric | kernel | vswitchd | vswitchd / kernel |")
     print("|---|---:|---:|---:|")
