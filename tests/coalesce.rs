@@ -297,3 +297,45 @@ fn frames_to_the_wan_leave_in_the_order_they_were_decided() {
     let c = sw.uplink().unwrap().counters;
     assert_eq!((c.tx_packets, c.tx_super_frames), (6, 1));
 }
+
+#[test]
+fn a_run_that_fails_to_send_is_a_tx_error_for_each_datagram_and_runs_go_on() {
+    let (mut sw, p, id, up) = uplink_rig(true);
+    up.0.borrow_mut().tx_errno = libc::EIO;
+    to_wan(&p, 10, 4);
+    sw.poll_port(id, 1, 16).unwrap();
+    let c = sw.uplink().unwrap().counters;
+    assert_eq!(c.drops[vswitchd::switch::DropReason::TxError as usize], 4);
+    assert_eq!(
+        c.drops[vswitchd::switch::DropReason::BadOffload as usize],
+        0
+    );
+    assert!(c.tx_failing, "the uplink's writes fail");
+    up.0.borrow_mut().tx_errno = 0;
+    to_wan(&p, 20, 4);
+    sw.poll_port(id, 1, 16).unwrap();
+    let tx = up.take_tx();
+    assert_eq!(tx.len(), 1, "still one send per run");
+    assert_eq!(gso(&tx[0]).gso_type, GSO_UDP_L4);
+    let c = sw.uplink().unwrap().counters;
+    assert_eq!((c.tx_packets, c.tx_super_frames), (4, 1));
+    assert!(!c.tx_failing);
+}
+
+#[test]
+fn a_lone_datagram_refused_with_einval_is_a_tx_error_not_a_refused_run() {
+    let (mut sw, p, id, up) = uplink_rig(true);
+    up.0.borrow_mut().tx_errno = libc::EINVAL;
+    to_wan(&p, 10, 1);
+    sw.poll_port(id, 1, 16).unwrap();
+    let c = sw.uplink().unwrap().counters;
+    assert_eq!(c.drops[vswitchd::switch::DropReason::TxError as usize], 1);
+    assert_eq!(
+        c.drops[vswitchd::switch::DropReason::BadOffload as usize],
+        0
+    );
+    up.0.borrow_mut().tx_errno = 0;
+    to_wan(&p, 20, 4);
+    sw.poll_port(id, 1, 16).unwrap();
+    assert_eq!(up.take_tx().len(), 1, "runs are still sent whole");
+}

@@ -16,6 +16,9 @@ pub struct MemQueues {
     pub tx: Vec<Vec<u8>>,
     /// When set, sends fail with `WouldBlock` (a full queue).
     pub tx_full: bool,
+    /// When not 0, sends fail with this errno (`EIO`: an interface gone
+    /// or down).
+    pub tx_errno: i32,
     /// When false, sent frames are counted but not stored (benches).
     pub keep_tx: bool,
     /// Frames carry a virtio-net header (like a TAP with offloads).
@@ -77,6 +80,9 @@ impl Port for MemPort {
         let mut q = self.0.borrow_mut();
         if q.tx_full {
             return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if q.tx_errno != 0 {
+            return Err(io::Error::from_raw_os_error(q.tx_errno));
         }
         if q.refuse_gso && frame.get(1).is_some_and(|t| *t != 0) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));

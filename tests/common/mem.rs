@@ -23,21 +23,24 @@ pub fn mac(n: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, 0, n]
 }
 
+/// The gateway at 192.168.88.1, with `wan` (and NAT toward it) or none.
+fn gateway(wan: Option<WanConfig>) -> Gateway {
+    let nat = wan.is_some().then(NatConfig::default);
+    let cfg = GatewayConfig {
+        lan_mac: MacAddr::stable_local("gw"),
+        lan_ip: Ipv4Addr::new(192, 168, 88, 1),
+        subnet: "192.168.88.0/24".parse().unwrap(),
+        lan_mtu: 1500,
+        wan,
+        nat,
+    };
+    Gateway::new(cfg, 0)
+}
+
 /// Port 0 sends; port 1 takes super-frames; port 2 has offloads but not
 /// that one (an older kernel).
 pub fn rig() -> Rig {
-    let gw = Gateway::new(
-        GatewayConfig {
-            lan_mac: MacAddr::stable_local("gw"),
-            lan_ip: Ipv4Addr::new(192, 168, 88, 1),
-            subnet: "192.168.88.0/24".parse().unwrap(),
-            lan_mtu: 1500,
-            wan: None,
-            nat: None,
-        },
-        0,
-    );
-    let mut sw = Switch::new(Fdb::new(300_000, 1024), 1500, gw, None);
+    let mut sw = Switch::new(Fdb::new(300_000, 1024), 1500, gateway(None), None);
     let (mut ports, mut ids) = (Vec::new(), Vec::new());
     for i in 0..3u8 {
         let p = MemPort::new();
@@ -123,23 +126,13 @@ const UPLINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 2];
 /// [`WAN_HOST`], whose MAC the gateway has learned. Returns the switch,
 /// the port, its id and the uplink.
 pub fn uplink_rig(uso: bool) -> (Switch<MemPort, MemPort>, MemPort, PortId, MemPort) {
-    let gw = Gateway::new(
-        GatewayConfig {
-            lan_mac: MacAddr::stable_local("gw"),
-            lan_ip: Ipv4Addr::new(192, 168, 88, 1),
-            subnet: "192.168.88.0/24".parse().unwrap(),
-            lan_mtu: 1500,
-            wan: Some(WanConfig {
-                ifname: "up0".into(),
-                mac: MacAddr::from_slice(&UPLINK_MAC),
-                addr: WanAddr::Static(Ipv4Addr::new(10, 99, 0, 2), 24),
-                gw: Some(Ipv4Addr::from(WAN_HOST)),
-                mtu: 1500,
-            }),
-            nat: Some(NatConfig::default()),
-        },
-        0,
-    );
+    let gw = gateway(Some(WanConfig {
+        ifname: "up0".into(),
+        mac: MacAddr::from_slice(&UPLINK_MAC),
+        addr: WanAddr::Static(Ipv4Addr::new(10, 99, 0, 2), 24),
+        gw: Some(Ipv4Addr::from(WAN_HOST)),
+        mtu: 1500,
+    }));
     let up = MemPort::new();
     up.0.borrow_mut().vnet = true;
     up.0.borrow_mut().uso = uso;
