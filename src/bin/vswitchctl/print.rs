@@ -2,7 +2,9 @@
 //! summaries of `status`, `ports`, `nat show`, `publish`, `overlay` and the
 //! monitor's events (with `--json` the replies are printed as they came).
 
-use super::*;
+use crate::client::parse;
+use vswitchd::control::proto::{FdbSummary, NatShowReply, NatSummary, PortReport, StatusReply};
+use vswitchd::gateway::nat::FrontView;
 
 pub(super) fn describe_event(e: &vswitchd::datapath::events::Event) -> String {
     use vswitchd::datapath::events::Event;
