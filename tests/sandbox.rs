@@ -1,4 +1,4 @@
-//! The sandbox after start-up (`src/sandbox.rs`): on every thread of the
+//! The sandbox after start-up (`src/sandbox/`): on every thread of the
 //! running daemon no_new_privs, a seccomp filter and only CAP_NET_ADMIN and
 //! CAP_SYS_ADMIN; every runtime feature still works under it (each test
 //! ends with `Daemon::stop`, which fails on an ERROR in the log, and so on
