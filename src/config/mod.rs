@@ -7,7 +7,8 @@
 //!    option the command line did not give from the TOML file and records
 //!    where each value came from ([`Origins`]);
 //! 3. `validate.rs`: [`Cli::into_config`] checks every value and builds the
-//!    [`Config`] the daemon runs from.
+//!    [`Config`] the daemon runs from; the checks of names and words that
+//!    the run-time paths share (`port add`, `log-level`) are in `names.rs`.
 //!
 //! Everything a start can be refused for is checked here, before anything is
 //! created, so a refused start leaves nothing behind. Each refusal is a
@@ -17,6 +18,7 @@
 
 mod cli;
 mod file;
+mod names;
 mod overlay;
 mod publish;
 #[cfg(test)]
@@ -26,9 +28,8 @@ mod validate;
 pub use crate::wire::ipv4::Ipv4Net;
 pub use cli::Cli;
 pub use file::Origins;
-pub use validate::{
-    check_ifname, check_instance_name, check_log_level, check_port_addr, parse_port_spec,
-};
+pub use names::{check_ifname, check_instance_name, check_log_level};
+pub use validate::{check_port_addr, parse_port_spec};
 
 use crate::gateway::WanAddr;
 use crate::gateway::nat::NatConfig;

@@ -393,7 +393,7 @@ fn errors_carry_the_key_of_the_setting_at_fault() {
 
 #[test]
 fn namespace_names() {
-    use super::validate::check_netns_name as check_name;
+    use super::names::check_netns_name as check_name;
     assert!(check_name("ns01").is_ok());
     assert!(check_name("a.b-c_d").is_ok());
     for bad in ["", ".", "..", "a/b", "/"] {
@@ -645,7 +645,7 @@ fn dns_options() {
     // An instance name that is no domain still gives one.
     let c = cfg(&["--ports", "a", "--name", "my_sw..x"]).unwrap();
     assert_eq!(c.dns.unwrap().domain, "my-sw.x");
-    assert_eq!(validate::domain_of_instance("___"), "vswitchd");
+    assert_eq!(names::domain_of_instance("___"), "vswitchd");
     for (args, culprit) in [
         (
             &["--dns-upstream", "10.0.0.300"][..],
