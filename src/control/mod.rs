@@ -1,12 +1,14 @@
 //! The control plane: named network namespaces ([`netns`]), interface
 //! configuration over rtnetlink ([`netlink`]), and the control socket
-//! ([`api`] for the protocol and its handler, [`server`] for the socket).
+//! ([`api`] for the protocol and its handler, with the reports it answers
+//! with in `reports.rs`, [`server`] for the socket).
 
 pub mod api;
 pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod proto;
+mod reports;
 pub mod server;
 pub mod trace;
 pub mod views;

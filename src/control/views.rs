@@ -133,7 +133,7 @@ fn produce<P: Port, U: Port>(
     if let Some(at) = *extra_at {
         let end = (at + ROWS_PER_CHUNK).min(extra.len());
         for &mac in &extra[at..end] {
-            push(&super::api::remote_row(sw, mac));
+            push(&super::reports::remote_row(sw, mac));
         }
         *extra_at = Some(end);
         return (end < extra.len()).then_some(end);
@@ -144,7 +144,7 @@ fn produce<P: Port, U: Port>(
             .nat()
             .and_then(|n| n.flows_page(from, ROWS_PER_CHUNK, now, filter, |r| push(&r))),
         ViewKind::Fdb => sw.fdb().entries_page(from, ROWS_PER_CHUNK, now, |e| {
-            push(&super::api::fdb_row(sw, &e));
+            push(&super::reports::fdb_row(sw, &e));
         }),
     };
     if next.is_none() && !extra.is_empty() {
