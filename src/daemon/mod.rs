@@ -12,6 +12,7 @@
 //! namespaces this process created are deleted unless `--keep-netns`; every
 //! failure is logged and teardown carries on.
 
+mod directory;
 mod ports;
 pub mod resolv;
 
@@ -31,9 +32,10 @@ use crate::port::tap::TapError;
 use crate::port::vxlan::{Vxlan, VxlanConfig, VxlanError};
 use crate::switch::Fdb;
 use crate::wire::MacAddr;
+use directory::{claim_ports, join_directory};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use ports::{PortManager, claim_ports, gateway_mac, join_directory};
+use ports::{PortManager, gateway_mac};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;

@@ -1,16 +1,17 @@
 //! The namespaces and TAPs behind the ports (`PortManager`: created at
 //! start and at run time, noticed when deleted underneath, taken over after
-//! a crash, torn down at exit) and, in the overlay's directory mode, joining
-//! the network in etcd and claiming the ports' addresses.
+//! a crash, torn down at exit) and, in the overlay's directory mode, their
+//! addresses claimed in etcd one by one (joining is in `directory.rs`).
 
 use super::DaemonError;
+use super::directory::Joined;
 use super::resolv;
-use crate::config::{Config, DirectoryOpts};
+use crate::config::Config;
 use crate::control::api::PortControl;
 use crate::control::netlink::Netlink;
 use crate::control::netns::Netns;
 use crate::datapath::PortInfo;
-use crate::directory::{self, DirConfig, DirError, DirStatus, NetworkRecord, PortRecord, Update};
+use crate::directory::{DirError, DirStatus, PortRecord, Update};
 use crate::port::AnyPort;
 use crate::port::tap::Tap;
 use crate::state::ResolvConf;
@@ -35,17 +36,6 @@ pub struct PortManager {
     resolv: BTreeMap<String, ResolvConf>,
     /// Those a dead instance wrote, not yet taken over.
     inherited_resolv: BTreeMap<String, ResolvConf>,
-}
-
-/// This host in the overlay's directory.
-pub struct Joined {
-    dir: directory::Directory,
-    wake: std::sync::Arc<nix::sys::eventfd::EventFd>,
-    vtep: Ipv4Addr,
-    /// The network's record as etcd holds it.
-    pub(super) record: NetworkRecord,
-    /// The other hosts and ports when we joined.
-    pub(super) snapshot: Option<directory::Snapshot>,
 }
 
 impl PortManager {
@@ -416,89 +406,6 @@ pub(super) fn gateway_mac(cfg: &Config) -> MacAddr {
     MacAddr::stable_local(&format!("vswitchd/{}/gateway", cfg.name))
 }
 
-/// Joins the network in etcd: connects, creates or reads the network's
-/// record and checks this host agrees with it (adopting its MTU when
-/// `--mtu` was not given, and its gateway MAC). Nothing is left in etcd if
-/// it fails (the lease is revoked as the client drops).
-pub(super) fn join_directory(
-    cfg: &mut Config,
-    opts: &DirectoryOpts,
-    vtep: Ipv4Addr,
-    vni: u32,
-) -> Result<Joined, DaemonError> {
-    use nix::sys::eventfd::{EfdFlags, EventFd};
-    let wake = std::sync::Arc::new(
-        EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-            .map_err(DaemonError::EventFd)?,
-    );
-    let waker = wake.clone();
-    let want = NetworkRecord {
-        subnet: cfg.subnet.to_string(),
-        gateway: cfg.gateway,
-        vni,
-        gateway_mac: gateway_mac(cfg).to_string(),
-        mtu: cfg.mtu as usize,
-    };
-    let (dir, record, snapshot) = directory::Directory::start(
-        DirConfig::new(opts.endpoints.clone(), &opts.network, vtep, &cfg.name),
-        want.clone(),
-        Box::new(move || {
-            let _ = waker.write(1);
-        }),
-    )?;
-    let contradicts = |field: &'static str, ours: String, theirs: String| {
-        Err(DaemonError::Contradicts {
-            network: opts.network.clone(),
-            field,
-            ours,
-            theirs,
-        })
-    };
-    if record.subnet != want.subnet {
-        return contradicts("subnet", want.subnet, record.subnet);
-    }
-    if record.gateway != want.gateway {
-        return contradicts(
-            "gateway",
-            want.gateway.to_string(),
-            record.gateway.to_string(),
-        );
-    }
-    if record.vni != want.vni {
-        return contradicts("vni", want.vni.to_string(), record.vni.to_string());
-    }
-    if record.mtu != want.mtu && (cfg.mtu_given || record.mtu > want.mtu) {
-        // Without --mtu, a smaller network MTU is adopted; a larger one
-        // does not fit this host's underlay.
-        return contradicts("mtu", want.mtu.to_string(), record.mtu.to_string());
-    }
-    cfg.mtu = record.mtu as u32;
-    if record.gateway_mac.parse::<MacAddr>().is_err() {
-        return Err(DirError::BadRecord {
-            key: directory::network_key(&opts.network),
-            error: format!("gateway_mac {:?} is not a MAC", record.gateway_mac),
-        }
-        .into());
-    }
-    tracing::info!(
-        network = %opts.network,
-        hosts = snapshot.hosts.len(),
-        ports = snapshot.ports.len(),
-        "overlay directory: joined in etcd {} (gateway {} {}, MTU {})",
-        opts.endpoints.join(","),
-        record.gateway,
-        record.gateway_mac,
-        record.mtu
-    );
-    Ok(Joined {
-        dir,
-        wake,
-        vtep,
-        record,
-        snapshot: Some(snapshot),
-    })
-}
-
 /// A netlink step's error, naming the namespace and the step.
 fn nl_err(netns: &str, step: String) -> impl FnOnce(io::Error) -> DaemonError {
     let netns = netns.to_string();
@@ -585,28 +492,4 @@ fn setup_port(cfg: &Config, ns: &Netns, addr: Ipv4Addr) -> Result<(Tap, MacAddr)
         }
         Ok((tap, mac))
     })?
-}
-
-/// Claims every port's address in the directory: explicit ones first (so
-/// a default never takes an address the command line names), then the
-/// lowest free ones for the rest. Each spec gets the address claimed.
-pub(super) fn claim_ports(manager: &mut PortManager, cfg: &mut Config) -> Result<(), DaemonError> {
-    let explicit: Vec<Ipv4Addr> = cfg
-        .ports
-        .iter()
-        .filter(|p| p.explicit)
-        .map(|p| p.addr)
-        .collect();
-    for spec in cfg.ports.iter().filter(|p| p.explicit) {
-        manager.claim_for(&spec.netns, Some(spec.addr), &explicit)?;
-    }
-    let mut local = explicit;
-    for spec in cfg.ports.iter_mut().filter(|p| !p.explicit) {
-        if let Some(a) = manager.claim_for(&spec.netns, None, &local)? {
-            spec.addr = a;
-            local.push(a);
-        }
-    }
-    manager.cfg.ports = cfg.ports.clone();
-    Ok(())
 }
