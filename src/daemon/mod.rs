@@ -335,7 +335,12 @@ pub fn run(cfg: Config, log: Option<crate::control::LogControl>) -> Result<(), D
             d.domain,
             match (d.upstreams.is_empty(), &cfg.uplink) {
                 (_, None) => "nobody (no uplink: SERVFAIL)".to_string(),
-                (true, Some(_)) => "the DNS servers of the uplink's DHCP lease, if any".to_string(),
+                (true, Some(u)) if u.addr == crate::gateway::WanAddr::Dhcp => {
+                    "the DNS servers of the uplink's DHCP lease, if any".to_string()
+                }
+                (true, Some(_)) => {
+                    "nobody (a static uplink address and no --dns-upstream: SERVFAIL)".to_string()
+                }
                 (false, Some(_)) => d
                     .upstreams
                     .iter()

@@ -103,6 +103,8 @@ pub(super) enum Cmd {
         /// The frame arrives on the uplink (from a host there).
         #[arg(long)]
         uplink: bool,
+        /// The frame, as words (see above): e.g. `ip dst=10.99.0.1 udp
+        /// dport=53`. Needs --port or --uplink.
         #[arg(required = true, num_args = 1.., value_name = "FRAME")]
         frame: Vec<String>,
     },
