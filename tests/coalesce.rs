@@ -7,6 +7,8 @@
 mod common;
 
 use common::mem::*;
+use vswitchd::datapath::PortCounters;
+use vswitchd::switch::DropReason;
 use vswitchd::wire::coalesce::GSO_UDP_L4;
 use vswitchd::wire::vnet::VNET_HDR_LEN;
 
@@ -298,44 +300,37 @@ fn frames_to_the_wan_leave_in_the_order_they_were_decided() {
     assert_eq!((c.tx_packets, c.tx_super_frames), (6, 1));
 }
 
-#[test]
-fn a_run_that_fails_to_send_is_a_tx_error_for_each_datagram_and_runs_go_on() {
+/// `n` datagrams to the wan while the uplink's sends fail with `errno`,
+/// then 4 more once they succeed: the uplink's counters after the failure
+/// and at the end, and what was sent after it.
+fn fail_then_send(errno: i32, n: u16) -> (PortCounters, PortCounters, Vec<Vec<u8>>) {
     let (mut sw, p, id, up) = uplink_rig(true);
-    up.0.borrow_mut().tx_errno = libc::EIO;
-    to_wan(&p, 10, 4);
+    up.0.borrow_mut().tx_errno = errno;
+    to_wan(&p, 10, n);
     sw.poll_port(id, 1, 16).unwrap();
-    let c = sw.uplink().unwrap().counters;
-    assert_eq!(c.drops[vswitchd::switch::DropReason::TxError as usize], 4);
-    assert_eq!(
-        c.drops[vswitchd::switch::DropReason::BadOffload as usize],
-        0
-    );
-    assert!(c.tx_failing, "the uplink's writes fail");
+    let failed = sw.uplink().unwrap().counters;
     up.0.borrow_mut().tx_errno = 0;
     to_wan(&p, 20, 4);
     sw.poll_port(id, 1, 16).unwrap();
-    let tx = up.take_tx();
+    (failed, sw.uplink().unwrap().counters, up.take_tx())
+}
+
+#[test]
+fn a_run_that_fails_to_send_is_a_tx_error_for_each_datagram_and_runs_go_on() {
+    let (c, end, tx) = fail_then_send(libc::EIO, 4);
+    assert_eq!(c.drops[DropReason::TxError as usize], 4);
+    assert_eq!(c.drops[DropReason::BadOffload as usize], 0);
+    assert!(c.tx_failing, "the uplink's writes fail");
     assert_eq!(tx.len(), 1, "still one send per run");
     assert_eq!(gso(&tx[0]).gso_type, GSO_UDP_L4);
-    let c = sw.uplink().unwrap().counters;
-    assert_eq!((c.tx_packets, c.tx_super_frames), (4, 1));
-    assert!(!c.tx_failing);
+    assert_eq!((end.tx_packets, end.tx_super_frames), (4, 1));
+    assert!(!end.tx_failing);
 }
 
 #[test]
 fn a_lone_datagram_refused_with_einval_is_a_tx_error_not_a_refused_run() {
-    let (mut sw, p, id, up) = uplink_rig(true);
-    up.0.borrow_mut().tx_errno = libc::EINVAL;
-    to_wan(&p, 10, 1);
-    sw.poll_port(id, 1, 16).unwrap();
-    let c = sw.uplink().unwrap().counters;
-    assert_eq!(c.drops[vswitchd::switch::DropReason::TxError as usize], 1);
-    assert_eq!(
-        c.drops[vswitchd::switch::DropReason::BadOffload as usize],
-        0
-    );
-    up.0.borrow_mut().tx_errno = 0;
-    to_wan(&p, 20, 4);
-    sw.poll_port(id, 1, 16).unwrap();
-    assert_eq!(up.take_tx().len(), 1, "runs are still sent whole");
+    let (c, _, tx) = fail_then_send(libc::EINVAL, 1);
+    assert_eq!(c.drops[DropReason::TxError as usize], 1);
+    assert_eq!(c.drops[DropReason::BadOffload as usize], 0);
+    assert_eq!(tx.len(), 1, "runs are still sent whole");
 }
